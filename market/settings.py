@@ -1,0 +1,113 @@
+"""One settings object for the whole service, read from ``MARKETRAY_*`` variables.
+
+Every layer (actors, pipelines, serve) builds its configuration from
+:class:`Settings`; nothing reads the environment anywhere else.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+SYMBOL_PATTERN = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
+DEFAULT_SYMBOLS = ("AAPL", "MSFT", "NVDA", "TSLA", "SPY", "QQQ", "AMZN", "META")
+_PLACEHOLDER_SECRETS = {"changethis", "changeme", "secret", "password", "marketray"}
+SECRET_FILE_NAME = "secret.key"
+
+
+def normalize_symbol(raw: str) -> str:
+    """Return ``raw`` upper-cased if it is a valid ticker, else raise ``ValueError``."""
+    symbol = raw.strip().upper()
+    if not SYMBOL_PATTERN.fullmatch(symbol):
+        raise ValueError(
+            f"invalid symbol {raw!r}: expected 1-10 characters, a letter first, "
+            "then letters, digits, '.' or '-'"
+        )
+    return symbol
+
+
+class Settings(BaseSettings):
+    """Service configuration (CONTRACT §4); invalid values fail at start with a clear message."""
+
+    model_config = SettingsConfigDict(env_prefix="MARKETRAY_", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    host: str = "0.0.0.0"  # noqa: S104 - the service is meant to listen on all interfaces
+    port: int = Field(8765, ge=1, le=65535)
+    data_dir: Path = Path("./data")
+    secret_key: SecretStr | None = None
+    feed: Literal["sim", "alpaca", "replay"] = "sim"
+    symbols: Annotated[tuple[str, ...], NoDecode] = DEFAULT_SYMBOLS
+    redis_url: str | None = None
+
+    alpaca_key_id: SecretStr | None = None
+    alpaca_secret_key: SecretStr | None = None
+    alpaca_stock_stream_url: str | None = None
+    alpaca_option_stream_url: str | None = None
+    alpaca_data_url: str | None = None
+    alpaca_trading_url: str | None = None
+    alpaca_feed: Literal["iex", "sip"] = "iex"
+
+    llm_model: str | None = None
+    llm_url: str | None = None
+
+    # Market state and feeds.
+    num_shards: int = Field(2, ge=1, le=256)
+    sim_seed: int = 7
+    sim_rate: float = Field(2_000.0, gt=0, description="simulated stock messages per second")
+    sim_option_rate: float = Field(500.0, ge=0, description="simulated option messages/s")
+    feed_interval_ms: float = Field(20.0, gt=0, le=1_000, description="feed batch period")
+    replay_dir: Path | None = None
+    replay_speed: float = Field(1.0, ge=0, description="0 = as fast as possible")
+    record: bool = False
+    risk_free_rate: float = Field(0.045, ge=-0.05, le=0.5)
+    dividend_yield: float = Field(0.0, ge=0.0, le=0.5)
+    bar_history: int = Field(2_000, ge=50, le=100_000, description="1-min bars held per symbol")
+
+    # Serving.
+    max_ws_clients: int = Field(2_000, ge=1)
+    rate_limit_per_minute: int = Field(600, ge=1)
+    max_upload_mb: int = Field(50, ge=1)
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _parse_symbols(cls, value: object) -> tuple[str, ...]:
+        items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[call-overload]
+        symbols = tuple(dict.fromkeys(normalize_symbol(str(s)) for s in items if str(s).strip()))
+        if not symbols:
+            raise ValueError("MARKETRAY_SYMBOLS must name at least one symbol")
+        return symbols
+
+    @model_validator(mode="after")
+    def _reject_placeholder_secret(self) -> Settings:
+        if self.secret_key is not None and self.environment != "development":
+            value = self.secret_key.get_secret_value()
+            if value.lower() in _PLACEHOLDER_SECRETS or len(value) < 32:
+                raise ValueError(
+                    "MARKETRAY_SECRET_KEY is a placeholder or shorter than 32 characters; "
+                    "set a random secret in production"
+                )
+        return self
+
+    def resolved_secret(self) -> tuple[str, bool]:
+        """Return the signing secret and whether it was generated just now.
+
+        Uses ``MARKETRAY_SECRET_KEY`` when set, else ``<data_dir>/secret.key``,
+        creating it (mode 0600) on first use.
+        """
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value(), False
+        path = self.data_dir / SECRET_FILE_NAME
+        if path.exists():
+            return path.read_text().strip(), False
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(48)
+        path.touch(mode=0o600)
+        path.write_text(value)
+        path.chmod(0o600)
+        return value, True
