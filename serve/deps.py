@@ -1,0 +1,39 @@
+"""What request handlers reach: settings, signer, cache, market state, model handles.
+
+The ingress deployment builds one :class:`Services` per replica and stores it
+on ``app.state.services``; handlers take it with ``Depends(get_services)``.
+Tests can build one from plain objects with the same async methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import HTTPConnection
+
+from market.cache.base import Cache
+from market.errors import Unavailable
+from market.settings import Settings
+from serve.auth import TokenSigner
+
+
+@dataclass
+class Services:
+    """Everything a route needs; ``knowledge``/``embedder``/``generator`` are Serve handles."""
+
+    settings: Settings
+    signer: TokenSigner
+    cache: Cache
+    market: Any  # serve.market_gateway.MarketGateway
+    knowledge: Any = None  # DeploymentHandle to serve.knowledge.KnowledgeBase
+    embedder: Any = None  # DeploymentHandle to serve.models.Embedder
+    generator: Any = None  # DeploymentHandle to serve.models.Generator
+
+
+def get_services(connection: HTTPConnection) -> Services:
+    """Return the replica's services (FastAPI dependency; works for WebSockets too)."""
+    services: Services | None = getattr(connection.app.state, "services", None)
+    if services is None:
+        raise Unavailable("service is starting")
+    return services
