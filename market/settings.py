@@ -69,6 +69,25 @@ class Settings(BaseSettings):
     dividend_yield: float = Field(0.0, ge=0.0, le=0.5)
     bar_history: int = Field(2_000, ge=50, le=100_000, description="1-min bars held per symbol")
 
+    # Alpaca feed (market/feeds/alpaca*.py).
+    alpaca_stock_budget: int = Field(30, ge=1, description="max stock symbols streamed")
+    alpaca_option_budget: int = Field(200, ge=0, description="max option contracts streamed")
+    alpaca_silence_s: float = Field(
+        30.0, gt=0, description="reconnect after this long without data while the market is open"
+    )
+    alpaca_silence_market_hours_only: bool = True
+    alpaca_backoff_initial_s: float = Field(1.0, gt=0)
+    alpaca_backoff_max_s: float = Field(60.0, gt=0)
+    alpaca_fatal_retry_s: float = Field(
+        300.0, gt=0, description="retry period after an auth/subscription refusal"
+    )
+    alpaca_warmup_minutes: int = Field(600, ge=0, description="1-min bars backfilled at start")
+    alpaca_chain_days: int = Field(45, ge=0, description="expirations seeded, days ahead")
+
+    # Recording, replay and history.
+    record_dir: Path | None = Field(None, description="default <data_dir>/recordings")
+    history_retention_days: int = Field(365, ge=1)
+
     # Serving.
     max_ws_clients: int = Field(2_000, ge=1)
     rate_limit_per_minute: int = Field(600, ge=1)

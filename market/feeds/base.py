@@ -150,6 +150,10 @@ class OptionContracts:
     strike: F64
     is_call: npt.NDArray[np.bool_]
     open_interest: I64
+    # Implied volatility and Greeks as the data vendor supplies them (Alpaca), kept
+    # beside marketray's own; NaN where the vendor has none.
+    vendor_implied_volatility: F64 | None = None
+    vendor_greeks: dict[str, F64] | None = None
 
     def __len__(self) -> int:
         return len(self.contract)
@@ -197,6 +201,17 @@ class Feed(Protocol):
     def status(self) -> FeedStatus: ...
 
     async def close(self) -> None: ...
+
+
+class InterestFeed(Feed, Protocol):
+    """A feed whose upstream subscriptions follow what clients ask for (optional).
+
+    ``set_interest`` receives the full set of symbols clients are subscribed to
+    now; the feed keeps its subscriptions within its budget (configured symbols
+    always). The feed actor calls it when present (``hasattr(feed, "set_interest")``).
+    """
+
+    async def set_interest(self, symbols: set[str]) -> None: ...
 
 
 def occ_symbol(underlying: str, expiration: np.datetime64, is_call: bool, strike: float) -> str:
