@@ -29,11 +29,31 @@ class Services:
     knowledge: Any = None  # DeploymentHandle to serve.knowledge.KnowledgeBase
     embedder: Any = None  # DeploymentHandle to serve.models.Embedder
     generator: Any = None  # DeploymentHandle to serve.models.Generator
+    hub: Any = None  # serve.stream.MarketHub of this replica
+    _notified: frozenset[str] = frozenset()
+
+    async def notify_interest(self) -> None:
+        """Tell the feed which symbols clients stream, when that set changed."""
+        if self.hub is None:
+            return
+        symbols = frozenset(self.hub.interest["market"]) | frozenset(self.hub.interest["options"])
+        if symbols != self._notified:
+            self._notified = symbols
+            await self.market.actors.feed.set_interest.remote(sorted(symbols))
+
+
+_installed: Services | None = None
+
+
+def install(services: Services) -> None:
+    """Make ``services`` the replica's services (also reachable without ``app.state``)."""
+    global _installed
+    _installed = services
 
 
 def get_services(connection: HTTPConnection) -> Services:
     """Return the replica's services (FastAPI dependency; works for WebSockets too)."""
-    services: Services | None = getattr(connection.app.state, "services", None)
+    services: Services | None = getattr(connection.app.state, "services", None) or _installed
     if services is None:
         raise Unavailable("service is starting")
     return services

@@ -1,0 +1,47 @@
+"""Start the market actors (shards + feed) or find the running ones by name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ray
+from ray.actor import ActorHandle
+
+from actors.feed import FeedActor
+from actors.shard import ShardActor, shard_config
+from actors.sharding import FEED_ACTOR_NAME, NAMESPACE, partition, shard_name
+from market.settings import Settings
+
+
+@dataclass
+class MarketActors:
+    """Handles of the running market actors."""
+
+    shards: list[ActorHandle]
+    feed: ActorHandle
+
+
+def start_market(settings: Settings, universe: tuple[str, ...] | None = None) -> MarketActors:
+    """Create the shard actors and the feed actor, warm them up and start streaming.
+
+    ``universe`` defaults to ``settings.symbols`` and must be the feed's symbol
+    list (the simulator and Alpaca feeds use the configured symbols).
+    """
+    universe = universe or settings.symbols
+    parts = partition(universe, settings.num_shards)
+    config = shard_config(settings)
+    shards = [
+        ShardActor.options(name=shard_name(i), namespace=NAMESPACE,  # type: ignore[attr-defined]
+                           get_if_exists=True).remote(part, universe, config)
+        for i, part in enumerate(parts)
+    ]
+    feed = FeedActor.options(name=FEED_ACTOR_NAME, namespace=NAMESPACE,  # type: ignore[attr-defined]
+                             get_if_exists=True).remote(settings.model_dump(mode="json"), shards)
+    ray.get(feed.start.remote())
+    return MarketActors(shards=shards, feed=feed)
+
+
+def find_market(num_shards: int) -> MarketActors:
+    """Look the market actors up by name (from a Serve replica or a job)."""
+    shards = [ray.get_actor(shard_name(i), namespace=NAMESPACE) for i in range(num_shards)]
+    return MarketActors(shards=shards, feed=ray.get_actor(FEED_ACTOR_NAME, namespace=NAMESPACE))

@@ -1,0 +1,64 @@
+"""The shard actor: a thin Ray wrapper around :class:`market.shard.Shard`.
+
+It is an async actor so that reads interleave with ingest calls in one event
+loop; every method is short and CPU-bound work happens in numba kernels.
+Ray restarts it after a crash (``max_restarts=-1``); the new incarnation
+reports a new id from :meth:`ingest` and the feed actor re-seeds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import ray
+
+from market.feeds.base import BarBatch, OptionContracts, OptionTickBatch, TickBatch
+from market.settings import Settings
+from market.shard import ChainFilter, Shard, ShardConfig
+
+
+def shard_config(settings: Settings) -> ShardConfig:
+    """The shard tuning that follows from the service settings."""
+    return ShardConfig(rate=settings.risk_free_rate, dividend_yield=settings.dividend_yield,
+                       bar_capacity=settings.bar_history)
+
+
+@ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=0)
+class ShardActor:
+    """Holds one :class:`Shard`; each method passes a message to it."""
+
+    def __init__(self, symbols: Sequence[str], universe: Sequence[str],
+                 config: ShardConfig) -> None:
+        self.shard = Shard(symbols, universe, config)
+
+    async def ingest(self, ticks: TickBatch | None, option_ticks: OptionTickBatch | None,
+                     bars: BarBatch | None,
+                     chains: Mapping[str, OptionContracts] | None) -> dict[str, Any]:
+        return self.shard.ingest(ticks, option_ticks, bars, chains)
+
+    async def snapshot(self, symbol: str) -> dict[str, Any]:
+        return self.shard.snapshot(symbol)
+
+    async def snapshots(self, symbols: Sequence[str]) -> dict[str, dict[str, Any]]:
+        return self.shard.snapshots(symbols)
+
+    async def bars(self, symbol: str, limit: int, include_forming: bool = False
+                   ) -> list[dict[str, Any]]:
+        return self.shard.bars(symbol, limit, include_forming)
+
+    async def chain_json(self, symbol: str, flt: ChainFilter) -> bytes:
+        return self.shard.chain_json(symbol, flt)
+
+    async def chain_arrays(self, symbol: str) -> dict[str, Any]:
+        return self.shard.chain_arrays(symbol)
+
+    async def market_changes(self, since: int, symbols: Sequence[str]
+                             ) -> tuple[int, dict[str, Any]]:
+        return self.shard.market_changes(since, symbols)
+
+    async def chain_versions(self, symbols: Sequence[str]) -> dict[str, int]:
+        return self.shard.chain_versions(symbols)
+
+    async def stats(self) -> dict[str, Any]:
+        return self.shard.stats()

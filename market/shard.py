@@ -1,0 +1,279 @@
+"""Everything one shard knows, behind the methods its Ray actor exposes (no Ray here).
+
+A :class:`Shard` owns the stock state (:class:`market.state.MarketState`) and
+the option chains (:class:`market.chains.ChainBook`) of a subset of the
+universe. :meth:`Shard.ingest` applies one routed feed batch; chains whose
+underlying or quotes moved are refreshed within a per-call budget, oldest
+first, and any chain still stale is refreshed when it is read. Reads return
+plain JSON-able dicts (or JSON bytes for whole chains) so the serving side
+does no per-contract work.
+
+Clock: the shard's "now" is event time (the newest tick it has seen), so a
+replayed session recomputes exactly what the live one did.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from market.chains import GREEK_NAMES, ChainBook
+from market.errors import InvalidInput, NotFound
+from market.feeds.base import BarBatch, OptionContracts, OptionTickBatch, TickBatch
+from market.state import ASK, BID, LAST_PRICE, MarketState
+
+
+@dataclass(frozen=True, slots=True)
+class ChainFilter:
+    """Which contracts of a chain to return; None means no restriction."""
+
+    expiration: date | None = None
+    type: str | None = None
+    min_strike: float | None = None
+    max_strike: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.type not in (None, "call", "put"):
+            raise InvalidInput("type must be 'call' or 'put'")
+        if (self.min_strike is not None and self.max_strike is not None
+                and self.min_strike > self.max_strike):
+            raise InvalidInput("min_strike must not exceed max_strike")
+
+
+@dataclass(slots=True)
+class ShardConfig:
+    """Tuning of one shard."""
+
+    rate: float = 0.045
+    dividend_yield: float = 0.0
+    bar_capacity: int = 2_000
+    refresh_interval_ns: int = 250_000_000
+    refresh_budget: int = 20_000  # contracts recomputed per ingest call at most
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _none_if_nan(values: list[float]) -> list[float | None]:
+    return [None if v != v else v for v in values]
+
+
+def _iso(ts_ns: int) -> str:
+    return datetime.fromtimestamp(ts_ns / 1e9, UTC).isoformat().replace("+00:00", "Z")
+
+
+class Shard:
+    """Market state, bars, indicators and option chains of ``symbols``."""
+
+    def __init__(self, symbols: Sequence[str], universe: Sequence[str],
+                 config: ShardConfig | None = None) -> None:
+        self.config = config or ShardConfig()
+        self.incarnation = uuid.uuid4().hex
+        self.universe = tuple(universe)
+        self.market = MarketState(symbols, universe, bar_capacity=self.config.bar_capacity)
+        self.chains = ChainBook(len(self.market.symbols), rate=self.config.rate,
+                                dividend_yield=self.config.dividend_yield)
+        self.option_ticks = 0
+        self.batches = 0
+        self._chain_cache: dict[tuple[str, ChainFilter], tuple[int, bytes]] = {}
+
+    # ---- ingest -------------------------------------------------------------------------
+    def ingest(self, ticks: TickBatch | None = None, option_ticks: OptionTickBatch | None = None,
+               bars: BarBatch | None = None,
+               chains: Mapping[str, OptionContracts] | None = None) -> dict[str, Any]:
+        """Apply one routed batch; return counters and this shard's incarnation id."""
+        if chains:
+            owned = {self.market.slot_of[u]: c for u, c in chains.items()
+                     if u in self.market.slot_of}
+            self.chains.set_chains(owned)
+        if bars is not None and len(bars):
+            self.market.load_bars(bars)
+        closed = 0
+        if ticks is not None and len(ticks):
+            closed = self.market.apply(ticks)
+            moved = np.unique(self.market.slots_for(ticks.symbol_id))
+            moved = moved[moved >= 0]
+            self.chains.dirty[moved[self.chains.count[moved] > 0]] = True
+        if option_ticks is not None and len(option_ticks):
+            self.chains.apply(option_ticks, self.market.slots_for(option_ticks.symbol_id))
+            self.option_ticks += len(option_ticks)
+        refreshed = self._refresh_due()
+        self.batches += 1
+        return {"incarnation": self.incarnation, "ticks": 0 if ticks is None else len(ticks),
+                "bars_closed": closed, "contracts_refreshed": refreshed}
+
+    def now_ns(self) -> int:
+        """Event time: the newest tick or bar this shard has seen."""
+        return int(self.market.last_ts.max(initial=0))
+
+    def _spot(self) -> npt.NDArray[np.float64]:
+        st = self.market.state
+        mid = 0.5 * (st[:, BID] + st[:, ASK])
+        return np.where(np.isfinite(st[:, LAST_PRICE]), st[:, LAST_PRICE], mid)
+
+    def _refresh_due(self) -> int:
+        now = self.now_ns()
+        due = np.flatnonzero(self.chains.dirty & (self.chains.count > 0) & (
+            now - self.chains.refreshed_ns >= self.config.refresh_interval_ns))
+        if len(due) == 0:
+            return 0
+        due = due[np.argsort(self.chains.refreshed_ns[due], kind="stable")]
+        within = np.cumsum(self.chains.count[due]) <= self.config.refresh_budget
+        within[0] = True  # always make progress, even on a chain larger than the budget
+        return self.chains.refresh(due[within], self._spot(), now)
+
+    # ---- reads --------------------------------------------------------------------------
+    def _slot(self, symbol: str) -> int:
+        slot = self.market.slot_of.get(symbol)
+        if slot is None:
+            raise NotFound(f"unknown symbol {symbol!r}")
+        return slot
+
+    def snapshot(self, symbol: str) -> dict[str, Any]:
+        """The symbol's MarketData as a JSON-able dict."""
+        self._slot(symbol)
+        data = self.market.snapshot(symbol)
+        if data is None:
+            raise NotFound(f"no market data yet for {symbol!r}", code="no_data")
+        return data.model_dump(mode="json")
+
+    def snapshots(self, symbols: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """MarketData dicts of the symbols that have data."""
+        out: dict[str, dict[str, Any]] = {}
+        for symbol in symbols:
+            if symbol in self.market.slot_of:
+                data = self.market.snapshot(symbol)
+                if data is not None:
+                    out[symbol] = data.model_dump(mode="json")
+        return out
+
+    def bars(self, symbol: str, limit: int, include_forming: bool = False) -> list[dict[str, Any]]:
+        """Closed 1-minute bars, oldest first, with indicators as of each close."""
+        self._slot(symbol)
+        return [b.model_dump(mode="json") for b in
+                self.market.bars(symbol, limit, include_forming=include_forming)]
+
+    def _fresh_chain(self, slot: int) -> None:
+        if self.chains.dirty[slot] or self.chains.refreshed_ns[slot] == 0:
+            self.chains.refresh(np.array([slot]), self._spot(), self.now_ns())
+
+    def chain_rows(self, symbol: str, flt: ChainFilter) -> npt.NDArray[np.int64]:
+        """Flat rows of the symbol's contracts that pass ``flt`` (chain refreshed first)."""
+        slot = self._slot(symbol)
+        if not self.chains.has_chain(slot):
+            raise NotFound(f"no option chain for {symbol!r}", code="no_chain")
+        self._fresh_chain(slot)
+        rows = self.chains.rows(slot)
+        book = self.chains
+        keep = np.ones(len(rows), np.bool_)
+        if flt.expiration is not None:
+            keep &= book.expiration[rows] == np.datetime64(flt.expiration, "D")
+        if flt.type is not None:
+            keep &= book.is_call[rows] == (flt.type == "call")
+        if flt.min_strike is not None:
+            keep &= book.strike[rows] >= flt.min_strike
+        if flt.max_strike is not None:
+            keep &= book.strike[rows] <= flt.max_strike
+        return rows[keep]
+
+    def contracts(self, symbol: str, rows: npt.NDArray[np.int64]) -> list[dict[str, Any]]:
+        """OptionsData dicts for ``rows`` (CONTRACT §5 field names)."""
+        b = self.chains
+        q = b.quotes[rows]
+        expiration = [str(d) for d in b.expiration[rows]]
+        occ_of = {int(r): occ for r, occ in zip(self.chains.rows(int(b.slot[rows[0]])),
+                                                b.definitions[int(b.slot[rows[0]])].contract,
+                                                strict=True)} if len(rows) else {}
+        cols = {
+            "strike": b.strike[rows].tolist(), "price": _none_if_nan(b.price[rows].tolist()),
+            "bid": _none_if_nan(q[:, 0].tolist()), "ask": _none_if_nan(q[:, 1].tolist()),
+            "last": _none_if_nan(q[:, 4].tolist()), "volume": b.volume[rows].tolist(),
+            "open_interest": b.open_interest[rows].tolist(),
+            "time_to_expiry": b.time_to_expiry[rows].tolist(),
+            "implied_volatility": _none_if_nan(b.iv[rows].tolist()),
+            "vendor_implied_volatility": _none_if_nan(b.vendor_iv[rows].tolist()),
+        }
+        greeks = b.greeks[rows].tolist()
+        vendor = b.vendor_greeks[rows].tolist()
+        is_call = b.is_call[rows].tolist()
+        out = []
+        for i, row in enumerate(rows.tolist()):
+            g, vg = greeks[i], vendor[i]
+            out.append({
+                "symbol": symbol, "expiration": expiration[i], "strike": cols["strike"][i],
+                "type": "call" if is_call[i] else "put", "price": cols["price"][i],
+                "volume": cols["volume"][i], "open_interest": cols["open_interest"][i],
+                "contract": occ_of[row], "bid": cols["bid"][i], "ask": cols["ask"][i],
+                "last": cols["last"][i], "time_to_expiry": cols["time_to_expiry"][i],
+                "implied_volatility": cols["implied_volatility"][i],
+                "greeks": None if g[0] != g[0] else dict(zip(GREEK_NAMES, g, strict=True)),
+                "vendor_implied_volatility": cols["vendor_implied_volatility"][i],
+                "vendor_greeks": None if vg[0] != vg[0] else dict(zip(GREEK_NAMES, vg,
+                                                                       strict=True)),
+            })
+        return out
+
+    def chain_json(self, symbol: str, flt: ChainFilter | None = None) -> bytes:
+        """The OptionsChain (CONTRACT §5) as JSON bytes, cached until the chain changes."""
+        flt = flt or ChainFilter()
+        rows = self.chain_rows(symbol, flt)
+        slot = self._slot(symbol)
+        key = (symbol, flt)
+        version = int(self.chains.version[slot])
+        cached = self._chain_cache.get(key)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        body = orjson.dumps({
+            "symbol": symbol, "underlying_price": float(self._spot()[slot]),
+            "as_of": _iso(int(self.chains.refreshed_ns[slot])),
+            "model": {"name": "black_scholes_merton", "rate": self.config.rate,
+                      "dividend_yield": self.config.dividend_yield},
+            "contracts": self.contracts(symbol, rows),
+        })
+        if len(self._chain_cache) > 4 * len(self.market.symbols) + 64:
+            self._chain_cache.clear()
+        self._chain_cache[key] = (version, body)
+        return body
+
+    def chain_arrays(self, symbol: str) -> dict[str, Any]:
+        """The whole chain as columns, for analytics (refreshed first)."""
+        rows = self.chain_rows(symbol, ChainFilter())
+        b = self.chains
+        return {
+            "underlying_price": float(self._spot()[self._slot(symbol)]),
+            "as_of_ns": int(b.refreshed_ns[self._slot(symbol)]),
+            "is_call": b.is_call[rows], "strike": b.strike[rows],
+            "expiration": b.expiration[rows], "time_to_expiry": b.time_to_expiry[rows],
+            "volume": b.volume[rows], "open_interest": b.open_interest[rows],
+            "previous_open_interest": b.previous_open_interest[rows],
+            "price": b.price[rows], "implied_volatility": b.iv[rows],
+            "delta": b.greeks[rows, 0], "gamma": b.greeks[rows, 1],
+        }
+
+    # ---- change feed for streaming ------------------------------------------------------
+    def market_changes(self, since: int, symbols: Sequence[str]) -> tuple[int, dict[str, Any]]:
+        """Snapshots of the ``symbols`` updated after ``since``; returns (sequence, data)."""
+        wanted = [s for s in symbols if s in self.market.slot_of]
+        slots = np.array([self.market.slot_of[s] for s in wanted], np.int64)
+        changed = [wanted[i] for i in np.flatnonzero(self.market.version[slots] > since)] \
+            if len(slots) else []
+        return self.market.sequence, self.snapshots(changed)
+
+    def chain_versions(self, symbols: Sequence[str]) -> dict[str, int]:
+        """Chain refresh counters of the symbols that have chains."""
+        return {s: int(self.chains.version[self.market.slot_of[s]]) for s in symbols
+                if s in self.market.slot_of and self.chains.has_chain(self.market.slot_of[s])}
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for /health and benchmarks."""
+        return {
+            "incarnation": self.incarnation, "symbols": len(self.market.symbols),
+            "ticks": self.market.ticks, "option_ticks": self.option_ticks,
+            "rejected": self.market.rejected + self.chains.rejected, "batches": self.batches,
+            "contracts": int(self.chains.count.sum()), "event_time_ns": self.now_ns(),
+        }

@@ -1,0 +1,390 @@
+"""Per-symbol market state for the symbols one shard owns (no Ray here).
+
+Hot path: :meth:`MarketState.apply` takes a :class:`TickBatch` and, in one
+numba pass over the rows, updates last trade/quote, the session figures and
+the forming 1-minute bar of each symbol, emitting every bar that closed. Closed
+bars go through :class:`market.incremental.IndicatorBank` (O(1) per bar) and
+into a fixed ring per symbol together with the indicator values as of their
+close. Live indicators for the forming bar come from ``IndicatorBank.peek``,
+computed only when someone reads the symbol.
+
+Sessions split at 00:00 New York standard time (UTC-5): the first bar of a
+session resets VWAP and the session volume/open/high/low.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import numba
+import numpy as np
+import numpy.typing as npt
+
+from market.feeds.base import NS_PER_MINUTE, BarBatch, TickBatch
+from market.incremental import INDICATOR_NAMES, IndicatorBank
+from market.models import Bar, MarketData
+
+SESSION_OFFSET_NS = 5 * 3600 * 1_000_000_000
+NS_PER_DAY = 86_400 * 1_000_000_000
+# Per-slot scalar state lives in one float64 matrix, columns in this order.
+(LAST_PRICE, LAST_SIZE, BID, ASK, BID_SIZE, ASK_SIZE, SESSION_VOLUME, DAY_OPEN, DAY_HIGH,
+ DAY_LOW, PREVIOUS_CLOSE, BAR_OPEN, BAR_HIGH, BAR_LOW, BAR_CLOSE, BAR_VOLUME) = range(16)
+N_STATE = 16
+
+
+@numba.njit(cache=True)  # type: ignore[misc]  # numba's decorator is untyped
+def _session_of(ts: int) -> int:
+    return (ts - 18_000_000_000_000) // 86_400_000_000_000
+
+
+@numba.njit(cache=True)  # type: ignore[misc]
+def _start_bar(s: int, minute: int, p: float, state: npt.NDArray[np.float64],
+               bar_start: npt.NDArray[np.int64], anchor: npt.NDArray[np.int64],
+               bar_starts_session: npt.NDArray[np.bool_],
+               pending_reset: npt.NDArray[np.bool_]) -> None:
+    # ``anchor`` is the start of the symbol's latest bar, closed, seeded or forming.
+    new_session = anchor[s] == 0 or _session_of(minute) != _session_of(anchor[s])
+    if new_session:
+        if anchor[s] > 0:
+            state[s, 10] = state[s, 0]  # previous close = the last trade before the session
+        state[s, 6] = 0.0
+        state[s, 7] = p
+        state[s, 8] = p
+        state[s, 9] = p
+        pending_reset[s] = anchor[s] > 0
+    bar_starts_session[s] = new_session
+    bar_start[s] = minute
+    anchor[s] = minute
+    state[s, 11] = p
+    state[s, 12] = p
+    state[s, 13] = p
+    state[s, 14] = p
+    state[s, 15] = 0.0
+
+
+@numba.njit(cache=True)  # type: ignore[misc]
+def _apply_ticks(
+    kind: npt.NDArray[np.uint8], slot: npt.NDArray[np.int32], ts: npt.NDArray[np.int64],
+    price: npt.NDArray[np.float64], size: npt.NDArray[np.float64],
+    bid: npt.NDArray[np.float64], ask: npt.NDArray[np.float64],
+    bid_size: npt.NDArray[np.float64], ask_size: npt.NDArray[np.float64],
+    state: npt.NDArray[np.float64], last_ts: npt.NDArray[np.int64],
+    bar_start: npt.NDArray[np.int64], anchor: npt.NDArray[np.int64],
+    bar_starts_session: npt.NDArray[np.bool_],
+    pending_reset: npt.NDArray[np.bool_], out_slot: npt.NDArray[np.int32],
+    out_ts: npt.NDArray[np.int64], out_ohlcv: npt.NDArray[np.float64],
+    out_starts_session: npt.NDArray[np.bool_],
+) -> tuple[int, int]:
+    """Apply ticks in row order; write closed bars to ``out_*``; return (closed, rejected)."""
+    n_closed = 0
+    rejected = 0
+    for i in range(len(kind)):
+        s = slot[i]
+        if s < 0:
+            continue
+        t = ts[i]
+        if kind[i] == 1:  # quote
+            if bid[i] > 0.0 and ask[i] >= bid[i]:
+                state[s, 2] = bid[i]
+                state[s, 3] = ask[i]
+                state[s, 4] = bid_size[i]
+                state[s, 5] = ask_size[i]
+                if t > last_ts[s]:
+                    last_ts[s] = t
+            else:
+                rejected += 1
+            continue
+        p = price[i]
+        q = size[i]
+        if not (p > 0.0 and q >= 0.0 and p < 1e12):
+            rejected += 1
+            continue
+        minute = t - t % 60_000_000_000
+        if minute > bar_start[s]:
+            if bar_start[s] > 0:
+                out_slot[n_closed] = s
+                out_ts[n_closed] = bar_start[s]
+                for j in range(5):
+                    out_ohlcv[n_closed, j] = state[s, 11 + j]
+                out_starts_session[n_closed] = bar_starts_session[s]
+                n_closed += 1
+            _start_bar(s, minute, p, state, bar_start, anchor, bar_starts_session, pending_reset)
+        elif minute < bar_start[s]:
+            continue  # a late print for a bar already closed does not reopen it
+        if t > last_ts[s]:
+            last_ts[s] = t
+        state[s, 0] = p
+        state[s, 1] = q
+        state[s, 6] += q
+        state[s, 8] = max(state[s, 8], p)
+        state[s, 9] = min(state[s, 9], p)
+        state[s, 12] = max(state[s, 12], p)
+        state[s, 13] = min(state[s, 13], p)
+        state[s, 14] = p
+        state[s, 15] += q
+    return n_closed, rejected
+
+
+class BarRing:
+    """The newest ``capacity`` closed bars per slot with indicator values at each close."""
+
+    def __init__(self, n_slots: int, capacity: int, n_indicators: int) -> None:
+        self.capacity = capacity
+        self.ts = np.zeros((n_slots, capacity), np.int64)
+        self.ohlcv = np.full((n_slots, capacity, 5), np.nan)
+        self.indicators = np.full((n_slots, capacity, n_indicators), np.nan)
+        self.count = np.zeros(n_slots, np.int64)  # total bars ever appended per slot
+
+    def append(self, slot: int, ts: int, ohlcv: npt.NDArray[np.float64],
+               values: npt.NDArray[np.float64]) -> None:
+        """Append one closed bar (must be newer than the slot's last bar)."""
+        pos = self.count[slot] % self.capacity
+        self.ts[slot, pos] = ts
+        self.ohlcv[slot, pos] = ohlcv
+        self.indicators[slot, pos] = values
+        self.count[slot] += 1
+
+    def last_ts(self, slot: int) -> int:
+        """Start time of the slot's newest bar, 0 when none."""
+        n = self.count[slot]
+        return int(self.ts[slot, (n - 1) % self.capacity]) if n else 0
+
+    def window(self, slot: int, limit: int) -> tuple[npt.NDArray[np.int64],
+                                                       npt.NDArray[np.float64],
+                                                       npt.NDArray[np.float64]]:
+        """Return (ts, ohlcv, indicators) of the newest ``limit`` bars, oldest first."""
+        n = int(min(self.count[slot], self.capacity, limit))
+        end = int(self.count[slot])
+        idx = np.arange(end - n, end) % self.capacity
+        return self.ts[slot, idx], self.ohlcv[slot, idx], self.indicators[slot, idx]
+
+    def reset(self, slot: int) -> None:
+        """Forget the slot's bars."""
+        self.count[slot] = 0
+
+
+def _to_datetime(ts_ns: int) -> datetime:
+    return datetime.fromtimestamp(ts_ns / 1e9, UTC)
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+class MarketState:
+    """Quotes, trades, bars and indicators of the symbols ``symbols``.
+
+    ``universe`` is the feed's symbol list: tick ``symbol_id`` values index it,
+    and rows of symbols not owned here are ignored.
+    """
+
+    def __init__(self, symbols: Sequence[str], universe: Sequence[str], *,
+                 bar_capacity: int = 2_000) -> None:
+        self.symbols = tuple(symbols)
+        self.slot_of = {symbol: i for i, symbol in enumerate(self.symbols)}
+        self._slot_by_id = np.full(len(universe), -1, np.int32)
+        for universe_id, symbol in enumerate(universe):
+            if symbol in self.slot_of:
+                self._slot_by_id[universe_id] = self.slot_of[symbol]
+        n = len(self.symbols)
+        self.state = np.full((n, N_STATE), np.nan)
+        self.state[:, SESSION_VOLUME] = 0.0
+        self.last_ts = np.zeros(n, np.int64)
+        self.bar_start = np.zeros(n, np.int64)  # forming bar's start, 0 when none
+        self.anchor = np.zeros(n, np.int64)  # latest bar's start: closed, seeded or forming
+        self.bar_starts_session = np.zeros(n, np.bool_)
+        self.pending_reset = np.zeros(n, np.bool_)
+        self.version = np.zeros(n, np.int64)  # bumped whenever a slot changes
+        self.bank = IndicatorBank(n)
+        self.ring = BarRing(n, bar_capacity, len(INDICATOR_NAMES))
+        self.ticks = 0
+        self.rejected = 0
+        self._sequence = 0
+        self._out_cap = 0
+        self._grow_out(1024)
+
+    def _grow_out(self, capacity: int) -> None:
+        self._out_cap = capacity
+        self._out_slot = np.empty(capacity, np.int32)
+        self._out_ts = np.empty(capacity, np.int64)
+        self._out_ohlcv = np.empty((capacity, 5))
+        self._out_starts = np.empty(capacity, np.bool_)
+
+    def slots_for(self, symbol_ids: npt.NDArray[np.int32]) -> npt.NDArray[np.int32]:
+        """Map universe ids to local slots (-1 for symbols owned elsewhere)."""
+        return self._slot_by_id[symbol_ids]  # type: ignore[no-any-return]
+
+    def apply(self, batch: TickBatch) -> int:
+        """Apply a batch of trades and quotes; return the number of bars that closed."""
+        if len(batch) == 0:
+            return 0
+        if len(batch) > self._out_cap:
+            self._grow_out(len(batch))
+        slots = self.slots_for(batch.symbol_id)
+        n_closed, rejected = _apply_ticks(
+            batch.kind, slots, batch.ts_ns, batch.price, batch.size, batch.bid, batch.ask,
+            batch.bid_size, batch.ask_size, self.state, self.last_ts, self.bar_start, self.anchor,
+            self.bar_starts_session, self.pending_reset, self._out_slot, self._out_ts,
+            self._out_ohlcv, self._out_starts,
+        )
+        self.ticks += int(np.count_nonzero(slots >= 0))
+        self.rejected += int(rejected)
+        self._commit_bars(self._out_slot[:n_closed], self._out_ts[:n_closed],
+                          self._out_ohlcv[:n_closed], self._out_starts[:n_closed])
+        self._sequence += 1
+        touched = np.unique(slots[slots >= 0])
+        self.version[touched] = self._sequence
+        return int(n_closed)
+
+    def _commit_bars(self, slots: npt.NDArray[np.int32], ts: npt.NDArray[np.int64],
+                     ohlcv: npt.NDArray[np.float64],
+                     starts_session: npt.NDArray[np.bool_]) -> None:
+        """Commit closed bars in order, resetting VWAP before each session's first bar."""
+        start = 0
+        for i in np.flatnonzero(starts_session):
+            if self.pending_reset[slots[i]]:
+                self._commit_range(slots, ts, ohlcv, start, int(i))
+                self.bank.reset_session(slots[i : i + 1])
+                self.pending_reset[slots[i]] = False
+                start = int(i)
+        self._commit_range(slots, ts, ohlcv, start, len(slots))
+        # A session whose first bar is still forming: reset now so peeks are right.
+        pending = np.flatnonzero(self.pending_reset & self.bar_starts_session)
+        if len(pending):
+            self.bank.reset_session(pending.astype(np.int32))
+            self.pending_reset[pending] = False
+
+    def _commit_range(self, slots: npt.NDArray[np.int32], ts: npt.NDArray[np.int64],
+                      ohlcv: npt.NDArray[np.float64], start: int, stop: int) -> None:
+        if stop <= start:
+            return
+        s, t, v = slots[start:stop], ts[start:stop], ohlcv[start:stop]
+        values = self.bank.update(s, v[:, 1].copy(), v[:, 2].copy(), v[:, 3].copy(),
+                                  v[:, 4].copy())
+        for row in range(len(s)):
+            self.ring.append(int(s[row]), int(t[row]), v[row], values[row])
+
+    def load_bars(self, bars: BarBatch) -> int:
+        """Merge completed bars (warm-up history or a backfill after a gap).
+
+        Bars at or after a symbol's forming bar are ignored (live ticks cover
+        them). Bars newer than the symbol's newest bar are appended; a bar in
+        the past (filling a gap) or for a minute already held (it replaces that
+        bar) rebuilds the symbol's indicator series in time order. Returns the
+        number of bars taken.
+        """
+        if len(bars) == 0:
+            return 0
+        slots = self.slots_for(bars.symbol_id)
+        ohlcv = np.column_stack([bars.open, bars.high, bars.low, bars.close, bars.volume])
+        taken = 0
+        for s in np.unique(slots[slots >= 0]):
+            rows = np.flatnonzero(slots == s)
+            rows = rows[np.argsort(bars.ts_ns[rows], kind="stable")]
+            if self.bar_start[s] > 0:
+                rows = rows[bars.ts_ns[rows] < self.bar_start[s]]
+            if len(rows) == 0:
+                continue
+            if bars.ts_ns[rows[0]] > self.ring.last_ts(int(s)):
+                for i in rows:
+                    self._append_bar(int(s), int(bars.ts_ns[i]), ohlcv[i])
+            else:
+                self._rebuild(int(s), bars.ts_ns[rows], ohlcv[rows])
+            taken += len(rows)
+        self._sequence += 1
+        self.version[np.unique(slots[slots >= 0])] = self._sequence
+        return taken
+
+    def _append_bar(self, s: int, ts: int, row: npt.NDArray[np.float64]) -> None:
+        last = self.ring.last_ts(s)
+        if last and (ts - SESSION_OFFSET_NS) // NS_PER_DAY != (last - SESSION_OFFSET_NS) // NS_PER_DAY:
+            self.bank.reset_session(np.array([s], np.int32))
+        values = self.bank.update(np.array([s], np.int32), row[1:2].copy(), row[2:3].copy(),
+                                  row[3:4].copy(), row[4:5].copy())
+        self.ring.append(s, ts, row, values[0])
+        if ts >= self.last_ts[s]:
+            self._seed_session(s, ts, row)
+
+    def _rebuild(self, s: int, ts: npt.NDArray[np.int64], ohlcv: npt.NDArray[np.float64]) -> None:
+        """Merge bars into the slot's history and recompute its indicators from scratch."""
+        held_ts, held_ohlcv, _ = self.ring.window(s, self.ring.capacity)
+        merged = dict(zip(held_ts.tolist(), held_ohlcv, strict=True))
+        merged.update(zip(ts.tolist(), ohlcv, strict=True))
+        self.bank.reset(np.array([s], np.int32))
+        self.ring.reset(s)
+        last_ts = self.last_ts[s]
+        for t in sorted(merged)[-self.ring.capacity :]:
+            self._append_bar(s, t, merged[t])
+        self.last_ts[s] = max(last_ts, self.last_ts[s])
+
+    def _seed_session(self, s: int, ts: int, row: npt.NDArray[np.float64]) -> None:
+        """Keep last price and session figures consistent with seeded bars."""
+        st = self.state[s]
+        day = (ts - SESSION_OFFSET_NS) // NS_PER_DAY
+        previous = self.last_ts[s]
+        if previous == 0 or day != (previous - SESSION_OFFSET_NS) // NS_PER_DAY:
+            if previous:
+                st[PREVIOUS_CLOSE] = st[LAST_PRICE]
+            st[DAY_OPEN], st[DAY_HIGH], st[DAY_LOW] = row[0], row[1], row[2]
+            st[SESSION_VOLUME] = 0.0
+        st[DAY_HIGH] = max(st[DAY_HIGH], row[1])
+        st[DAY_LOW] = min(st[DAY_LOW], row[2])
+        st[SESSION_VOLUME] += row[4]
+        st[LAST_PRICE] = row[3]
+        self.last_ts[s] = ts + NS_PER_MINUTE - 1
+        self.anchor[s] = max(self.anchor[s], ts)
+
+    def live_indicators(self, slot: int) -> dict[str, float | None]:
+        """Indicators as of now: the forming bar treated as if it closed at the last price."""
+        st = self.state[slot]
+        if self.bar_start[slot] > 0:
+            values = self.bank.peek(slot, st[BAR_HIGH], st[BAR_LOW], st[BAR_CLOSE],
+                                    st[BAR_VOLUME])
+        else:
+            values = self.bank.values(slot)
+        return {name: _finite(values[name]) for name in INDICATOR_NAMES}
+
+    def snapshot(self, symbol: str) -> MarketData | None:
+        """Return the symbol's :class:`MarketData`, or None before any data arrived."""
+        s = self.slot_of[symbol]
+        st = self.state[s]
+        if not np.isfinite(st[LAST_PRICE]) or self.last_ts[s] == 0:
+            return None
+        previous = _finite(st[PREVIOUS_CLOSE])
+        change = (st[LAST_PRICE] / previous - 1.0) * 100.0 if previous else None
+        return MarketData(
+            symbol=symbol, price=float(st[LAST_PRICE]), volume=float(st[SESSION_VOLUME]),
+            timestamp=_to_datetime(int(self.last_ts[s])), indicators=self.live_indicators(s),
+            bid=_finite(st[BID]), ask=_finite(st[ASK]), bid_size=_finite(st[BID_SIZE]),
+            ask_size=_finite(st[ASK_SIZE]), open=_finite(st[DAY_OPEN]),
+            high=_finite(st[DAY_HIGH]), low=_finite(st[DAY_LOW]), previous_close=previous,
+            change_percent=change,
+        )
+
+    def bars(self, symbol: str, limit: int, *, include_forming: bool = False) -> list[Bar]:
+        """Closed 1-minute bars, oldest first, with indicator values as of each close."""
+        s = self.slot_of[symbol]
+        ts, ohlcv, values = self.ring.window(s, limit)
+        bars = [
+            Bar(timestamp=_to_datetime(int(t)), open=float(o[0]), high=float(o[1]),
+                low=float(o[2]), close=float(o[3]), volume=float(o[4]),
+                **{name: _finite(v) for name, v in zip(INDICATOR_NAMES, row, strict=True)})
+            for t, o, row in zip(ts, ohlcv, values, strict=True)
+        ]
+        if include_forming and self.bar_start[s] > 0:
+            st = self.state[s]
+            bars.append(Bar(timestamp=_to_datetime(int(self.bar_start[s])),
+                            open=float(st[BAR_OPEN]), high=float(st[BAR_HIGH]),
+                            low=float(st[BAR_LOW]), close=float(st[BAR_CLOSE]),
+                            volume=float(st[BAR_VOLUME]), **self.live_indicators(s)))
+        return bars[-limit:]
+
+    def changed_since(self, version: int) -> list[str]:
+        """Symbols updated after ``version`` (a value of :attr:`sequence`)."""
+        return [self.symbols[i] for i in np.flatnonzero(self.version > version)]
+
+    @property
+    def sequence(self) -> int:
+        """Monotonic update counter; pass it back to :meth:`changed_since`."""
+        return self._sequence

@@ -1,0 +1,120 @@
+"""The marketray Serve application.
+
+Deployment graph (arrows are handle calls; shards and feed are plain Ray actors)::
+
+    HTTP/WS :8765 ──► Ingress (FastAPI: REST, /ws/market, /chat) ──► ShardActor × N
+                          │   └─ MarketHub: polls shards, fans out to WebSockets   ▲
+                          ├──► KnowledgeBase (hybrid retrieval, documents)          │
+                          │        └──► Embedder (batched, GPU if any)              │
+                          └──► Generator (local HF / OpenAI-compatible / extractive)│
+                                                                                    │
+    FeedActor (sim | alpaca | replay) ── columnar batches, one call per shard ──────┘
+
+:func:`build_app` returns the bound application; nothing here calls
+``serve.run``. Replica counts and resources come from :class:`AppArgs`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+from pydantic import BaseModel, Field
+from ray import serve
+from ray.serve import Application
+
+from actors.market import find_market
+from market.cache import make_cache
+from market.settings import Settings
+from serve.auth import TokenSigner
+from serve.deps import Services, install
+from serve.errors import install_error_handlers
+from serve.market_gateway import MarketGateway
+from serve.routes_market import market_stream
+from serve.routes_market import router as market_router
+from serve.stream import MarketHub
+
+log = logging.getLogger("marketray.app")
+OPTIONAL_ROUTERS = ("serve.routes_documents", "serve.routes_assistant")
+
+
+def create_api() -> FastAPI:
+    """The FastAPI app with every router and the error handlers (no services yet)."""
+    api = FastAPI(title="marketray", version="0.1.0",
+                  description="Market analytics and research assistant on Ray.")
+    install_error_handlers(api)
+    api.include_router(market_router)
+    for module_name in OPTIONAL_ROUTERS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        api.include_router(module.router)
+    api.add_api_websocket_route("/", market_stream)
+
+    @api.get("/", include_in_schema=False)
+    async def _root() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    return api
+
+
+api = create_api()
+
+
+class AppArgs(BaseModel):
+    """What :func:`build_app` needs: settings and the shape of the deployment."""
+
+    settings: dict[str, Any] = Field(default_factory=dict, description="Settings overrides")
+    ingress_replicas: int = Field(1, ge=1)
+    with_knowledge: bool = True
+    with_assistant: bool = True
+    model_num_gpus: float = Field(0.0, ge=0, description="GPUs per model replica")
+
+
+def build_services(settings: Settings, knowledge: Any = None, embedder: Any = None,
+                   generator: Any = None) -> Services:
+    """Connect to the market actors and build a replica's :class:`Services`."""
+    secret, _ = settings.resolved_secret()
+    gateway = MarketGateway(find_market(settings.num_shards), settings.symbols)
+    services = Services(settings=settings, signer=TokenSigner(secret),
+                        cache=make_cache(settings.redis_url), market=gateway,
+                        knowledge=knowledge, embedder=embedder, generator=generator)
+    services.hub = MarketHub(gateway)
+    return services
+
+
+@serve.deployment(max_ongoing_requests=2_500, ray_actor_options={"num_cpus": 0})
+@serve.ingress(api)
+class Ingress:
+    """HTTP and WebSocket front door; holds one MarketHub per replica."""
+
+    def __init__(self, settings: dict[str, Any], knowledge: Any = None, embedder: Any = None,
+                 generator: Any = None) -> None:
+        self.services = build_services(Settings(**settings), knowledge, embedder, generator)
+        api.state.services = self.services
+        install(self.services)
+
+
+def build_app(args: AppArgs) -> Application:
+    """Bind the deployment graph for ``args`` (see the module docstring)."""
+    settings = Settings(**args.settings)
+    payload = settings.model_dump(mode="json")
+    knowledge = embedder = generator = None
+    if args.with_assistant:
+        models = importlib.import_module("serve.models")
+        embedder = models.Embedder.options(
+            ray_actor_options={"num_gpus": args.model_num_gpus}).bind(payload)
+        generator = models.Generator.options(
+            ray_actor_options={"num_gpus": args.model_num_gpus}).bind(payload)
+    if args.with_knowledge:
+        knowledge_module = importlib.import_module("serve.knowledge")
+        knowledge = knowledge_module.KnowledgeBase.bind(payload)
+    ingress = Ingress.options(num_replicas=args.ingress_replicas,
+                              max_ongoing_requests=settings.max_ws_clients + 500)
+    return ingress.bind(payload, knowledge, embedder, generator)

@@ -1,0 +1,160 @@
+"""The ``marketray`` command line: serve, token, ingest (+ data commands)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from market.settings import Settings
+
+log = logging.getLogger("marketray")
+
+
+def _settings(overrides: dict[str, Any]) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}"
+                             for e in exc.errors())
+        raise SystemExit(f"marketray: invalid configuration: {problems}") from None
+
+
+def _init_ray(address: str | None) -> None:
+    import ray  # noqa: PLC0415 - keep `marketray token` fast
+
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, namespace="marketray", log_to_driver=False)
+    else:
+        ray.init(namespace="marketray", include_dashboard=False, log_to_driver=False)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Start (or join) Ray, start the market actors, deploy the app and block."""
+    from ray import serve  # noqa: PLC0415
+
+    from actors.market import start_market  # noqa: PLC0415
+    from serve.app import AppArgs, build_app  # noqa: PLC0415
+    from serve.auth import TokenSigner  # noqa: PLC0415
+
+    settings = _settings({"port": args.port, "host": args.host, "feed": args.feed,
+                          "symbols": args.symbols, "num_shards": args.shards})
+    secret, generated = settings.resolved_secret()
+    _init_ray(args.address)
+    start_market(settings)
+    serve.start(http_options={"host": settings.host, "port": settings.port})
+    app_args = AppArgs(settings=settings.model_dump(mode="json"),
+                       with_knowledge=not args.no_knowledge,
+                       with_assistant=not args.no_assistant)
+    serve.run(build_app(app_args), name="marketray", route_prefix="/", blocking=False)
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
+    url = f"http://{host}:{settings.port}"
+    print(f"marketray is serving at {url}  (docs: {url}/docs, stream: ws://{host}:"
+          f"{settings.port}/)", flush=True)
+    if generated:
+        token = TokenSigner(secret).issue("admin", "admin")
+        print(f"generated a secret in {settings.data_dir / 'secret.key'}; admin token:\n"
+              f"{token}\ntry: curl -H 'Authorization: Bearer {token}' {url}/market/"
+              f"{settings.symbols[0]}", flush=True)
+    stop = {"now": False}
+
+    def _stop(*_: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    while not stop["now"]:
+        time.sleep(0.5)
+    print("marketray: shutting down", flush=True)
+    serve.shutdown()
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Print a signed bearer token."""
+    from serve.auth import TokenSigner  # noqa: PLC0415
+
+    settings = _settings({})
+    secret, _ = settings.resolved_secret()
+    print(TokenSigner(secret).issue(args.role, args.subject, args.ttl))
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """Run the PDF pipeline and publish a new index version."""
+    ingest = importlib.import_module("pipelines.ingest")
+    settings = _settings({})
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        print(f"marketray ingest: no such file or folder: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    summary = ingest.ingest([Path(p) for p in args.paths], settings, address=args.address)
+    print(summary if isinstance(summary, str) else _format_summary(summary))
+    return 0
+
+
+def _format_summary(summary: Any) -> str:
+    import json  # noqa: PLC0415
+
+    return json.dumps(summary, indent=2, default=str)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of ``marketray``."""
+    p = argparse.ArgumentParser(prog="marketray", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="start the service and block")
+    s.add_argument("--port", type=int, default=None)
+    s.add_argument("--host", default=None)
+    s.add_argument("--feed", choices=["sim", "alpaca", "replay"], default=None)
+    s.add_argument("--symbols", default=None, help="comma-separated tickers")
+    s.add_argument("--shards", type=int, default=None, help="number of shard actors")
+    s.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
+                   help="Ray cluster address to join (default: start a local one)")
+    s.add_argument("--no-knowledge", action="store_true", help="skip the document search")
+    s.add_argument("--no-assistant", action="store_true", help="skip the model deployments")
+    s.set_defaults(func=cmd_serve)
+
+    t = sub.add_parser("token", help="print a signed bearer token")
+    t.add_argument("--role", choices=["viewer", "analyst", "admin"], required=True)
+    t.add_argument("--subject", default="user")
+    t.add_argument("--ttl", type=float, default=30 * 24 * 3600, help="seconds")
+    t.set_defaults(func=cmd_token)
+
+    i = sub.add_parser("ingest", help="ingest PDFs into the knowledge base (Ray Data)")
+    i.add_argument("paths", nargs="+")
+    i.add_argument("--address", default=os.environ.get("RAY_ADDRESS"))
+    i.set_defaults(func=cmd_ingest)
+
+    try:
+        data_commands = importlib.import_module("serve.cli_data")
+    except ModuleNotFoundError as exc:
+        if exc.name != "serve.cli_data":
+            raise
+    else:
+        data_commands.register(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``marketray`` script."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""Market REST routes, the market WebSocket stream and the health check."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from datetime import date
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Depends, Path, Query, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ValidationError, field_validator
+
+from market.errors import MarketrayError, Unauthorized
+from market.models import BarsResponse, MarketData, OptionsChain
+from market.settings import normalize_symbol
+from market.shard import ChainFilter
+from serve.auth import Principal, authenticate, require_role
+from serve.deps import Services, get_services
+from serve.market_gateway import SUPPORTED_TIMEFRAMES
+from serve.stream import CHANNELS, Subscriber
+
+router = APIRouter()
+SymbolPath = Annotated[str, Path(min_length=1, max_length=10, pattern=r"^[A-Za-z][A-Za-z0-9.\-]*$",
+                                 description="ticker, e.g. AAPL")]
+Timeframe = Literal["1Min", "5Min", "15Min", "30Min", "1Hour", "1Day"]
+MAX_SYMBOLS_PER_CONNECTION = 500
+AUTH_TIMEOUT_S = 10.0
+viewer = require_role("viewer")
+
+
+@router.get("/market/{symbol}", response_model=MarketData, tags=["market"])
+async def market_data(symbol: SymbolPath, services: Services = Depends(get_services),  # noqa: B008
+                      _: Principal = Depends(viewer)) -> Response:  # noqa: B008
+    """Latest price, session volume and live indicators of one symbol."""
+    data = await services.market.snapshot_dict(symbol)
+    return Response(orjson.dumps(data), media_type="application/json")
+
+
+@router.get("/market/{symbol}/bars", response_model=BarsResponse, tags=["market"])
+async def market_bars(
+    symbol: SymbolPath, timeframe: Timeframe = "1Min",
+    limit: Annotated[int, Query(ge=1, le=5_000)] = 100,
+    services: Services = Depends(get_services),  # noqa: B008
+    _: Principal = Depends(viewer),  # noqa: B008
+) -> BarsResponse:
+    """OHLCV bars, oldest first, each with indicator values as of its close."""
+    assert timeframe in SUPPORTED_TIMEFRAMES
+    result: BarsResponse = await services.market.bars(symbol, timeframe, limit)
+    return result
+
+
+@router.get("/options/{symbol}", response_model=OptionsChain, tags=["options"])
+async def options_chain(
+    symbol: SymbolPath, expiration: date | None = None,
+    type: Literal["call", "put"] | None = None,  # noqa: A002 - the contract's parameter name
+    min_strike: Annotated[float | None, Query(ge=0)] = None,
+    max_strike: Annotated[float | None, Query(ge=0)] = None,
+    services: Services = Depends(get_services),  # noqa: B008
+    _: Principal = Depends(viewer),  # noqa: B008
+) -> Response:
+    """The option chain with implied volatility and Greeks, filtered as asked."""
+    flt = ChainFilter(expiration, type, min_strike, max_strike)
+    body = await services.market.chain_json(symbol, flt)
+    return Response(body, media_type="application/json")
+
+
+@router.get("/health", tags=["health"])
+async def health(services: Services = Depends(get_services)) -> JSONResponse:  # noqa: B008
+    """Ray, shards, feed freshness, cache and models: healthy, degraded or unhealthy."""
+    checks: dict[str, Any] = {}
+    shard_stats = await services.market.stats()
+    alive = sum(s is not None for s in shard_stats)
+    checks["shards"] = {"status": "ok" if alive == len(shard_stats) else "down",
+                        "alive": alive, "total": len(shard_stats),
+                        "ticks": sum(s["ticks"] for s in shard_stats if s)}
+    feed = await services.market.feed_status()
+    if feed is None or not feed.get("running"):
+        feed_state = "down"
+    elif feed.get("error"):
+        feed_state = "error"
+    elif (feed.get("seconds_since_batch") or 0.0) > 10.0:
+        feed_state = "stale"
+    else:
+        feed_state = "ok"
+    checks["feed"] = {"status": feed_state, **(feed or {})}
+    cache = await services.cache.status()
+    checks["cache"] = {"status": "degraded" if cache.degraded else "ok",
+                       "backend": cache.backend, "detail": cache.detail}
+    for name in ("knowledge", "generator"):
+        handle = getattr(services, name)
+        if handle is None:
+            continue
+        try:
+            status = await asyncio.wait_for(handle.status.remote(), 5.0)
+            checks[name] = {"status": "degraded" if status.get("degraded") else "ok", **status}
+        except Exception as exc:  # shown as degraded, never as a 500
+            checks[name] = {"status": "down", "error": type(exc).__name__}
+    hub = getattr(services, "hub", None)
+    if hub is not None:
+        checks["stream"] = {"status": "ok", **hub.stats()}
+    if checks["shards"]["alive"] == 0 or feed_state == "down":
+        overall = "unhealthy"
+    elif all(c.get("status") == "ok" for c in checks.values()):
+        overall = "healthy"
+    else:
+        overall = "degraded"
+    return JSONResponse({"status": overall, "checks": checks, "time": time.time()},
+                        status_code=503 if overall == "unhealthy" else 200)
+
+
+class StreamRequest(BaseModel):
+    """A client message on the market stream."""
+
+    action: Literal["subscribe", "unsubscribe", "ping", "auth"]
+    symbols: list[str] = []
+    channels: list[Literal["market", "options"]] = ["market"]
+    token: str | None = None
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols(cls, value: list[str]) -> list[str]:
+        if len(value) > MAX_SYMBOLS_PER_CONNECTION:
+            raise ValueError(f"at most {MAX_SYMBOLS_PER_CONNECTION} symbols per message")
+        return value
+
+
+async def accept_authenticated(websocket: WebSocket, services: Services) -> Principal | None:
+    """Accept and authenticate a WebSocket (token in query, header or first message).
+
+    Closes with 4401 and returns None when the token is missing or invalid.
+    """
+    await websocket.accept()
+    try:
+        try:
+            return authenticate(websocket, services.signer)
+        except Unauthorized as exc:
+            if exc.code != "missing_token":
+                raise
+        raw = await asyncio.wait_for(websocket.receive_text(), AUTH_TIMEOUT_S)
+        message = orjson.loads(raw)
+        if not isinstance(message, dict) or message.get("action") != "auth":
+            raise Unauthorized("first message must be {\"action\": \"auth\", \"token\": ...}")
+        principal = services.signer.verify(str(message.get("token", "")))
+        await websocket.send_text(orjson.dumps({"type": "authenticated",
+                                                "role": principal.role}).decode())
+        return principal
+    except (Unauthorized, TimeoutError, orjson.JSONDecodeError) as exc:
+        reason = exc.message if isinstance(exc, Unauthorized) else "authentication required"
+        await websocket.close(code=4401, reason=reason[:120])
+        return None
+
+
+async def market_stream(websocket: WebSocket) -> None:
+    """Market stream (CONTRACT §6): subscribe/unsubscribe/ping; market and options frames."""
+    services = get_services(websocket)
+    principal = await accept_authenticated(websocket, services)
+    if principal is None:
+        return
+    if not principal.allows("viewer"):
+        await websocket.close(code=4403, reason="role not allowed")
+        return
+    hub = services.hub
+    hub.ensure_running()
+    subscriber = Subscriber(websocket)
+    hub.add(subscriber)
+    writer = asyncio.create_task(subscriber.writer())
+    try:
+        while True:
+            raw = await websocket.receive_text()
+            await handle_stream_message(raw, subscriber, services)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        hub.remove(subscriber)
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await writer
+
+
+async def handle_stream_message(raw: str, subscriber: Subscriber, services: Services) -> None:
+    """Apply one client message; malformed ones get an error frame, never a disconnect."""
+    try:
+        request = StreamRequest.model_validate(orjson.loads(raw))
+    except orjson.JSONDecodeError:
+        await subscriber.send_now({"type": "error", "code": "invalid_json",
+                                   "message": "message is not valid JSON"})
+        return
+    except ValidationError as exc:
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                           for e in exc.errors()[:3])
+        await subscriber.send_now({"type": "error", "code": "invalid_message", "message": detail})
+        return
+    if request.action == "ping":
+        await subscriber.send_now({"type": "pong", "time": time.time()})
+        return
+    if request.action == "auth":
+        await subscriber.send_now({"type": "error", "code": "already_authenticated",
+                                   "message": "connection is already authenticated"})
+        return
+    known, unknown = [], []
+    for raw_symbol in request.symbols:
+        try:
+            symbol = normalize_symbol(raw_symbol)
+            services.market.owner(symbol)
+            known.append(symbol)
+        except (ValueError, MarketrayError):
+            unknown.append(raw_symbol)
+    if unknown:
+        await subscriber.send_now({"type": "error", "code": "unknown_symbol",
+                                   "message": f"not tracked: {', '.join(unknown[:20])}"})
+    hub = services.hub
+    channels = [c for c in request.channels if c in CHANNELS]
+    if request.action == "subscribe":
+        hub.subscribe(subscriber, known, channels)
+        await subscriber.send_now({"type": "subscribed", "symbols": known, "channels": channels,
+                                   "all": sorted(subscriber.subscriptions)})
+        if "market" in channels:
+            await _send_initial(subscriber, services, known)
+        await services.notify_interest()
+    else:
+        hub.unsubscribe(subscriber, known, channels)
+        await subscriber.send_now({"type": "unsubscribed", "symbols": known,
+                                   "channels": channels, "all": sorted(subscriber.subscriptions)})
+
+
+async def _send_initial(subscriber: Subscriber, services: Services, symbols: list[str]) -> None:
+    """Queue the current snapshot of newly subscribed symbols so clients start with data."""
+    for symbol in symbols:
+        try:
+            data = await services.market.snapshot_dict(symbol)
+        except MarketrayError:
+            continue
+        subscriber.offer((symbol, "market"), services.hub.market_frame(symbol, data))
+
+
+router.add_api_websocket_route("/ws/market", market_stream)
