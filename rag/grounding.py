@@ -126,3 +126,23 @@ class GroundingChecker:
 def check_answer(answer: str, reference_text: str, mode: Mode = "flag") -> GroundingReport:
     """Check ``answer`` against ``reference_text`` (see :class:`GroundingChecker`)."""
     return GroundingChecker(reference_text).check(answer, mode)
+
+
+def resolve_citations(answer: str, passage_count: int) -> tuple[str, list[int]]:
+    """Return the answer without citations of passages that do not exist, and those cited.
+
+    Markers like ``[3]`` are kept when ``1 <= n <= passage_count`` (sources are returned
+    in the same numbering) and removed otherwise.
+    """
+    cited: list[int] = []
+
+    def keep(match: re.Match[str]) -> str:
+        number = int(match.group(0)[1:-1])
+        if 1 <= number <= passage_count:
+            if number not in cited:
+                cited.append(number)
+            return match.group(0)
+        return ""
+
+    text = _CITATION.sub(keep, answer)
+    return re.sub(r"[ ]{2,}", " ", text).strip(), cited

@@ -165,14 +165,15 @@ class Evidence:
 
     def add_market(
         self, symbol: str, snapshot: Mapping[str, Any], options: Mapping[str, Any] | None = None,
-        as_of: str | None = None,
+        as_of: str | None = None, analysis: Mapping[str, Any] | None = None,
     ) -> None:
-        """Add one symbol's snapshot (MarketData dict) and optional chain summary."""
+        """Add one symbol's snapshot (MarketData dict), chain summary and analysis figures."""
         self.market.append({
             "symbol": symbol,
             "as_of": as_of or str(snapshot.get("timestamp", "")),
             "facts": market_facts(snapshot),
             "options": option_facts(options) if options else [],
+            "analysis": option_facts(analysis) if analysis else [],
         })
 
     def add_passages(self, sources: Sequence[Mapping[str, Any]]) -> None:
@@ -197,6 +198,9 @@ def render_snapshot(evidence: Evidence) -> str:
         if item.get("options"):
             options = "; ".join(f"{label} {value}" for label, value in item["options"])
             lines.append(f"- {item['symbol']} options: {options}")
+        if item.get("analysis"):
+            analysis = "; ".join(f"{label} {value}" for label, value in item["analysis"])
+            lines.append(f"- {item['symbol']} analysis: {analysis}")
     return "\n".join(lines)
 
 

@@ -66,8 +66,9 @@ class QueryPlan:
     filters: dict[str, Any] = field(default_factory=dict)
 
 
-def _word_pattern(word: str) -> re.Pattern[str]:
-    return re.compile(r"(?<![\w&])" + re.escape(word) + r"(?![\w&])", re.IGNORECASE)
+def _word_pattern(word: str, plural: bool = False) -> re.Pattern[str]:
+    suffix = r"(?:s|es)?" if plural else ""
+    return re.compile(r"(?<![\w&])" + re.escape(word) + suffix + r"(?![\w&])", re.IGNORECASE)
 
 
 def extract_symbols(
@@ -111,8 +112,9 @@ def classify_intent(text: str) -> Intent:
     lowered = text.lower()
     scores: dict[Intent, int] = {}
     for intent in _INTENT_ORDER:
-        scores[intent] = sum(1 for word in _INTENT_WORDS[intent] if _word_pattern(word).search(
-            lowered))
+        scores[intent] = sum(
+            1 for word in _INTENT_WORDS[intent] if _word_pattern(word, plural=True).search(lowered)
+        )
     best = max(_INTENT_ORDER, key=lambda intent: scores[intent])
     return best if scores[best] > 0 else "general"
 

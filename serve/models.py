@@ -1,0 +1,218 @@
+"""Model deployments: a batched sentence embedder and a streaming text generator.
+
+Both are thin: :class:`GeneratorService` (plain class, no Ray) owns a
+:class:`rag.generation.Generator` and bridges its blocking token iterator to an async
+one; the Serve deployments hold one each. Both use a GPU when the replica was given one
+(``ray_actor_options={"num_gpus": ...}``, set by ``serve.app.build_app``) and the CPU
+otherwise.
+
+Bind signatures (``payload = settings.model_dump(mode="json")``)::
+
+    Embedder.options(ray_actor_options={"num_gpus": g}).bind(payload)
+    Generator.options(ray_actor_options={"num_gpus": g}).bind(payload)
+    # optional keyword overrides: Generator.bind(payload, model="none" | "/path", url=...)
+
+Calls through handles::
+
+    vectors = await embedder.embed.remote(["text", ...])        # np.ndarray (n, 384) float32
+    async for piece in generator.options(stream=True).stream.remote(messages, 256, evidence):
+        ...
+    status = await generator.status.remote()                      # dict for /health
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import AsyncIterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+from ray import serve
+
+from market.errors import Unavailable
+from market.settings import Settings
+from rag.generation import Generator as TextGenerator
+from rag.generation import LoadReport, load_generator
+
+log = logging.getLogger("marketray.models")
+_END = object()
+
+
+def _use_all_cores(num_threads: int | None) -> int:
+    """Ray pins OMP threads to the actor's num_cpus (often 1); give torch the cores back."""
+    import torch
+
+    threads = num_threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    return threads
+
+
+class GeneratorService:
+    """Streams tokens from a loaded generator without blocking the event loop.
+
+    At most ``max_concurrent`` generations run at once (the rest wait their turn); a
+    consumer that stops iterating stops its generation.
+    """
+
+    def __init__(
+        self, settings: Settings, *, model: str | None = None, url: str | None = None,
+        max_concurrent: int = 4, num_threads: int | None = None,
+        generator: TextGenerator | None = None,
+    ) -> None:
+        if generator is not None:
+            self.generator = generator
+            self.report = LoadReport(generator.name, generator.describe())
+        else:
+            self.generator, self.report = load_generator(
+                settings, model=model, url=url, num_threads=num_threads)
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self._executor = ThreadPoolExecutor(max_workers=max_concurrent,
+                                            thread_name_prefix="generate")
+        self.active = 0
+
+    def status(self) -> dict[str, Any]:
+        """Return which backend is loaded, why others were skipped, and current load."""
+        return {**self.report.to_dict(), "active": self.active}
+
+    async def stream(
+        self, messages: Sequence[Mapping[str, str]], max_new_tokens: int = 256,
+        evidence: Mapping[str, Any] | None = None,
+    ) -> AsyncIterator[str]:
+        """Yield text pieces as the generator produces them."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        stop = threading.Event()
+        msgs = [dict(m) for m in messages]
+
+        def produce() -> None:
+            try:
+                for piece in self.generator.stream(msgs, max_new_tokens, evidence=evidence,
+                                                   stop=stop):
+                    loop.call_soon_threadsafe(queue.put_nowait, piece)
+                    if stop.is_set():
+                        break
+            except Exception as exc:  # handed to the consumer
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, _END)
+
+        async with self._slots:
+            self.active += 1
+            future = loop.run_in_executor(self._executor, produce)
+            try:
+                while True:
+                    item = await queue.get()
+                    if item is _END:
+                        break
+                    if isinstance(item, Exception):
+                        log.warning("generation failed: %s", item)
+                        raise Unavailable(f"text generation failed: {type(item).__name__}")
+                    yield str(item)
+            finally:
+                stop.set()
+                self.active -= 1
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(asyncio.shield(future), 30)
+
+    async def generate(
+        self, messages: Sequence[Mapping[str, str]], max_new_tokens: int = 256,
+        evidence: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Return the whole answer at once."""
+        return "".join([piece async for piece in self.stream(messages, max_new_tokens, evidence)])
+
+
+@serve.deployment(max_ongoing_requests=64, health_check_period_s=30)
+class Generator:
+    """Streaming text generation: local HF model, OpenAI-compatible endpoint or extractive."""
+
+    def __init__(
+        self, settings: dict[str, Any], model: str | None = None, url: str | None = None,
+        max_concurrent: int = 4,
+    ) -> None:
+        self.service = GeneratorService(
+            Settings(**settings), model=model, url=url, max_concurrent=max_concurrent,
+            num_threads=None if _gpu_visible() else _use_all_cores(None),
+        )
+
+    async def stream(
+        self, messages: list[dict[str, str]], max_new_tokens: int = 256,
+        evidence: dict[str, Any] | None = None,
+    ) -> AsyncIterator[str]:
+        """Yield text pieces (call with ``handle.options(stream=True)``)."""
+        async for piece in self.service.stream(messages, max_new_tokens, evidence):
+            yield piece
+
+    async def generate(
+        self, messages: list[dict[str, str]], max_new_tokens: int = 256,
+        evidence: dict[str, Any] | None = None,
+    ) -> str:
+        """Return the whole answer."""
+        return await self.service.generate(messages, max_new_tokens, evidence)
+
+    async def status(self) -> dict[str, Any]:
+        """Backend, model, device, skipped backends with reasons; ``degraded`` if extractive."""
+        return self.service.status()
+
+
+def _gpu_visible() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+class EmbedderService:
+    """Encodes texts with all-MiniLM-L6-v2 (``rag.embedder``); plain class, no Ray."""
+
+    def __init__(self, *, batch_size: int = 64, num_threads: int | None = None) -> None:
+        from rag.embedder import Embedder as TextEmbedder
+        from rag.embedder import default_device
+
+        self.device = default_device()
+        if self.device == "cpu":
+            _use_all_cores(num_threads)
+        self.embedder = TextEmbedder(batch_size=batch_size)
+        self.dimension = self.embedder.dimension
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Return ``(len(texts), 384)`` float32 unit vectors."""
+        return self.embedder.encode(list(texts))
+
+
+@serve.deployment(max_ongoing_requests=256)
+class Embedder:
+    """Sentence embeddings; concurrent calls are merged into one model batch."""
+
+    def __init__(self, settings: dict[str, Any], batch_size: int = 64,
+                 num_threads: int | None = None) -> None:
+        self.service = EmbedderService(batch_size=batch_size, num_threads=num_threads)
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
+    async def _embed_batch(self, requests: list[list[str]]) -> list[np.ndarray]:
+        sizes = [len(texts) for texts in requests]
+        flat = [text for texts in requests for text in texts]
+        vectors = await asyncio.to_thread(self.service.encode, flat)
+        parts: list[np.ndarray] = []
+        start = 0
+        for size in sizes:
+            parts.append(vectors[start:start + size])
+            start += size
+        return parts
+
+    async def embed(self, texts: list[str]) -> np.ndarray:
+        """Return ``(len(texts), 384)`` float32 unit vectors (batched with other callers)."""
+        return await self._embed_batch(list(texts))
+
+    async def __call__(self, texts: list[str]) -> np.ndarray:
+        """Same as :meth:`embed`."""
+        return await self.embed(texts)
+
+    async def status(self) -> dict[str, Any]:
+        """Device and dimension for ``/health``."""
+        return {"backend": "sentence-transformers", "model": "all-MiniLM-L6-v2",
+                "device": self.service.device, "dimension": self.service.dimension}

@@ -1,0 +1,189 @@
+"""The assistant router over HTTP and WebSocket, with fake market/knowledge and real generators."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from market.settings import Settings
+from rag.generation import ExtractiveGenerator
+from rag.grounding import extract_figures
+from serve.models import GeneratorService
+from tests.integration.assistant_fakes import SECRET, build_app
+
+pytestmark = pytest.mark.integration
+
+
+def _token(services: Any, role: str = "analyst", subject: str = "alice") -> str:
+    return str(services.signer.issue(role, subject))
+
+
+@pytest.fixture
+def extractive_app() -> Any:
+    service = GeneratorService(Settings(secret_key=SECRET),
+                               generator=ExtractiveGenerator("disabled in test"))
+    return build_app(service)
+
+
+@pytest.fixture(scope="module")
+def local_service(tmp_path_factory: pytest.TempPathFactory) -> GeneratorService:
+    data_dir = Path(tmp_path_factory.mktemp("data"))
+    service = GeneratorService(Settings(secret_key=SECRET, data_dir=data_dir), max_concurrent=2)
+    assert service.status()["backend"] == "local", service.status()
+    return service
+
+
+def _figures_in(text: str) -> list[str]:
+    return [f.text for f in extract_figures(text)]
+
+
+def test_chat_extractive_answer_carries_live_market_values(extractive_app: Any) -> None:
+    app, services = extractive_app
+    services.market.prices["AAPL"] = 201.47
+    with TestClient(app) as client:
+        response = client.post("/chat", json={"message": "What is $AAPL doing today?"},
+                               headers={"Authorization": f"Bearer {_token(services)}"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    message = body["message"]
+    assert message["role"] == "assistant"
+    assert "201.47" in message["content"]
+    assert message["context"]["market"]["AAPL"]["price"] == 201.47
+    assert message["context"]["grounding"]["ratio"] == 1.0
+    cited = message["context"]["citations"]
+    assert cited and all(1 <= n <= len(body["sources"]) for n in cited)
+    assert {s["document_id"] for s in body["sources"]} == {"doc-aapl"}
+    assert body["session_id"]
+
+
+def test_chat_needs_analyst_role(extractive_app: Any) -> None:
+    app, services = extractive_app
+    with TestClient(app) as client:
+        viewer = client.post("/chat", json={"message": "hi"},
+                             headers={"Authorization": f"Bearer {_token(services, 'viewer')}"})
+        anonymous = client.post("/chat", json={"message": "hi"})
+    assert viewer.status_code == 403
+    assert anonymous.status_code == 401
+
+
+def test_session_of_another_user_is_refused(extractive_app: Any) -> None:
+    app, services = extractive_app
+    alice = {"Authorization": f"Bearer {_token(services, subject='alice')}"}
+    mallory = {"Authorization": f"Bearer {_token(services, subject='mallory')}"}
+    with TestClient(app) as client:
+        first = client.post("/chat", json={"message": "AAPL price?"}, headers=alice).json()
+        stolen = client.post("/chat", json={"message": "what did I ask?",
+                                            "session_id": first["session_id"]}, headers=mallory)
+    assert stolen.status_code == 403
+    assert stolen.json()["error"]["code"] == "session_forbidden"
+
+
+def test_follow_up_keeps_the_symbol_from_history(extractive_app: Any) -> None:
+    app, services = extractive_app
+    headers = {"Authorization": f"Bearer {_token(services)}"}
+    with TestClient(app) as client:
+        first = client.post("/chat", json={"message": "How is NVDA trading?"}, headers=headers)
+        session_id = first.json()["session_id"]
+        follow = client.post("/chat", json={"message": "and its RSI?", "session_id": session_id},
+                             headers=headers)
+    body = follow.json()
+    assert body["session_id"] == session_id
+    assert body["message"]["context"]["symbols"] == ["NVDA"]
+    assert "57.31" in body["message"]["content"]
+
+
+def test_websocket_streams_tokens_then_done(extractive_app: Any) -> None:
+    app, services = extractive_app
+    with TestClient(app) as client, client.websocket_connect(
+            f"/chat?token={_token(services)}") as ws:
+        ws.send_json({"message": "AAPL options next week?", "context": {}})
+        tokens: list[str] = []
+        while True:
+            frame = ws.receive_json()
+            if frame["type"] == "token":
+                tokens.append(frame["content"])
+                continue
+            assert frame["type"] == "done", frame
+            break
+    assert len(tokens) > 3
+    assert "".join(tokens).strip() == frame["message"]["content"]
+    assert frame["message"]["context"]["intent"] == "options"
+    assert "0.82" in frame["message"]["content"]  # put/call ratio from the chain summary
+
+
+def test_websocket_malformed_message_gets_error_frame_and_stays_open(extractive_app: Any) -> None:
+    app, services = extractive_app
+    with TestClient(app) as client, client.websocket_connect("/chat") as ws:
+        ws.send_json({"action": "auth", "token": _token(services)})
+        assert ws.receive_json()["type"] == "authenticated"
+        ws.send_text("{not json")
+        assert ws.receive_json()["code"] == "invalid_json"
+        ws.send_json({"context": {}})
+        assert ws.receive_json()["code"] == "invalid_input"
+        ws.send_json({"message": "MSFT price"})
+        frames = [ws.receive_json()]
+        while frames[-1]["type"] != "done":
+            frames.append(ws.receive_json())
+    assert "415.12" in frames[-1]["message"]["content"]
+
+
+@pytest.mark.parametrize(("token_role", "code"), [(None, 4401), ("viewer", 4403)])
+def test_websocket_refusal_close_codes(extractive_app: Any, token_role: str | None,
+                                       code: int) -> None:
+    app, services = extractive_app
+    query = "" if token_role is None else f"?token={_token(services, token_role)}"
+    with TestClient(app) as client, client.websocket_connect(f"/chat{query}") as ws:
+        if token_role is None:
+            ws.send_json({"message": "hi"})
+        with pytest.raises(WebSocketDisconnect) as excinfo:
+            ws.receive_json()
+    assert excinfo.value.code == code
+
+
+def test_analyze_returns_structure_and_narrative(extractive_app: Any) -> None:
+    app, services = extractive_app
+    with TestClient(app) as client:
+        response = client.post("/analyze", json={"symbol": "aapl", "query": "momentum?"},
+                               headers={"Authorization": f"Bearer {_token(services)}"})
+        missing = client.post("/analyze", json={"symbol": "ZZZZ", "query": ""},
+                              headers={"Authorization": f"Bearer {_token(services)}"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["symbol"] == "AAPL"
+    assert body["market"]["price"] == 189.37
+    assert body["options"]["put_call_volume_ratio"] == 0.82
+    assert isinstance(body["patterns"], list)
+    assert body["answer"]
+    assert body["grounding"]["ratio"] == 1.0
+    assert missing.status_code == 404
+
+
+@pytest.mark.slow
+def test_chat_with_default_model_streams_and_cites(local_service: GeneratorService) -> None:
+    app, services = build_app(local_service)
+    services.market.prices["AAPL"] = 187.06
+    with TestClient(app) as client, client.websocket_connect(
+            "/chat", headers={"Authorization": f"Bearer {_token(services)}"}) as ws:
+        ws.send_json({"message": "What do AAPL's options say about next week?"})
+        tokens: list[str] = []
+        while (frame := ws.receive_json())["type"] == "token":
+            tokens.append(frame["content"])
+        ws.send_json({"message": "And what was the RSI?", "session_id": frame["session_id"]})
+        while (follow := ws.receive_json())["type"] == "token":
+            pass
+    assert frame["type"] == "done", frame
+    assert len(tokens) >= 3
+    message = frame["message"]
+    assert message["content"]
+    assert message["context"]["market"]["AAPL"]["price"] == 187.06
+    for n in message["context"]["citations"]:
+        assert 1 <= n <= len(frame["sources"])
+    assert not re.search(r"\[(\d+)\]", message["content"]) or message["context"]["citations"]
+    assert follow["type"] == "done"
+    assert follow["session_id"] == frame["session_id"]
+    assert follow["message"]["context"]["symbols"] == ["AAPL"]
