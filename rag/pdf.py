@@ -1,0 +1,122 @@
+"""Read a PDF's text page by page with pypdf, refusing documents that cannot be indexed.
+
+A refused document raises :class:`BadDocument` with a short human reason (corrupt,
+encrypted, empty, no text layer, too large); callers record the reason and go on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+from dataclasses import dataclass, field
+
+from pypdf import PdfReader
+from pypdf.errors import PyPdfError
+
+logger = logging.getLogger(__name__)
+
+# pypdf logs a warning per odd object in real-world filings; they are noise here.
+logging.getLogger("pypdf").setLevel(logging.ERROR)
+
+DEFAULT_MAX_BYTES = 100 * 1024 * 1024
+DEFAULT_MAX_PAGES = 2_000
+MIN_TEXT_CHARS_PER_DOCUMENT = 20
+
+
+class BadDocument(Exception):
+    """The document cannot be indexed; ``reason`` says why in a few words."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class ExtractedDocument:
+    """Raw text of each page (index 0 is page 1) plus the PDF's own title, if any."""
+
+    content_hash: str
+    pages: list[str]
+    pdf_title: str | None = None
+    empty_pages: list[int] = field(default_factory=list)
+
+
+def content_hash(data: bytes) -> str:
+    """Return the SHA-256 hex digest that identifies a document's bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def document_id_for(digest: str) -> str:
+    """Return the stable document id derived from a content hash (16 hex chars)."""
+    return digest[:16]
+
+
+def check_size(size_bytes: int, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    """Raise :class:`BadDocument` when a file is larger than ``max_bytes``."""
+    if size_bytes == 0:
+        raise BadDocument("empty file")
+    if size_bytes > max_bytes:
+        raise BadDocument(
+            f"too large: {size_bytes / 1e6:.1f} MB exceeds the {max_bytes / 1e6:.0f} MB limit"
+        )
+
+
+def extract_pdf(
+    data: bytes,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pages: int = DEFAULT_MAX_PAGES,
+) -> ExtractedDocument:
+    """Return the text of every page of the PDF in ``data``.
+
+    Raises :class:`BadDocument` for files that are not PDFs, corrupt, encrypted with a
+    password, without pages, over ``max_pages``/``max_bytes``, or without any text layer
+    (scanned images). A page that fails on its own is kept as empty text.
+    """
+    check_size(len(data), max_bytes)
+    if not data.lstrip()[:5].startswith(b"%PDF"):
+        raise BadDocument("not a PDF (no %PDF header)")
+    try:
+        reader = PdfReader(io.BytesIO(data), strict=False)
+        if reader.is_encrypted:
+            try:
+                unlocked = reader.decrypt("")
+            except (PyPdfError, NotImplementedError, ValueError) as exc:
+                raise BadDocument(f"encrypted: {exc}") from exc
+            if not unlocked:
+                raise BadDocument("encrypted with a password")
+        page_count = len(reader.pages)
+    except BadDocument:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pypdf raises many types on broken files
+        raise BadDocument(f"corrupt PDF: {type(exc).__name__}: {exc}"[:200]) from exc
+    if page_count == 0:
+        raise BadDocument("empty: the PDF has no pages")
+    if page_count > max_pages:
+        raise BadDocument(f"too large: {page_count} pages exceeds the {max_pages}-page limit")
+
+    pages: list[str] = []
+    empty: list[int] = []
+    for number, page in enumerate(reader.pages, start=1):
+        try:
+            text = page.extract_text() or ""
+        except Exception as exc:  # noqa: BLE001 - one broken page must not lose the document
+            logger.warning("page %d unreadable: %s", number, exc)
+            text = ""
+        if not text.strip():
+            empty.append(number)
+        pages.append(text)
+    if sum(len(p.strip()) for p in pages) < MIN_TEXT_CHARS_PER_DOCUMENT:
+        raise BadDocument("no extractable text (scanned images or blank pages)")
+
+    title = None
+    try:
+        meta = reader.metadata
+        if meta is not None and meta.title and str(meta.title).strip():
+            title = str(meta.title).strip()
+    except Exception:  # noqa: BLE001 - broken metadata is not a reason to refuse text
+        title = None
+    return ExtractedDocument(
+        content_hash=content_hash(data), pages=pages, pdf_title=title, empty_pages=empty
+    )
