@@ -56,7 +56,8 @@ def test_chat_extractive_answer_carries_live_market_values(extractive_app: Any) 
     assert message["context"]["market"]["AAPL"]["price"] == 201.47
     assert message["context"]["grounding"]["ratio"] == 1.0
     cited = message["context"]["citations"]
-    assert cited and all(1 <= n <= len(body["sources"]) for n in cited)
+    assert cited
+    assert all(1 <= n <= len(body["sources"]) for n in cited)
     assert {s["document_id"] for s in body["sources"]} == {"doc-aapl"}
     assert body["session_id"]
 

@@ -1,0 +1,71 @@
+"""Numbers post-check: tolerant formatting, precision, percentages, flags and ratios."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.grounding import check_answer, extract_figures, resolve_citations
+
+REFERENCE = (
+    "AAPL price 189.23; volume 1,234,567; RSI 14 55.21; change % 0.5200; "
+    "put call ratio 0.85; atm implied volatility 0.2432. Net sales were $391.0 billion."
+)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "AAPL trades at 189.23.",
+        "AAPL trades at $189.2.",  # rounded to the shown precision
+        "Volume was 1234567 shares.",
+        "Volume was 1.23M shares.",
+        "Volume was 1,234,567.0 shares.",
+        "RSI is 55.2.",
+        "Implied volatility is 24.32%.",  # fraction shown as a percentage
+        "It rose 0.52% today.",
+        "Sales were $391 billion.",
+        "Sales were $391.0bn.",
+        "Put/call ratio is 0.850.",
+    ],
+)
+def test_figures_present_in_reference_are_grounded(answer: str) -> None:
+    report = check_answer(answer, REFERENCE)
+
+    assert report.ungrounded == []
+    assert report.ratio == 1.0
+
+
+@pytest.mark.parametrize(
+    "answer",
+    ["AAPL trades at 190.", "RSI is 61.3.", "Volume was 2.5M.", "Implied volatility is 31%."],
+)
+def test_figures_absent_from_reference_are_flagged(answer: str) -> None:
+    report = check_answer(answer, REFERENCE)
+
+    assert report.total == 1
+    assert report.ratio == 0.0
+    assert "(unverified)" in report.text
+
+
+def test_strip_mode_removes_ungrounded_figure_and_keeps_grounded_one() -> None:
+    report = check_answer("Price 189.23, target 250.00.", REFERENCE, mode="strip")
+
+    assert report.text == "Price 189.23, target [figure removed]."
+    assert report.ratio == 0.5
+
+
+def test_citation_markers_are_not_figures() -> None:
+    figures = extract_figures("Sales grew [1] and margins rose [12].")
+
+    assert figures == []
+
+
+def test_answer_without_numbers_has_ratio_one() -> None:
+    assert check_answer("No figures here.", REFERENCE).ratio == 1.0
+
+
+def test_resolve_citations_drops_markers_for_missing_passages() -> None:
+    text, cited = resolve_citations("A [2]. B [7]. C [1][2].", passage_count=3)
+
+    assert text == "A [2]. B . C [1][2]."
+    assert cited == [2, 1]
