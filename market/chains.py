@@ -14,19 +14,18 @@ null (NaN here) where it does not exist.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import numba
 import numpy as np
 import numpy.typing as npt
 
 from market.feeds.base import OptionContracts, OptionTickBatch
-from market.greeks import bsm_greeks, implied_volatility, time_to_expiry
+from market.greeks import bsm_greeks_arrays, implied_volatility_arrays, time_to_expiry
 
 GREEK_NAMES = ("delta", "gamma", "theta", "vega", "rho")
 
 
-@numba.njit(cache=True)  # type: ignore[misc]  # numba's decorator is untyped
+@numba.njit(cache=True)
 def _apply_option_ticks(
     kind: npt.NDArray[np.uint8], index: npt.NDArray[np.int64], price: npt.NDArray[np.float64],
     size: npt.NDArray[np.float64], bid: npt.NDArray[np.float64], ask: npt.NDArray[np.float64],
@@ -163,17 +162,15 @@ class ChainBook:
         price = np.where((bid > 0) & (ask > 0), 0.5 * (bid + ask), last)
         spot = underlying[self.slot[rows]]
         t = time_to_expiry(self.expiration[rows], now_ns)
-        flag = np.where(self.is_call[rows], "c", "p")
-        iv = implied_volatility(price, spot, self.strike[rows], t, self.rate,
-                                self.dividend_yield, flag)
-        greeks = bsm_greeks(flag, spot, self.strike[rows], t, self.rate, self.dividend_yield,
-                            np.where(np.isfinite(iv), iv, 0.2))
+        is_call, strike = self.is_call[rows], self.strike[rows]
+        r, q = np.array([self.rate]), np.array([self.dividend_yield])
+        iv = implied_volatility_arrays(is_call, price, spot, strike, t, r, q)
+        valid = np.isfinite(iv)
+        out = bsm_greeks_arrays(is_call, spot, strike, t, r, q, np.where(valid, iv, 0.0))
         self.price[rows] = price
         self.time_to_expiry[rows] = t
         self.iv[rows] = iv
-        valid = np.isfinite(iv)
-        for j, name in enumerate(GREEK_NAMES):
-            self.greeks[rows, j] = np.where(valid, greeks[name], np.nan)
+        self.greeks[rows] = np.where(valid[:, None], out[1:].T, np.nan)
         self.refreshed_ns[slots] = now_ns
         self.dirty[slots] = False
         self.underlying_at_refresh[slots] = underlying[slots]

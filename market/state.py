@@ -33,12 +33,12 @@ NS_PER_DAY = 86_400 * 1_000_000_000
 N_STATE = 16
 
 
-@numba.njit(cache=True)  # type: ignore[misc]  # numba's decorator is untyped
+@numba.njit(cache=True)
 def _session_of(ts: int) -> int:
     return (ts - 18_000_000_000_000) // 86_400_000_000_000
 
 
-@numba.njit(cache=True)  # type: ignore[misc]
+@numba.njit(cache=True)
 def _start_bar(s: int, minute: int, p: float, state: npt.NDArray[np.float64],
                bar_start: npt.NDArray[np.int64], anchor: npt.NDArray[np.int64],
                bar_starts_session: npt.NDArray[np.bool_],
@@ -63,7 +63,7 @@ def _start_bar(s: int, minute: int, p: float, state: npt.NDArray[np.float64],
     state[s, 15] = 0.0
 
 
-@numba.njit(cache=True)  # type: ignore[misc]
+@numba.njit(cache=True)
 def _apply_ticks(
     kind: npt.NDArray[np.uint8], slot: npt.NDArray[np.int32], ts: npt.NDArray[np.int64],
     price: npt.NDArray[np.float64], size: npt.NDArray[np.float64],
@@ -164,6 +164,11 @@ class BarRing:
         self.count[slot] = 0
 
 
+def _session_day(ts_ns: int) -> int:
+    """The New York (standard time) calendar day a timestamp falls in, as a day number."""
+    return (ts_ns - SESSION_OFFSET_NS) // NS_PER_DAY
+
+
 def _to_datetime(ts_ns: int) -> datetime:
     return datetime.fromtimestamp(ts_ns / 1e9, UTC)
 
@@ -213,7 +218,7 @@ class MarketState:
 
     def slots_for(self, symbol_ids: npt.NDArray[np.int32]) -> npt.NDArray[np.int32]:
         """Map universe ids to local slots (-1 for symbols owned elsewhere)."""
-        return self._slot_by_id[symbol_ids]  # type: ignore[no-any-return]
+        return self._slot_by_id[symbol_ids]
 
     def apply(self, batch: TickBatch) -> int:
         """Apply a batch of trades and quotes; return the number of bars that closed."""
@@ -298,7 +303,7 @@ class MarketState:
 
     def _append_bar(self, s: int, ts: int, row: npt.NDArray[np.float64]) -> None:
         last = self.ring.last_ts(s)
-        if last and (ts - SESSION_OFFSET_NS) // NS_PER_DAY != (last - SESSION_OFFSET_NS) // NS_PER_DAY:
+        if last and _session_day(ts) != _session_day(last):
             self.bank.reset_session(np.array([s], np.int32))
         values = self.bank.update(np.array([s], np.int32), row[1:2].copy(), row[2:3].copy(),
                                   row[3:4].copy(), row[4:5].copy())
@@ -321,9 +326,8 @@ class MarketState:
     def _seed_session(self, s: int, ts: int, row: npt.NDArray[np.float64]) -> None:
         """Keep last price and session figures consistent with seeded bars."""
         st = self.state[s]
-        day = (ts - SESSION_OFFSET_NS) // NS_PER_DAY
-        previous = self.last_ts[s]
-        if previous == 0 or day != (previous - SESSION_OFFSET_NS) // NS_PER_DAY:
+        previous = int(self.last_ts[s])
+        if previous == 0 or _session_day(ts) != _session_day(previous):
             if previous:
                 st[PREVIOUS_CLOSE] = st[LAST_PRICE]
             st[DAY_OPEN], st[DAY_HIGH], st[DAY_LOW] = row[0], row[1], row[2]

@@ -36,7 +36,7 @@ class Services:
         """Tell the feed which symbols clients stream, when that set changed."""
         if self.hub is None:
             return
-        symbols = frozenset(self.hub.interest["market"]) | frozenset(self.hub.interest["options"])
+        symbols = frozenset(self.hub.audience["market"]) | frozenset(self.hub.audience["options"])
         if symbols != self._notified:
             self._notified = symbols
             await self.market.actors.feed.set_interest.remote(sorted(symbols))

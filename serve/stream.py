@@ -68,7 +68,9 @@ class MarketHub:
         self.poll_interval_s = poll_interval_s
         self.options_interval_s = options_interval_s
         self.subscribers: set[Subscriber] = set()
-        self.interest: dict[str, Counter[str]] = {c: Counter() for c in CHANNELS}
+        # channel -> symbol -> subscribers: publishing touches only the interested clients.
+        self.audience: dict[str, dict[str, set[Subscriber]]] = {
+            c: defaultdict(set) for c in CHANNELS}
         self.sequence: Counter[str] = Counter()
         self._since: dict[int, int] = {}
         self._chain_versions: dict[str, int] = {}
@@ -91,21 +93,16 @@ class MarketHub:
     def remove(self, subscriber: Subscriber) -> None:
         """Forget a client and release its subscriptions."""
         self.subscribers.discard(subscriber)
-        for symbol, channels in subscriber.subscriptions.items():
-            for channel in channels:
-                self.interest[channel][symbol] -= 1
-                if self.interest[channel][symbol] <= 0:
-                    del self.interest[channel][symbol]
-        subscriber.subscriptions.clear()
+        for symbol, channels in list(subscriber.subscriptions.items()):
+            self.unsubscribe(subscriber, [symbol], list(channels))
 
     def subscribe(self, subscriber: Subscriber, symbols: Iterable[str],
                   channels: Iterable[str]) -> None:
         """Add subscriptions (idempotent per symbol and channel)."""
         for symbol in symbols:
             for channel in channels:
-                if channel not in subscriber.subscriptions[symbol]:
-                    subscriber.subscriptions[symbol].add(channel)
-                    self.interest[channel][symbol] += 1
+                subscriber.subscriptions[symbol].add(channel)
+                self.audience[channel][symbol].add(subscriber)
 
     def unsubscribe(self, subscriber: Subscriber, symbols: Iterable[str],
                     channels: Iterable[str]) -> None:
@@ -113,12 +110,15 @@ class MarketHub:
         for symbol in symbols:
             held = subscriber.subscriptions.get(symbol, set())
             for channel in channels:
-                if channel in held:
-                    held.discard(channel)
-                    self.interest[channel][symbol] -= 1
-                    if self.interest[channel][symbol] <= 0:
-                        del self.interest[channel][symbol]
-                    subscriber.pending.pop((symbol, channel), None)
+                if channel not in held:
+                    continue
+                held.discard(channel)
+                audience = self.audience[channel].get(symbol)
+                if audience is not None:
+                    audience.discard(subscriber)
+                    if not audience:
+                        del self.audience[channel][symbol]
+                subscriber.pending.pop((symbol, channel), None)
             if not held:
                 subscriber.subscriptions.pop(symbol, None)
 
@@ -128,16 +128,15 @@ class MarketHub:
         return orjson.dumps({"type": "market", "seq": self.sequence[symbol], "data": data})
 
     def _publish(self, symbol: str, channel: str, frame: bytes) -> None:
-        for subscriber in self.subscribers:
-            if channel in subscriber.subscriptions.get(symbol, ()):
-                subscriber.offer((symbol, channel), frame)
+        for subscriber in self.audience[channel].get(symbol, ()):
+            subscriber.offer((symbol, channel), frame)
 
     async def _poll_market(self) -> None:
         shards = self.gateway.actors.shards
         while True:
             started = asyncio.get_running_loop().time()
             wanted: dict[int, list[str]] = defaultdict(list)
-            for symbol in self.interest["market"]:
+            for symbol in self.audience["market"]:
                 wanted[shard_of(symbol, len(shards))].append(symbol)
             refs = {k: shards[k].market_changes.remote(self._since.get(k, 0), symbols)
                     for k, symbols in wanted.items()}
@@ -158,7 +157,7 @@ class MarketHub:
         shards = self.gateway.actors.shards
         while True:
             await asyncio.sleep(self.options_interval_s)
-            for symbol in list(self.interest["options"]):
+            for symbol in list(self.audience["options"]):
                 shard = shards[shard_of(symbol, len(shards))]
                 try:
                     body = await shard.chain_json.remote(symbol, ChainFilter())
@@ -181,4 +180,4 @@ class MarketHub:
     def stats(self) -> dict[str, Any]:
         """Counters for /health."""
         return {"clients": len(self.subscribers), "polls": self.polls, "errors": self.errors,
-                "symbols": len(self.interest["market"]) + len(self.interest["options"])}
+                "symbols": len(self.audience["market"]) + len(self.audience["options"])}

@@ -216,7 +216,7 @@ class InterestFeed(Feed, Protocol):
 
 def occ_symbol(underlying: str, expiration: np.datetime64, is_call: bool, strike: float) -> str:
     """Return the OCC option symbol, e.g. ``AAPL251219C00200000``."""
-    day = np.datetime64(expiration, "D").astype(object)
+    day = np.asarray(expiration).astype("datetime64[D]").item()
     return f"{underlying}{day:%y%m%d}{'C' if is_call else 'P'}{round(strike * 1000):08d}"
 
 

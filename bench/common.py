@@ -1,0 +1,38 @@
+"""Helpers shared by the benchmarks: wrk runs and JSON output."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from typing import Any
+
+
+def emit(result: dict[str, Any]) -> None:
+    """Print the benchmark's one JSON object."""
+    print(json.dumps(result, indent=2, default=float))
+    sys.stdout.flush()
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+
+def wrk(url: str, *, connections: int = 32, seconds: int = 10, threads: int = 2,
+        headers: dict[str, str] | None = None) -> dict[str, float]:
+    """Run wrk against ``url``; return requests/s and latency percentiles in ms."""
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed for this benchmark: apt-get install wrk")
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    for key, value in (headers or {}).items():
+        cmd += ["-H", f"{key}: {value}"]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    pct = {p: _ms(v) for p, v in re.findall(r"\s(50|75|90|99)%\s+([\d.]+(?:us|ms|s))", out)}
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"requests_per_s": rps, "p50_ms": pct.get("50", float("nan")),
+            "p99_ms": pct.get("99", float("nan")),
+            "non_2xx": float(errors.group(1)) if errors else 0.0}

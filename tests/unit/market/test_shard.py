@@ -1,0 +1,147 @@
+"""Shard: option chains priced, implied and filtered; checked against vollib."""
+
+import numpy as np
+import orjson
+import pytest
+from vollib.black_scholes_merton import black_scholes_merton
+from vollib.black_scholes_merton.greeks import analytical as vollib_greeks
+from vollib.black_scholes_merton.implied_volatility import implied_volatility as vollib_iv
+
+from market.errors import InvalidInput, NotFound
+from market.feeds.base import (
+    NS_PER_MINUTE,
+    QUOTE,
+    TRADE,
+    OptionContracts,
+    OptionTickBatch,
+    TickBatch,
+    occ_symbol,
+)
+from market.greeks import time_to_expiry
+from market.models import OptionsChain
+from market.shard import ChainFilter, Shard, ShardConfig
+
+NOW = 1_764_000_000 * 1_000_000_000
+SPOT, RATE, DIV = 200.0, 0.04, 0.01
+EXPIRIES = np.array(["2025-12-19", "2026-03-20"], dtype="datetime64[D]")
+STRIKES = np.array([160.0, 190.0, 200.0, 210.0, 240.0])
+
+
+def contracts():
+    exp, strike, call = np.meshgrid(EXPIRIES, STRIKES, [True, False], indexing="ij")
+    exp, strike, call = exp.ravel(), strike.ravel(), call.ravel()
+    occ = [occ_symbol("AAPL", e, c, k) for e, c, k in zip(exp, call, strike, strict=True)]
+    return OptionContracts("AAPL", occ, exp, strike, call,
+                           np.arange(len(occ), dtype=np.int64) * 10)
+
+
+def sigma_of(strike, t):
+    return 0.25 + 0.3 * (np.log(strike / SPOT)) ** 2 + 0.02 * t - 0.1 * np.log(strike / SPOT)
+
+
+def model_prices(c):
+    t = time_to_expiry(c.expiration, NOW)
+    return np.array([black_scholes_merton("c" if cl else "p", SPOT, k, tt, RATE,
+                                          sigma_of(k, tt), DIV)
+                     for cl, k, tt in zip(c.is_call, c.strike, t, strict=True)]), t
+
+
+@pytest.fixture
+def shard():
+    s = Shard(["AAPL", "MSFT"], ["AAPL", "MSFT"], ShardConfig(rate=RATE, dividend_yield=DIV))
+    c = contracts()
+    price, _ = model_prices(c)
+    n = len(c)
+    ticks = TickBatch.from_columns(kind=[TRADE], symbol_id=[0], ts_ns=[NOW], price=[SPOT],
+                                   size=[100.0], bid=[np.nan], ask=[np.nan],
+                                   bid_size=[np.nan], ask_size=[np.nan])
+    quotes = OptionTickBatch.from_columns(
+        kind=np.full(n, QUOTE), symbol_id=np.zeros(n), contract_index=np.arange(n),
+        ts_ns=np.full(n, NOW), price=np.full(n, np.nan), size=np.full(n, np.nan),
+        bid=price - 0.05, ask=price + 0.05, bid_size=np.ones(n), ask_size=np.ones(n))
+    s.ingest(ticks, quotes, None, {"AAPL": c})
+    return s
+
+
+def test_chain_implied_vol_and_greeks_match_vollib(shard):
+    chain = OptionsChain.model_validate(orjson.loads(shard.chain_json("AAPL")))
+    c = contracts()
+    _, t = model_prices(c)
+    assert chain.underlying_price == SPOT
+    assert len(chain.contracts) == len(c)
+    for option, k, tt in zip(chain.contracts, c.strike, t, strict=True):
+        flag = "c" if option.type == "call" else "p"
+        expected_iv = vollib_iv(option.price, SPOT, k, tt, RATE, DIV, flag)
+        assert option.implied_volatility == pytest.approx(expected_iv, abs=1e-8)
+        assert option.implied_volatility == pytest.approx(sigma_of(k, tt), abs=1e-8)
+        for name in ("delta", "gamma", "theta", "vega", "rho"):
+            ref = getattr(vollib_greeks, name)(flag, SPOT, k, tt, RATE, expected_iv, DIV)
+            assert getattr(option.greeks, name) == pytest.approx(ref, rel=1e-7, abs=1e-10)
+
+
+def test_price_is_mid_with_two_sided_quote_else_last_trade(shard):
+    n = len(contracts())
+    ticks = OptionTickBatch.from_columns(
+        kind=[QUOTE, TRADE], symbol_id=[0, 0], contract_index=[0, 0],
+        ts_ns=[NOW + 1, NOW + 2], price=[np.nan, 41.5], size=[np.nan, 3.0], bid=[0.0, np.nan],
+        ask=[42.0, np.nan], bid_size=[0.0, np.nan], ask_size=[1.0, np.nan])
+    shard.ingest(None, ticks, None, None)
+    first = orjson.loads(shard.chain_json("AAPL"))["contracts"][0]
+    assert first["price"] == 41.5
+    assert first["last"] == 41.5
+    assert first["volume"] == 3
+    assert n > 1
+
+
+def test_price_below_intrinsic_has_null_iv_and_greeks(shard):
+    c = contracts()
+    deep_itm_call = int(np.flatnonzero(c.is_call & (c.strike == 160.0))[0])
+    ticks = OptionTickBatch.from_columns(
+        kind=[QUOTE], symbol_id=[0], contract_index=[deep_itm_call], ts_ns=[NOW + 5],
+        price=[np.nan], size=[np.nan], bid=[10.0], ask=[10.2], bid_size=[1.0], ask_size=[1.0])
+    shard.ingest(None, ticks, None, None)
+    row = orjson.loads(shard.chain_json("AAPL"))["contracts"][deep_itm_call]
+    assert row["implied_volatility"] is None
+    assert row["greeks"] is None
+
+
+def test_filters_select_type_expiration_and_strike_range(shard):
+    flt = ChainFilter(expiration=EXPIRIES[1].astype(object), type="put", min_strike=190,
+                      max_strike=210)
+    rows = orjson.loads(shard.chain_json("AAPL", flt))["contracts"]
+    assert {(r["type"], r["expiration"]) for r in rows} == {("put", "2026-03-20")}
+    assert sorted(r["strike"] for r in rows) == [190.0, 200.0, 210.0]
+
+
+def test_inverted_strike_filter_is_invalid_input():
+    with pytest.raises(InvalidInput):
+        ChainFilter(min_strike=300, max_strike=100)
+
+
+def test_unknown_symbol_and_missing_chain_are_not_found(shard):
+    with pytest.raises(NotFound):
+        shard.chain_json("TSLA")
+    with pytest.raises(NotFound):
+        shard.chain_json("MSFT")
+
+
+def test_new_open_interest_keeps_quotes_and_tracks_change(shard):
+    c = contracts()
+    before = orjson.loads(shard.chain_json("AAPL"))["contracts"]
+    c.open_interest = c.open_interest + 7
+    shard.ingest(None, None, None, {"AAPL": c})
+    arrays = shard.chain_arrays("AAPL")
+    after = orjson.loads(shard.chain_json("AAPL"))["contracts"]
+    assert [r["bid"] for r in after] == [r["bid"] for r in before]
+    np.testing.assert_array_equal(arrays["open_interest"] - arrays["previous_open_interest"], 7)
+
+
+def test_underlying_move_refreshes_greeks(shard):
+    before = orjson.loads(shard.chain_json("AAPL"))["contracts"][4]["greeks"]["delta"]
+    ticks = TickBatch.from_columns(kind=[TRADE], symbol_id=[0], ts_ns=[NOW + NS_PER_MINUTE],
+                                   price=[SPOT * 1.05], size=[1.0], bid=[np.nan],
+                                   ask=[np.nan], bid_size=[np.nan], ask_size=[np.nan])
+    shard.ingest(ticks, None, None, None)
+    chain = orjson.loads(shard.chain_json("AAPL"))
+    assert chain["underlying_price"] == pytest.approx(SPOT * 1.05)
+    assert chain["contracts"][4]["greeks"]["delta"] != before
