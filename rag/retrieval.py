@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from market.errors import InvalidInput
 from market.models import Source
+from rag.glossary import expand_query
 from rag.index import IndexSnapshot
 from rag.lexical import BM25Index
 from rag.metadata import compact, parse_query
@@ -36,7 +37,8 @@ class RetrievalConfig:
     candidates: int = 100  # passages each retriever contributes to fusion
     rrf_k: int = 60
     dense_weight: float = 1.0
-    lexical_weight: float = 0.5  # BM25 is the weaker retriever on prose questions
+    lexical_weight: float = 1.0
+    expand_lexical: bool = True  # add a named metric's statement line items to BM25's query
     use_query_metadata: bool = True
     period_boost: float = 0.5  # multiplier bonus for a filing of the period the query names
     one_per_page: bool = True
@@ -94,7 +96,8 @@ class HybridRetriever:
             _, rows = self.snapshot.dense_search(query_vector, depth, candidates)
             ranked.append((self.config.dense_weight, rows))
         if mode in ("hybrid", "lexical"):
-            _, rows = self.bm25.search(query, depth, candidates)
+            lexical_query = expand_query(query) if self.config.expand_lexical else query
+            _, rows = self.bm25.search(lexical_query, depth, candidates)
             ranked.append((self.config.lexical_weight, rows))
         fused: dict[int, float] = {}
         for weight, rows in ranked:
