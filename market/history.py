@@ -166,7 +166,7 @@ class HistoryStore:
     # Maintenance.
 
     def compact(self, *, min_files: int = 2) -> int:
-        """Merge each partition holding ``min_files`` or more files into one; return merged count."""
+        """Merge each partition with ``min_files`` or more files into one; return files merged."""
         self.flush()
         merged = 0
         for directory in sorted(self.root.glob("date=*/symbol=*")):

@@ -127,7 +127,7 @@ class FakeAlpacaServer:
     # Clock.
 
     def now_ns(self) -> int:
-        """Return the server's market clock (wall clock at start, then ``time_scale`` times faster)."""
+        """Return the market clock: wall clock at start, then ``time_scale`` times faster."""
         return self._start_wall_ns + int((time.monotonic() - self._start_mono)
                                          * self.time_scale * 1e9)
 
@@ -289,7 +289,8 @@ class FakeAlpacaServer:
         page, token = self._page(rows, query, 1_000)
         bars: dict[str, list[dict[str, Any]]] = {}
         for symbol, minute in page:
-            bars.setdefault(symbol, []).append({"t": _iso(minute * NS_MIN), **bar_at(symbol, minute)})
+            bar = {"t": _iso(minute * NS_MIN), **bar_at(symbol, minute)}
+            bars.setdefault(symbol, []).append(bar)
         return {"bars": bars, "next_page_token": token}
 
     def chain(self, underlying: str) -> list[tuple[str, date, bool, float]]:

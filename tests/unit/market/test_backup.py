@@ -70,4 +70,5 @@ def test_restore_refuses_a_file_that_fails_its_checksum(data_dir, tmp_path):
         restore(tampered, data_dir)
 
     assert (data_dir / "secret.key").read_text() == "s3cret"
-    assert gzip.open(archive).read(1)
+    with gzip.open(archive) as handle:
+        assert handle.read(1)

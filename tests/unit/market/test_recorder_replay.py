@@ -47,7 +47,8 @@ def _batches(n: int, rng: np.random.Generator) -> list[FeedBatch]:
         ticks = TickBatch.from_columns(
             kind=kind, symbol_id=rng.integers(0, 2, k), ts_ns=ts, price=price,
             size=np.where(kind == TRADE, 100.0, np.nan), bid=bid, ask=bid + 0.1,
-            bid_size=np.where(kind == QUOTE, 5.0, np.nan), ask_size=np.where(kind == QUOTE, 7, np.nan))
+            bid_size=np.where(kind == QUOTE, 5.0, np.nan),
+            ask_size=np.where(kind == QUOTE, 7.0, np.nan))
         options = OptionTickBatch.from_columns(
             kind=np.zeros(3), symbol_id=np.zeros(3), contract_index=[0, 1, 0], ts_ns=ts[:3],
             price=[1.0, 2.0, 3.0], size=[1, 2, 3], bid=np.full(3, np.nan), ask=np.full(3, np.nan),
@@ -70,14 +71,16 @@ def _assert_same(a: FeedBatch, b: FeedBatch) -> None:
     for part in ("ticks", "option_ticks", "bars"):
         x, y = getattr(a, part), getattr(b, part)
         for name in x.dtypes:
-            np.testing.assert_array_equal(getattr(x, name), getattr(y, name), err_msg=f"{part}.{name}")
+            np.testing.assert_array_equal(getattr(x, name), getattr(y, name),
+                                          err_msg=f"{part}.{name}")
     assert set(a.chains) == set(b.chains)
     for key, chain in a.chains.items():
         other = b.chains[key]
         assert chain.contract == other.contract
         np.testing.assert_array_equal(chain.strike, other.strike)
         np.testing.assert_array_equal(chain.open_interest, other.open_interest)
-        np.testing.assert_array_equal(chain.vendor_implied_volatility, other.vendor_implied_volatility)
+        np.testing.assert_array_equal(chain.vendor_implied_volatility,
+                                      other.vendor_implied_volatility)
 
 
 @pytest.fixture
