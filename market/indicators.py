@@ -42,12 +42,10 @@ def _sma_kernel(x: F64, period: int, out: F64) -> None:
     total = 0.0
     for i in range(period - 1):
         total += x[i]
-    trailing = 0
     for i in range(period - 1, n):
         total += x[i]
         out[i] = total / period
-        total -= x[trailing]
-        trailing += 1
+        total -= x[i - period + 1]
 
 
 @numba.njit(cache=True, fastmath=_FASTMATH)
@@ -95,10 +93,7 @@ def _macd_kernel(x: F64, fast: int, slow: int, signal: int, out_line: F64, out_s
         if i < first:
             total_sig += line
             continue
-        if i == first:
-            sig = (total_sig + line) / signal
-        else:
-            sig = line * k_sig + sig * (1.0 - k_sig)
+        sig = (total_sig + line) / signal if i == first else line * k_sig + sig * (1.0 - k_sig)
         out_line[i] = line
         out_sig[i] = sig
         out_hist[i] = line - sig
@@ -170,12 +165,11 @@ def _bbands_kernel(x: F64, period: int, dev_up: float, dev_dn: float,
     total2 = 0.0
     for i in range(period - 1):
         total2 += x[i] * x[i]
-    trailing = 0
     for i in range(period - 1, n):
         total2 += x[i] * x[i]
         mean2 = total2 / period
-        total2 -= x[trailing] * x[trailing]
-        trailing += 1
+        trailing = x[i - period + 1]
+        total2 -= trailing * trailing
         mean2 -= middle[i] * middle[i]
         std = math.sqrt(mean2) if mean2 >= _EPS else 0.0
         if dev_up == dev_dn:
@@ -307,7 +301,8 @@ def _first_number(x: F64) -> int:
     for i in range(x.shape[0]):
         if x[i] == x[i]:
             return i
-    return x.shape[0]
+    n: int = x.shape[0]
+    return n
 
 
 def _inputs(*arrays: npt.ArrayLike) -> tuple[int, list[F64]]:
@@ -316,7 +311,7 @@ def _inputs(*arrays: npt.ArrayLike) -> tuple[int, list[F64]]:
     n = xs[0].shape[0]
     if any(x.ndim != 1 or x.shape[0] != n for x in xs):
         raise ValueError("inputs must be 1-D arrays of the same length")
-    begin = max(int(_first_number(x)) for x in xs)
+    begin = max(int(_first_number(x)) for x in xs)  # numba returns an int
     return begin, [x[begin:] for x in xs]
 
 
