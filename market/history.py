@@ -85,7 +85,7 @@ class HistoryStore:
                                                                maintain_order=True)
         seq = _seq()
         for (symbol, day), part in frame.group_by("symbol", "_day", maintain_order=True):
-            directory = self._partition(str(symbol), _day(int(day) * NS_PER_DAY))  # type: ignore[call-overload]
+            directory = self._partition(str(symbol), _day(int(day) * NS_PER_DAY))
             directory.mkdir(parents=True, exist_ok=True)
             _write_atomic(part.select(COLUMNS), directory / f"part-{seq}.parquet")
         return frame.height

@@ -109,7 +109,7 @@ class RedisCache:
         if await self._usable():
             try:
                 value = await self._redis.get(self._key("v", key))
-                return bytes(value) if value is not None else None
+                return _as_bytes(value) if value is not None else None
             except _DOWN as exc:
                 self._down(exc)
         return await self._memory.get(key)
@@ -156,7 +156,8 @@ class RedisCache:
         """Return the list's items, oldest first."""
         if await self._usable():
             try:
-                return [bytes(v) for v in await self._redis.lrange(self._key("l", key), 0, -1)]
+                items = await self._redis.lrange(self._key("l", key), 0, -1)
+                return [_as_bytes(v) for v in items]
             except _DOWN as exc:
                 self._down(exc)
         return await self._memory.list_range(key)
@@ -189,3 +190,7 @@ class RedisCache:
     async def close(self) -> None:
         """Close the connection pool."""
         await self._redis.aclose()
+
+
+def _as_bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()

@@ -27,7 +27,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import msgpack
@@ -58,7 +58,7 @@ class StreamRunner:
         stream: DataStream,
         on_message: Callable[[dict[str, Any]], bool],
         *,
-        on_reconnect: Callable[[int], Awaitable[None]] | None = None,
+        on_reconnect: Callable[[int], Coroutine[Any, Any, None]] | None = None,
         silence_s: float = 30.0,
         market_open: Callable[[], bool] = lambda: True,
         backoff_initial_s: float = 1.0,
