@@ -128,6 +128,9 @@ class SimulatedFeed:
         self.trade_fraction = trade_fraction
         self.max_backlog_ns = round(max_backlog_s * NS_PER_SECOND)
         self._clock = clock
+        # Periods longer than this are drawn in pieces of about 200k messages (1-60 s).
+        per_second = max(rate + option_rate, 1.0)
+        self._emit_chunk_ns = round(min(max(200_000 / per_second, 1.0), 60.0) * NS_PER_SECOND)
         self.params: ProcessParams = draw_params(self.symbols, seed)
         self._cumulative_activity = np.cumsum(self.params.activity)
         self._log_spot = np.log(self.params.spot)
@@ -192,7 +195,7 @@ class SimulatedFeed:
         options: list[OptionTickBatch] = []
         start = last
         while start < now_ns:
-            chunk = NS_PER_SECOND if start >= backlog_start else 60 * NS_PER_SECOND
+            chunk = self._emit_chunk_ns if start >= backlog_start else 60 * NS_PER_SECOND
             end = min(now_ns, start + chunk)
             if start < backlog_start < end:
                 end = backlog_start
@@ -256,10 +259,9 @@ class SimulatedFeed:
         diffusion_std: F64, variance: F64,
     ) -> TickBatch:
         rng = self._rng
-        symbol = np.searchsorted(
-            self._cumulative_activity, rng.random(count) * self._cumulative_activity[-1],
-            side="right",
-        )
+        # Sorted draws make the lookup cache-friendly and leave symbols in order.
+        draws = np.sort(rng.random(count)) * self._cumulative_activity[-1]
+        symbol = np.searchsorted(self._cumulative_activity, draws, side="right")
         symbol = np.minimum(symbol, len(self.symbols) - 1).astype(np.int64)
         offset = rng.integers(0, span, count, dtype=np.int64)
         # One sort orders messages by (symbol, time): each symbol's path is a run.
@@ -296,7 +298,7 @@ class SimulatedFeed:
         trade_price = np.where(side < 0.45, bid, np.where(side < 0.9, ask, (bid + ask) / 2.0))
         quote_size = 100.0 * (1.0 + rng.geometric(0.35, (2, count)))
         nan = np.full(count, np.nan)
-        order = np.argsort(offset, kind="stable")
+        order = np.argsort(offset)
         return TickBatch(
             kind=np.where(is_trade, TRADE, QUOTE).astype(np.uint8)[order],
             symbol_id=symbol.astype(np.int32)[order],

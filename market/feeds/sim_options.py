@@ -121,10 +121,10 @@ def list_chains(
         put_wing = np.where(~is_call & (k < 0), 1.4, 1.0)
         base = 4_000.0 * np.sqrt(params.activity[sid] * len(symbols))
         open_interest = np.round(
-            base * np.exp(-0.7 * distance) * np.where(is_monthly, 3.0, 1.0) * tenor * put_wing
+            base * np.exp(-distance) * np.where(is_monthly, 3.0, 1.0) * tenor * put_wing
             * rng.lognormal(0.0, 0.5, len(strike))
         ).astype(np.int64)
-        weight = np.exp(-1.2 * distance) / np.sqrt(years * 365) * np.where(is_monthly, 1.5, 1.0)
+        weight = np.exp(-1.5 * distance) / (years * 365) * np.where(is_monthly, 1.5, 1.0)
         parts["w"].append(params.activity[sid] * weight / weight.sum())
         # occ_symbol's format, spelled inline: one f-string per contract is ~10x faster.
         text = [
@@ -177,8 +177,9 @@ def option_ticks(
     price = np.asarray(
         bsm_greeks(is_call, s, strike, years, rate, dividend_yield, sigma)["price"], np.float64
     )
-    intrinsic = np.maximum(np.where(is_call, s - strike, strike - s), 0.0)
-    price = np.maximum(price, intrinsic * np.exp(-rate * years))
+    # No-arbitrage floor (the forward's intrinsic value), against rounding in the model.
+    forward_intrinsic = (s * np.exp(-dividend_yield * years) - strike * np.exp(-rate * years))
+    price = np.maximum(price, np.where(is_call, forward_intrinsic, -forward_intrinsic))
     tick = np.where(price < 3.0, 0.01, 0.05)
     spread = np.maximum(tick, 0.03 * price**0.65 * np.sqrt(sigma / 0.3))
     bid = np.maximum(np.floor((price - spread / 2) / tick + 1e-9) * tick, 0.0)
