@@ -11,10 +11,12 @@ buffers stream messages and yields one batch per ``feed_interval_ms``.
 After any reconnect the bars missed since the last message are backfilled
 from the historical API and arrive as ``FeedBatch.bars``.
 
-Subscriptions (:meth:`AlpacaFeed.set_interest`): configured symbols always
-(trades, quotes, bars); symbols clients ask for are added to the universe up
-to ``alpaca_stock_budget``; option contracts nearest the money, requested
-chains first, up to ``alpaca_option_budget``. The REST clients are blocking
+Subscriptions (:meth:`AlpacaFeed.set_interest`): the configured symbols
+always (trades, quotes, bars; at most ``alpaca_stock_budget``); option
+contracts nearest the money up to ``alpaca_option_budget``, the chains clients
+subscribed to first. The universe itself is fixed (``symbol_id`` must mean the
+same to the feed actor and every shard), so requested symbols outside it are
+reported in ``status().detail`` and not streamed. The REST clients are blocking
 and run in worker threads.
 """
 
@@ -116,6 +118,7 @@ class AlpacaFeed:
         self._seen: dict[str, set[int]] = {}
         self._last_price: dict[str, float] = {}
         self._interest: set[str] = set()
+        self.not_in_universe: list[str] = []
         self.backfilled_bars = 0
         self.rest_error: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -237,37 +240,12 @@ class AlpacaFeed:
                 wanted.add(normalize_symbol(raw))
             except ValueError:
                 continue
-        self._interest = wanted
-        extra = [s for s in sorted(wanted) if s not in self.symbols]
-        room = self.settings.alpaca_stock_budget - len(self.symbols)
-        added = extra[:max(0, room)]
-        if len(extra) > len(added):
-            log.warning("stock budget %d reached; not streaming %s",
-                        self.settings.alpaca_stock_budget, extra[len(added):])
-        if added:
-            self.symbols = self.symbols + tuple(added)
-            self.buffer.set_universe(self.symbols, self.chains)
-            task = asyncio.create_task(self._load_symbols(added))
-            self._tasks.append(task)
-        await self._update_subscriptions()
-
-    async def _load_symbols(self, symbols: list[str]) -> None:
-        try:
-            bars = await self.fetch_bars(
-                symbols, time.time_ns() - self.settings.alpaca_warmup_minutes * NS_PER_MINUTE)
-            self._note_bars(bars)
-            self._pending_bars.append(bars)
-        except FeedError as exc:
-            log.warning("warm-up of %s failed: %s", symbols, exc)
-        for symbol in symbols:
-            try:
-                chain, _ = await self.fetch_chain(symbol)
-            except FeedError as exc:
-                log.warning("chain of %s failed: %s", symbol, exc)
-                continue
-            self.chains[symbol] = chain
-            self._changed_chains[symbol] = chain
-        self.buffer.set_universe(self.symbols, self.chains)
+        self._interest = wanted & set(self.symbols)
+        outside = sorted(wanted - set(self.symbols))
+        if outside:
+            # The universe (symbol_id ↔ symbol) is fixed for the feed actor and the shards.
+            self.not_in_universe = outside
+            log.info("clients asked for symbols outside the universe: %s", outside)
         await self._update_subscriptions()
 
     def select_contracts(self) -> list[str]:
@@ -344,6 +322,7 @@ class AlpacaFeed:
             error=error,
             detail={"streams": streams, "backfilled_bars": self.backfilled_bars,
                     "symbols": len(self.symbols), "chains": len(self.chains),
+                    "interest": sorted(self._interest), "not_in_universe": self.not_in_universe,
                     "dropped_by_reason": dict(self.buffer.dropped),
                     "market_open": us_market_open()},
         )

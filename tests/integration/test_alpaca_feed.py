@@ -190,21 +190,26 @@ async def test_second_client_is_refused_406_and_backs_off(server):
     assert first.status().connected is False  # closed by stop()
 
 
-async def test_set_interest_adds_symbol_and_moves_option_budget(server):
-    feed = AlpacaFeed(_settings(server, alpaca_option_budget=6, alpaca_stock_budget=3))
+async def test_set_interest_moves_option_budget_to_requested_chain(server):
+    feed = AlpacaFeed(_settings(server, symbols="AAPL,MSFT,NVDA", alpaca_option_budget=4))
     await feed.warmup()
     run = Collector(feed)
-    await run.wait_for(lambda: feed.stock.connected)
+    await run.wait_for(lambda: feed.option.connected)
 
-    await feed.set_interest({"NVDA", "TSLA"})
-    await run.wait_for(lambda: "NVDA" in feed.chains)
-    await run.wait_for(lambda: any(len(b.ticks) and np.any(b.ticks.symbol_id == 2)
-                                   for b in run.batches))
+    def per_chain() -> dict[str, int]:
+        roots = [c[:4] for c in feed.option.wanted["quotes"]]
+        return {root: roots.count(root) for root in ("AAPL", "MSFT", "NVDA")}
+
+    before = per_chain()
+    await feed.set_interest({"NVDA", "ZZZZ"})
+    after = per_chain()
+    subscribed_at = len(run.batches)
+    await run.wait_for(lambda: sum(
+        int(np.sum(b.option_ticks.symbol_id == 2)) for b in run.batches[subscribed_at:]) >= 4)
     await run.stop()
 
-    assert feed.symbols == ("AAPL", "MSFT", "NVDA")   # TSLA is over the stock budget
-    options = sorted(feed.option.wanted["quotes"])
-    assert len(options) == 6
-    assert options[0].startswith("AAPL") or any(o.startswith("NVDA") for o in options)
-    assert any(o.startswith("NVDA") for o in options)
-    assert any("NVDA" in b.chains for b in run.batches)
+    assert before == {"AAPL": 2, "MSFT": 1, "NVDA": 1}
+    assert after == {"AAPL": 1, "MSFT": 1, "NVDA": 2}
+    assert server.stats["option_subscribe"] >= 2
+    assert feed.status().detail["not_in_universe"] == ["ZZZZ"]
+    assert feed.symbols == ("AAPL", "MSFT", "NVDA")
