@@ -15,8 +15,8 @@ import argparse
 import json
 import tempfile
 import time
-from dataclasses import replace
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 

@@ -34,7 +34,7 @@ class Chunk:
 
 
 def _units(page_text: str, count: TokenCounter, max_tokens: int) -> list[tuple[str, int]]:
-    """Return (text, tokens) pieces no longer than ``max_tokens``: lines, else sentences, else words."""
+    """Return (text, tokens) pieces of at most ``max_tokens``: lines, sentences or words."""
     lines = [line for line in page_text.split("\n") if line.strip()]
     counts = count(lines) if lines else []
     units: list[tuple[str, int]] = []

@@ -93,8 +93,8 @@ def clean_page(raw: str, repeated: set[str] | None = None) -> str:
 def clean_pages(raw_pages: list[str]) -> list[str]:
     """Return every page cleaned; headers and footers repeated across pages are removed."""
     prepared = [
-        [_SPACES.sub(" ", line.strip()) for line in join_hyphenation(normalize_characters(p)).split("\n")]
-        for p in raw_pages
+        [_SPACES.sub(" ", line.strip()) for line in text.split("\n")]
+        for text in (join_hyphenation(normalize_characters(p)) for p in raw_pages)
     ]
     repeated = find_repeated_edges(prepared)
     return [clean_page(raw, repeated) for raw in raw_pages]

@@ -44,8 +44,8 @@ class Embedder:
     ) -> None:
         self._model = loader()
         self.batch_size = batch_size
-        dimension_of = getattr(self._model, "get_embedding_dimension", None) or getattr(
-            self._model, "get_sentence_embedding_dimension"
+        dimension_of = getattr(self._model, "get_embedding_dimension", None) or (
+            self._model.get_sentence_embedding_dimension
         )
         self.dimension = int(dimension_of())
 
@@ -60,11 +60,13 @@ class Embedder:
             convert_to_numpy=True,
             show_progress_bar=False,
         )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        result: Vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        return result
 
     def encode_query(self, query: str) -> npt.NDArray[np.float32]:
         """Return one query's unit vector, shape ``(dimension,)``."""
-        return self.encode([query])[0]
+        vector: npt.NDArray[np.float32] = self.encode([query])[0]
+        return vector
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Return each text's word-piece count without special tokens."""

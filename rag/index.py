@@ -46,6 +46,7 @@ _VERSION = re.compile(r"^v(\d{6,})$")
 def build_faiss_index(vectors: Vectors, hnsw_threshold: int = DEFAULT_HNSW_THRESHOLD) -> Any:
     """Return an inner-product FAISS index: exact when small, HNSW above ``hnsw_threshold``."""
     dimension = vectors.shape[1]
+    index: Any
     if len(vectors) > hnsw_threshold:
         index = faiss.IndexHNSWFlat(dimension, HNSW_NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = 80
@@ -84,7 +85,10 @@ class IndexSnapshot:
         return self._columns[name]
 
     def dense_search(
-        self, query: npt.NDArray[np.float32], k: int, candidates: npt.NDArray[np.int64] | None = None
+        self,
+        query: npt.NDArray[np.float32],
+        k: int,
+        candidates: npt.NDArray[np.int64] | None = None,
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         """Return (scores, chunk rows) of the ``k`` nearest chunks, best first.
 
@@ -111,10 +115,7 @@ class IndexSnapshot:
 
 
 def _top_k(scores: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64]:
-    if len(scores) > k:
-        part = np.argpartition(-scores, k - 1)[:k]
-    else:
-        part = np.arange(len(scores))
+    part = np.argpartition(-scores, k - 1)[:k] if len(scores) > k else np.arange(len(scores))
     return part[np.argsort(-scores[part], kind="stable")].astype(np.int64)
 
 
@@ -188,7 +189,8 @@ class IndexStore:
             faiss_index = build_faiss_index(vectors, self.hnsw_threshold)
         if isinstance(faiss_index, faiss.IndexHNSW):
             faiss_index.hnsw.efSearch = HNSW_EF_SEARCH
-        return IndexSnapshot(version, table.drop_columns(["vector"]), vectors, documents, faiss_index)
+        chunks = table.drop_columns(["vector"])
+        return IndexSnapshot(version, chunks, vectors, documents, faiss_index)
 
     def publish(self, table: pa.Table, documents: list[dict[str, Any]]) -> str:
         """Write ``table`` (with vectors) and ``documents`` as a new version and make it current.

@@ -126,3 +126,24 @@ def ingest_files(
     summary.version = summary.version or store.current_version()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def ingest_document(
+    data: bytes,
+    uri: str,
+    store: IndexStore,
+    embedder: Embedder,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pages: int = DEFAULT_MAX_PAGES,
+) -> tuple[ProcessedDocument, str | None, bool]:
+    """Parse, embed and index one document; return (document, version, was_duplicate).
+
+    Raises ``rag.pdf.BadDocument`` when the bytes cannot be indexed.
+    """
+    document = process_document(data, uri, embedder.count_tokens,
+                                max_bytes=max_bytes, max_pages=max_pages)
+    if not document.chunks:
+        raise BadDocument("no text chunks")
+    version, duplicates = store.add(embed_documents([document], embedder), [document.record()])
+    return document, version, document.document_id in duplicates

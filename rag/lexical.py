@@ -17,12 +17,16 @@ K1 = 1.2
 B = 0.75
 
 STOPWORDS = frozenset(
-    """a an and are as at be been but by can could did do does for from had has have how i
-    if in into is it its itself of on or our over per such than that the their them then there
-    these they this those to was we were what when where which while who whom why will with
-    would you your any all also about more most other same some so very not no nor only own
-    between during before after above below up down out off again further once here both each
-    few s t just should now state explain""".split()
+    " ".join(
+        (
+            "a an and are as at be been but by can could did do does for from had has have",
+            "how i if in into is it its itself of on or our over per such than that the",
+            "their them then there these they this those to was we were what when where",
+            "which while who whom why will with would you your any all also about more most",
+            "other same some so very not no nor only own between during before after above",
+            "below up down out off again further once here both each few s t just should now",
+        )
+    ).split()
 )
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
 _WORD = re.compile(r"[a-z0-9]+(?:[.\-/&'][a-z0-9]+)*")
@@ -116,9 +120,6 @@ class BM25Index:
         subset = scores[rows]
         positive = subset > 0
         subset, rows = subset[positive], rows[positive]
-        if len(subset) > k:
-            part = np.argpartition(-subset, k - 1)[:k]
-        else:
-            part = np.arange(len(subset))
+        part = np.argpartition(-subset, k - 1)[:k] if len(subset) > k else np.arange(len(subset))
         order = part[np.argsort(-subset[part], kind="stable")]
         return subset[order], rows[order]

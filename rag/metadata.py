@@ -159,18 +159,14 @@ def extract_metadata(uri: str, pages: list[str], pdf_title: str | None = None) -
     elif match := _PRESS_COMPANY.search(head):
         registrant = _name_case(match.group(1).split(" - ")[-1].split("--")[-1])
     ticker = None
-    if match := _EXCHANGE_TICKER.search(head):
-        ticker = match.group(1)
-    elif match := _COVER_TICKER.search(head):
+    if (match := _EXCHANGE_TICKER.search(head)) or (match := _COVER_TICKER.search(head)):
         ticker = match.group(1)
 
     doc_type = from_name.get("doc_type") or _doc_type_from_text(head) or "other"
     year = from_name.get("fiscal_year")
     quarter = from_name.get("fiscal_quarter")
     if year is None:
-        if match := _FY_ENDED.search(head):
-            year = int(match.group(1))
-        elif match := _QUARTER_ENDED.search(head):
+        if (match := _FY_ENDED.search(head)) or (match := _QUARTER_ENDED.search(head)):
             year = int(match.group(1))
         elif match := _RELEASE_PERIOD.search(head):
             quarter = quarter or _ORDINAL_QUARTER[match.group(1).lower()]

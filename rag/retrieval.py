@@ -119,7 +119,8 @@ class HybridRetriever:
             if value in (None, ""):
                 continue
             if key not in FILTER_KEYS:
-                raise InvalidInput(f"unknown filter {key!r}; expected one of {', '.join(FILTER_KEYS)}")
+                expected = ", ".join(FILTER_KEYS)
+                raise InvalidInput(f"unknown filter {key!r}; expected one of {expected}")
             allowed &= {i for i, d in enumerate(documents) if _matches(d, key, str(value))}
             explicit = True
         boost: dict[int, float] = {}

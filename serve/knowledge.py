@@ -1,0 +1,247 @@
+"""Knowledge base deployment: hybrid search over the published index, document uploads.
+
+:class:`KnowledgeService` is the plain class (no Ray): it owns the index store, the
+current snapshot with its retriever, the query embedder and the upload registry, and
+follows the ``CURRENT`` pointer so versions published by ``marketray ingest`` appear
+without a restart. :class:`KnowledgeBase` is the thin Serve deployment around it; it
+merges concurrent queries into one embedding batch with ``@serve.batch``.
+
+    KnowledgeBase.bind(settings.model_dump(mode="json"))
+    await handle.search.remote("put-call parity", 5, {"doc_type": "10-K"})  # list[Source dict]
+    await handle.add_document.remote("report.pdf", data)   # {"document_id", "status", ...}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ray import serve
+
+from market.errors import InvalidInput, PayloadTooLarge, Unavailable
+from market.settings import Settings
+from rag.embedder import Embedder
+from rag.index import IndexStore
+from rag.ingestion import ingest_document, ingest_files
+from rag.pdf import BadDocument, content_hash, document_id_for
+from rag.retrieval import HybridRetriever
+
+log = logging.getLogger("marketray.knowledge")
+SAMPLES_DIR = Path(__file__).resolve().parent.parent / "rag" / "samples"
+POLL_INTERVAL_S = 1.0
+
+
+class KnowledgeService:
+    """Search, list, upload and delete documents over one data dir's index; thread-safe."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        embedder_factory: Callable[[], Embedder] = Embedder,
+        *,
+        samples_dir: Path | None = SAMPLES_DIR,
+    ) -> None:
+        self.settings = settings
+        self.store = IndexStore(Path(settings.data_dir) / "index")
+        self.embedder = embedder_factory()
+        self.samples_dir = samples_dir
+        self._retriever = HybridRetriever(self.store.load(), self.embedder.encode_query)
+        self._uploads: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+        self.ready = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Ingest the bundled samples into an empty index, then follow new versions."""
+        try:
+            if self.store.current_version() is None and self.samples_dir is not None:
+                samples = sorted(self.samples_dir.glob("*.pdf"))
+                if samples:
+                    summary = ingest_files(samples, self.store, self.embedder)
+                    log.info("ingested %d bundled sample documents", summary.documents)
+            self.refresh()
+        finally:
+            self.ready = True
+
+    def start_polling(self, interval_s: float = POLL_INTERVAL_S) -> None:
+        """Poll ``CURRENT`` in a daemon thread and load newer versions as they appear."""
+        if self._poller is not None:
+            return
+
+        def loop() -> None:
+            while not self._stop.wait(interval_s):
+                try:
+                    self.refresh()
+                except Exception:  # keep serving the version already loaded
+                    log.exception("index reload failed")
+
+        self._poller = threading.Thread(target=loop, name="index-poller", daemon=True)
+        self._poller.start()
+
+    def stop(self) -> None:
+        """Stop the poller."""
+        self._stop.set()
+
+    def refresh(self) -> bool:
+        """Load the published version if it differs from the one in memory; True if swapped."""
+        with self._refresh_lock:
+            version = self.store.current_version()
+            if version == self._retriever.snapshot.version:
+                return False
+            retriever = HybridRetriever(self.store.load(version), self.embedder.encode_query)
+            self._retriever = retriever  # one reference swap: searches never see a mix
+            log.info("serving index version %s (%d chunks)", version, len(retriever.snapshot))
+            return True
+
+    # -- search ----------------------------------------------------------------------------
+    def embed_queries(self, queries: list[str]) -> np.ndarray:
+        """Return one unit vector per query, embedded as one batch."""
+        return self.embedder.encode(queries)
+
+    def search(
+        self, query: str, k: int = 5, filters: dict[str, Any] | None = None,
+        query_vector: np.ndarray | None = None,
+    ) -> list[dict[str, Any]]:
+        """Return up to ``k`` passages as ``Source`` dicts, best first."""
+        if not 1 <= k <= 50:
+            raise InvalidInput("k must be between 1 and 50")
+        retriever = self._retriever
+        results = retriever.search(query, k, filters, query_vector=query_vector)
+        return [source.model_dump() for source in results]
+
+    # -- documents -------------------------------------------------------------------------
+    def list_documents(self) -> list[dict[str, Any]]:
+        """Return indexed documents (status ``indexed``) and uploads still pending or failed."""
+        indexed = [
+            {**{k: v for k, v in d.items() if k not in ("aliases", "content_hash")},
+             "status": "indexed", "reason": None}
+            for d in self._retriever.snapshot.documents
+        ]
+        known = {d["document_id"] for d in indexed}
+        with self._lock:
+            others = [dict(u) for u in self._uploads.values()
+                      if u["document_id"] not in known and u["status"] != "indexed"]
+        return indexed + others
+
+    def submit(self, filename: str, data: bytes) -> dict[str, Any]:
+        """Check an upload and register it as ``pending`` (or ``duplicate``); no parsing yet."""
+        limit = self.settings.max_upload_mb * 1024 * 1024
+        if len(data) > limit:
+            raise PayloadTooLarge(f"upload exceeds {self.settings.max_upload_mb} MB")
+        name = Path(filename or "upload.pdf").name
+        if not data.lstrip()[:5].startswith(b"%PDF"):
+            raise InvalidInput("only PDF documents can be uploaded")
+        digest = content_hash(data)
+        document_id = document_id_for(digest)
+        record = {"document_id": document_id, "uri": name, "title": name,
+                  "status": "pending", "reason": None}
+        with self._lock:
+            in_index = any(d["content_hash"] == digest for d in self._retriever.snapshot.documents)
+            previous = self._uploads.get(document_id)
+            if in_index or (previous and previous["status"] in ("pending", "indexed")):
+                return {**record, "status": "duplicate",
+                        "reason": "a document with the same content is already indexed"}
+            self._uploads[document_id] = record
+        return dict(record)
+
+    def process(self, document_id: str, filename: str, data: bytes) -> dict[str, Any]:
+        """Parse, embed and index a submitted upload; record ``indexed`` or ``failed``."""
+        update: dict[str, Any]
+        try:
+            document, _, duplicate = ingest_document(data, Path(filename).name, self.store,
+                                                     self.embedder)
+            update = {"status": "duplicate" if duplicate else "indexed", "reason": None,
+                      "title": document.metadata.title, "pages": document.page_count,
+                      "chunks": len(document.chunks)}
+        except BadDocument as exc:
+            update = {"status": "failed", "reason": exc.reason}
+        except Exception as exc:  # reported through GET /documents, never raised to a route
+            log.exception("ingesting %s failed", filename)
+            update = {"status": "failed", "reason": f"internal error: {type(exc).__name__}"}
+        self.refresh()
+        with self._lock:
+            record = self._uploads.setdefault(document_id, {"document_id": document_id})
+            record.update(update)
+            return dict(record)
+
+    def delete(self, document_id: str) -> bool:
+        """Remove a document from the index (new version) or a failed upload; False if unknown."""
+        version = self.store.delete(document_id)
+        with self._lock:
+            dropped = self._uploads.pop(document_id, None)
+        if version is not None:
+            self.refresh()
+            return True
+        return dropped is not None and dropped.get("status") != "pending"
+
+    def status(self) -> dict[str, Any]:
+        """Return index version, document and chunk counts and readiness for ``/health``."""
+        snapshot = self._retriever.snapshot
+        with self._lock:
+            pending = sum(1 for u in self._uploads.values() if u["status"] == "pending")
+        return {"ready": self.ready, "version": snapshot.version,
+                "documents": len(snapshot.documents), "chunks": len(snapshot),
+                "pending_uploads": pending, "degraded": not self.ready}
+
+
+@serve.deployment(max_ongoing_requests=128, ray_actor_options={"num_cpus": 1})
+class KnowledgeBase:
+    """Serve deployment around :class:`KnowledgeService` (settings passed as a plain dict)."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.service = KnowledgeService(Settings(**settings))
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._starting = threading.Thread(target=self._start, name="kb-start", daemon=True)
+        self._starting.start()
+
+    def _start(self) -> None:
+        self.service.start()
+        self.service.start_polling()
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
+    async def _embed(self, queries: list[str]) -> list[np.ndarray]:
+        vectors = await asyncio.to_thread(self.service.embed_queries, queries)
+        return list(vectors)
+
+    async def search(self, query: str, k: int = 5,
+                     filters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Return up to ``k`` Source dicts; query embeddings are batched across callers."""
+        if not self.service.ready and self.service.status()["chunks"] == 0:
+            raise Unavailable("the knowledge base is still loading")
+        if not query.strip():
+            raise InvalidInput("query must not be empty")
+        vector = await self._embed(query)
+        return self.service.search(query, k, filters, query_vector=vector)
+
+    async def list_documents(self) -> list[dict[str, Any]]:
+        """Return indexed documents and the status of recent uploads."""
+        return self.service.list_documents()
+
+    async def add_document(self, filename: str, data: bytes) -> dict[str, Any]:
+        """Register an upload and ingest it in the background; returns its status record."""
+        record = self.service.submit(filename, data)
+        if record["status"] == "pending":
+            task = asyncio.create_task(asyncio.to_thread(
+                self.service.process, record["document_id"], filename, data))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return record
+
+    async def delete_document(self, document_id: str) -> bool:
+        """Remove a document; False when it is unknown."""
+        return await asyncio.to_thread(self.service.delete, document_id)
+
+    async def status(self) -> dict[str, Any]:
+        """Index version, documents, chunks, readiness."""
+        return self.service.status()
+
+    def __del__(self) -> None:
+        self.service.stop()
