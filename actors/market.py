@@ -21,24 +21,37 @@ class MarketActors:
     feed: ActorHandle
 
 
-def start_market(settings: Settings, universe: tuple[str, ...] | None = None) -> MarketActors:
-    """Create the shard actors and the feed actor, warm them up and start streaming.
+def start_market(settings: Settings, universe: tuple[str, ...] | None = None, *,
+                 detached: bool = False) -> MarketActors:
+    """Create (or join, by name) the shard actors and the feed actor, warm them up and
+    start streaming. Idempotent.
 
     ``universe`` defaults to ``settings.symbols`` and must be the feed's symbol
-    list (the simulator and Alpaca feeds use the configured symbols).
+    list. ``detached`` actors outlive their creator (used when a Serve replica
+    creates them, as under KubeRay); otherwise they live as long as the driver.
     """
     universe = universe or settings.symbols
     parts = partition(universe, settings.num_shards)
     config = shard_config(settings)
+    lifetime = "detached" if detached else None
     shards = [
         ShardActor.options(name=shard_name(i), namespace=NAMESPACE,  # type: ignore[attr-defined]
-                           get_if_exists=True).remote(part, universe, config)
+                           get_if_exists=True, lifetime=lifetime).remote(part, universe, config)
         for i, part in enumerate(parts)
     ]
     feed = FeedActor.options(name=FEED_ACTOR_NAME, namespace=NAMESPACE,  # type: ignore[attr-defined]
-                             get_if_exists=True).remote(settings.model_dump(mode="json"), shards)
+                             get_if_exists=True, lifetime=lifetime).remote(
+        settings.model_dump(mode="json"), shards)
     ray.get(feed.start.remote())
     return MarketActors(shards=shards, feed=feed)
+
+
+def ensure_market(settings: Settings) -> MarketActors:
+    """The running market actors, created (detached) if nobody started them yet."""
+    try:
+        return find_market(settings.num_shards)
+    except ValueError:
+        return start_market(settings, detached=True)
 
 
 def find_market(num_shards: int) -> MarketActors:

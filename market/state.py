@@ -41,8 +41,7 @@ def _session_of(ts: int) -> int:
 @numba.njit(cache=True)
 def _start_bar(s: int, minute: int, p: float, state: npt.NDArray[np.float64],
                bar_start: npt.NDArray[np.int64], anchor: npt.NDArray[np.int64],
-               bar_starts_session: npt.NDArray[np.bool_],
-               pending_reset: npt.NDArray[np.bool_]) -> None:
+               needs_reset: npt.NDArray[np.bool_], reset_done: npt.NDArray[np.bool_]) -> None:
     # ``anchor`` is the start of the symbol's latest bar, closed, seeded or forming.
     new_session = anchor[s] == 0 or _session_of(minute) != _session_of(anchor[s])
     if new_session:
@@ -52,8 +51,9 @@ def _start_bar(s: int, minute: int, p: float, state: npt.NDArray[np.float64],
         state[s, 7] = p
         state[s, 8] = p
         state[s, 9] = p
-        pending_reset[s] = anchor[s] > 0
-    bar_starts_session[s] = new_session
+    # VWAP restarts before the first bar of a session that follows another one.
+    needs_reset[s] = new_session and anchor[s] > 0
+    reset_done[s] = False
     bar_start[s] = minute
     anchor[s] = minute
     state[s, 11] = p
@@ -71,12 +71,15 @@ def _apply_ticks(
     bid_size: npt.NDArray[np.float64], ask_size: npt.NDArray[np.float64],
     state: npt.NDArray[np.float64], last_ts: npt.NDArray[np.int64],
     bar_start: npt.NDArray[np.int64], anchor: npt.NDArray[np.int64],
-    bar_starts_session: npt.NDArray[np.bool_],
-    pending_reset: npt.NDArray[np.bool_], out_slot: npt.NDArray[np.int32],
-    out_ts: npt.NDArray[np.int64], out_ohlcv: npt.NDArray[np.float64],
-    out_starts_session: npt.NDArray[np.bool_],
+    needs_reset: npt.NDArray[np.bool_], reset_done: npt.NDArray[np.bool_],
+    out_slot: npt.NDArray[np.int32], out_ts: npt.NDArray[np.int64],
+    out_ohlcv: npt.NDArray[np.float64], out_reset: npt.NDArray[np.bool_],
 ) -> tuple[int, int]:
-    """Apply ticks in row order; write closed bars to ``out_*``; return (closed, rejected)."""
+    """Apply ticks in row order; write closed bars to ``out_*``; return (closed, rejected).
+
+    ``out_reset[i]`` says the indicator bank's session (VWAP) must be reset
+    before committing closed bar ``i``.
+    """
     n_closed = 0
     rejected = 0
     for i in range(len(kind)):
@@ -107,9 +110,9 @@ def _apply_ticks(
                 out_ts[n_closed] = bar_start[s]
                 for j in range(5):
                     out_ohlcv[n_closed, j] = state[s, 11 + j]
-                out_starts_session[n_closed] = bar_starts_session[s]
+                out_reset[n_closed] = needs_reset[s] and not reset_done[s]
                 n_closed += 1
-            _start_bar(s, minute, p, state, bar_start, anchor, bar_starts_session, pending_reset)
+            _start_bar(s, minute, p, state, bar_start, anchor, needs_reset, reset_done)
         elif minute < bar_start[s]:
             continue  # a late print for a bar already closed does not reopen it
         if t > last_ts[s]:
@@ -198,8 +201,8 @@ class MarketState:
         self.last_ts = np.zeros(n, np.int64)
         self.bar_start = np.zeros(n, np.int64)  # forming bar's start, 0 when none
         self.anchor = np.zeros(n, np.int64)  # latest bar's start: closed, seeded or forming
-        self.bar_starts_session = np.zeros(n, np.bool_)
-        self.pending_reset = np.zeros(n, np.bool_)
+        self.needs_reset = np.zeros(n, np.bool_)  # the forming bar starts a new session
+        self.reset_done = np.zeros(n, np.bool_)  # ... and the bank was already reset for it
         self.version = np.zeros(n, np.int64)  # bumped whenever a slot changes
         self.bank = IndicatorBank(n)
         self.ring = BarRing(n, bar_capacity, len(INDICATOR_NAMES))
@@ -214,7 +217,7 @@ class MarketState:
         self._out_slot = np.empty(capacity, np.int32)
         self._out_ts = np.empty(capacity, np.int64)
         self._out_ohlcv = np.empty((capacity, 5))
-        self._out_starts = np.empty(capacity, np.bool_)
+        self._out_reset = np.empty(capacity, np.bool_)
 
     def slots_for(self, symbol_ids: npt.NDArray[np.int32]) -> npt.NDArray[np.int32]:
         """Map universe ids to local slots (-1 for symbols owned elsewhere)."""
@@ -230,35 +233,32 @@ class MarketState:
         n_closed, rejected = _apply_ticks(
             batch.kind, slots, batch.ts_ns, batch.price, batch.size, batch.bid, batch.ask,
             batch.bid_size, batch.ask_size, self.state, self.last_ts, self.bar_start, self.anchor,
-            self.bar_starts_session, self.pending_reset, self._out_slot, self._out_ts,
-            self._out_ohlcv, self._out_starts,
+            self.needs_reset, self.reset_done, self._out_slot, self._out_ts, self._out_ohlcv,
+            self._out_reset,
         )
         self.ticks += int(np.count_nonzero(slots >= 0))
         self.rejected += int(rejected)
         self._commit_bars(self._out_slot[:n_closed], self._out_ts[:n_closed],
-                          self._out_ohlcv[:n_closed], self._out_starts[:n_closed])
+                          self._out_ohlcv[:n_closed], self._out_reset[:n_closed])
         self._sequence += 1
         touched = np.unique(slots[slots >= 0])
         self.version[touched] = self._sequence
         return int(n_closed)
 
     def _commit_bars(self, slots: npt.NDArray[np.int32], ts: npt.NDArray[np.int64],
-                     ohlcv: npt.NDArray[np.float64],
-                     starts_session: npt.NDArray[np.bool_]) -> None:
+                     ohlcv: npt.NDArray[np.float64], reset: npt.NDArray[np.bool_]) -> None:
         """Commit closed bars in order, resetting VWAP before each session's first bar."""
         start = 0
-        for i in np.flatnonzero(starts_session):
-            if self.pending_reset[slots[i]]:
-                self._commit_range(slots, ts, ohlcv, start, int(i))
-                self.bank.reset_session(slots[i : i + 1])
-                self.pending_reset[slots[i]] = False
-                start = int(i)
+        for i in np.flatnonzero(reset):
+            self._commit_range(slots, ts, ohlcv, start, int(i))
+            self.bank.reset_session(slots[i : i + 1])
+            start = int(i)
         self._commit_range(slots, ts, ohlcv, start, len(slots))
-        # A session whose first bar is still forming: reset now so peeks are right.
-        pending = np.flatnonzero(self.pending_reset & self.bar_starts_session)
+        # A session whose first bar is still forming: reset now so live peeks are right.
+        pending = np.flatnonzero(self.needs_reset & ~self.reset_done)
         if len(pending):
             self.bank.reset_session(pending.astype(np.int32))
-            self.pending_reset[pending] = False
+            self.reset_done[pending] = True
 
     def _commit_range(self, slots: npt.NDArray[np.int32], ts: npt.NDArray[np.int64],
                       ohlcv: npt.NDArray[np.float64], start: int, stop: int) -> None:

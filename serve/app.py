@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 from ray import serve
 from ray.serve import Application
 
-from actors.market import find_market
+from actors.market import ensure_market
 from market.cache import make_cache
 from market.settings import Settings
 from serve.auth import TokenSigner
@@ -81,7 +81,7 @@ def build_services(settings: Settings, knowledge: Any = None, embedder: Any = No
                    generator: Any = None) -> Services:
     """Connect to the market actors and build a replica's :class:`Services`."""
     secret, _ = settings.resolved_secret()
-    gateway = MarketGateway(find_market(settings.num_shards), settings.symbols)
+    gateway = MarketGateway(ensure_market(settings), settings.symbols)
     services = Services(settings=settings, signer=TokenSigner(secret),
                         cache=make_cache(settings.redis_url), market=gateway,
                         knowledge=knowledge, embedder=embedder, generator=generator)

@@ -58,7 +58,7 @@ def shard():
     quotes = OptionTickBatch.from_columns(
         kind=np.full(n, QUOTE), symbol_id=np.zeros(n), contract_index=np.arange(n),
         ts_ns=np.full(n, NOW), price=np.full(n, np.nan), size=np.full(n, np.nan),
-        bid=price - 0.05, ask=price + 0.05, bid_size=np.ones(n), ask_size=np.ones(n))
+        bid=price * 0.99, ask=price * 1.01, bid_size=np.ones(n), ask_size=np.ones(n))
     s.ingest(ticks, quotes, None, {"AAPL": c})
     return s
 
@@ -139,9 +139,9 @@ def test_new_open_interest_keeps_quotes_and_tracks_change(shard):
 def test_underlying_move_refreshes_greeks(shard):
     before = orjson.loads(shard.chain_json("AAPL"))["contracts"][4]["greeks"]["delta"]
     ticks = TickBatch.from_columns(kind=[TRADE], symbol_id=[0], ts_ns=[NOW + NS_PER_MINUTE],
-                                   price=[SPOT * 1.05], size=[1.0], bid=[np.nan],
+                                   price=[SPOT * 1.01], size=[1.0], bid=[np.nan],
                                    ask=[np.nan], bid_size=[np.nan], ask_size=[np.nan])
     shard.ingest(ticks, None, None, None)
     chain = orjson.loads(shard.chain_json("AAPL"))
-    assert chain["underlying_price"] == pytest.approx(SPOT * 1.05)
+    assert chain["underlying_price"] == pytest.approx(SPOT * 1.01)
     assert chain["contracts"][4]["greeks"]["delta"] != before
