@@ -25,7 +25,6 @@ session trades like an average session moment instead.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING
@@ -64,7 +63,6 @@ if TYPE_CHECKING:
 OFF_HOURS_ACTIVITY = 0.03  # message rate outside the session, relative to `rate`
 OFF_HOURS_PACE = 0.05  # price-clock speed outside the session (overnight is quiet)
 OVERNIGHT_DAYS = 0.2  # overnight variance between sessions, in trading days
-_BRIDGE_POINTS = 8  # intra-minute path points for warm-up bars' high and low
 
 
 def trade_sizes(rng: np.random.Generator, count: int) -> F64:
@@ -321,6 +319,7 @@ class SimulatedFeed:
         continues (``next_batch`` picks up at ``now_ns``).
         """
         rng = np.random.default_rng([self.seed, 1])
+        self._rng = np.random.default_rng([self.seed, 2])  # the live stream restarts too
         params = self.params
         self._log_spot = np.log(params.spot)
         self._variance = params.variance.copy()
@@ -330,7 +329,6 @@ class SimulatedFeed:
         shares_per_minute = (
             self.rate * self.trade_fraction * 60.0 * _MEAN_TRADE_SIZE * params.activity
         )
-        u = (np.arange(1, _BRIDGE_POINTS + 1) / _BRIDGE_POINTS)[:, None]
         for index, day in enumerate(recent_sessions(now_ns, self.warmup_sessions)):
             if index:
                 step(params, self._log_spot, self._variance, OVERNIGHT_DAYS / 252, rng)
@@ -341,12 +339,12 @@ class SimulatedFeed:
                 dt = 60.0 * (0.5 + 0.5 * activity) / TRADING_SECONDS_PER_YEAR
                 open_log = self._log_spot.copy()
                 moved = step(params, self._log_spot, self._variance, dt, rng)
-                path = np.cumsum(
-                    rng.standard_normal((_BRIDGE_POINTS, n)) / math.sqrt(_BRIDGE_POINTS), axis=0
-                )
-                path = open_log + u * moved.log_return + moved.diffusion_std * (path - u * path[-1])
-                high = np.maximum(path.max(axis=0), open_log)
-                low = np.minimum(path.min(axis=0), open_log)
+                # High and low: exact draws of a Brownian bridge's maximum and minimum.
+                close_log = self._log_spot
+                gap = (close_log - open_log) ** 2
+                spread = -2.0 * moved.diffusion_std**2 * np.log(rng.random((2, n)))
+                high = (open_log + close_log + np.sqrt(gap + spread[0])) / 2.0
+                low = (open_log + close_log - np.sqrt(gap + spread[1])) / 2.0
                 volume = np.round(
                     shares_per_minute * activity * rng.lognormal(-0.06, 0.35, n) / 100.0
                 ) * 100.0
@@ -354,7 +352,7 @@ class SimulatedFeed:
                     BarBatch(
                         symbol_id=symbol_ids, ts_ns=np.full(n, bar_start, np.int64),
                         open=_cents(open_log), high=_cents(high), low=_cents(low),
-                        close=_cents(path[-1]),
+                        close=_cents(close_log),
                         volume=volume,
                     )
                 )

@@ -161,9 +161,13 @@ def option_ticks(
     if count == 0 or len(chains) == 0:
         return OptionTickBatch.empty()
     total = chains.cumulative_weight[-1]
-    flat = np.searchsorted(chains.cumulative_weight, rng.random(count) * total, side="right")
+    # Sorted draws keep the lookup in cache; the times, drawn apart, then set the order.
+    draws = np.sort(rng.random(count)) * total
+    flat = np.searchsorted(chains.cumulative_weight, draws, side="right")
     flat = np.minimum(flat, len(chains) - 1)
-    ts = start_ns + np.sort(rng.integers(1, span_ns + 1, count, dtype=np.int64))
+    offset = rng.integers(1, span_ns + 1, count, dtype=np.int64)
+    order = np.argsort(offset)
+    flat, ts = flat[order], start_ns + offset[order]
     sym = chains.symbol_id[flat]
     s = spot[sym]
     strike = chains.strike[flat]
