@@ -1,0 +1,120 @@
+"""rag.index: versioned publish, incremental add/delete, exact vs HNSW."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from rag.index import IndexStore, build_faiss_index, table_with_vectors
+
+
+def _unit(rng: np.random.Generator, n: int, d: int = 16) -> np.ndarray:
+    v = rng.standard_normal((n, d)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def _doc(doc_id: str, n: int, rng: np.random.Generator) -> tuple[pa.Table, dict]:
+    columns = {"chunk_id": [f"{doc_id}:{i}" for i in range(n)], "document_id": [doc_id] * n,
+               "page": list(range(1, n + 1)), "text": [f"text {i}" for i in range(n)]}
+    record = {"document_id": doc_id, "content_hash": doc_id * 4, "uri": f"{doc_id}.pdf"}
+    return table_with_vectors(columns, _unit(rng, n)), record
+
+
+def test_publish_then_load_round_trips_chunks_and_vectors(tmp_path):
+    rng = np.random.default_rng(1)
+    store = IndexStore(tmp_path)
+    table, record = _doc("a", 5, rng)
+
+    version, duplicates = store.add(table, [record])
+    snapshot = store.load()
+
+    assert version == "v000001" == snapshot.version
+    assert duplicates == []
+    assert len(snapshot) == 5
+    assert snapshot.vectors.shape == (5, 16)
+    assert snapshot.documents == [record]
+    assert (tmp_path / "CURRENT").read_text() == "v000001"
+
+
+def test_same_content_hash_is_not_indexed_twice(tmp_path):
+    rng = np.random.default_rng(2)
+    store = IndexStore(tmp_path)
+    table, record = _doc("a", 3, rng)
+    store.add(table, [record])
+
+    version, duplicates = store.add(table, [record])
+
+    assert version == "v000001"
+    assert duplicates == ["a"]
+    assert len(store.load()) == 3
+
+
+def test_add_and_delete_publish_new_versions(tmp_path):
+    rng = np.random.default_rng(3)
+    store = IndexStore(tmp_path)
+    for name, n in (("a", 3), ("b", 4)):
+        store.add(*_as_args(_doc(name, n, rng)))
+
+    after_delete = store.delete("a")
+    snapshot = store.load()
+
+    assert after_delete == "v000003"
+    assert set(snapshot.column("document_id")) == {"b"}
+    assert [d["document_id"] for d in snapshot.documents] == ["b"]
+    assert store.delete("missing") is None
+
+
+def _as_args(pair):
+    table, record = pair
+    return table, [record]
+
+
+def test_old_versions_are_pruned_but_current_kept(tmp_path):
+    rng = np.random.default_rng(4)
+    store = IndexStore(tmp_path, keep_versions=2)
+    for name in "abcd":
+        store.add(*_as_args(_doc(name, 2, rng)))
+
+    kept = sorted(p.name for p in (tmp_path / "versions").iterdir())
+
+    assert kept == ["v000003", "v000004"]
+    assert store.current_version() == "v000004"
+    assert not list(tmp_path.glob(".staging-*"))
+
+
+def test_empty_store_loads_as_empty_snapshot(tmp_path):
+    snapshot = IndexStore(tmp_path).load()
+
+    assert snapshot.version is None
+    assert len(snapshot) == 0
+
+
+def test_large_collections_use_hnsw_with_high_recall():
+    rng = np.random.default_rng(5)
+    vectors = _unit(rng, 3_000, 32)
+    queries = _unit(rng, 50, 32)
+
+    approximate = build_faiss_index(vectors, hnsw_threshold=1_000)
+    exact = build_faiss_index(vectors, hnsw_threshold=10_000)
+
+    assert "HNSW" in type(approximate).__name__
+    assert type(exact).__name__ == "IndexFlatIP"
+    _, got = approximate.search(queries, 10)
+    _, want = exact.search(queries, 10)
+    recall = np.mean([len(set(g) & set(w)) / 10 for g, w in zip(got, want, strict=True)])
+    assert recall >= 0.9
+
+
+def test_dense_search_with_candidates_is_exact_over_the_subset(tmp_path):
+    rng = np.random.default_rng(6)
+    store = IndexStore(tmp_path)
+    store.add(*_as_args(_doc("a", 20, rng)))
+    snapshot = store.load()
+    candidates = np.arange(5, 12)
+
+    scores, rows = snapshot.dense_search(snapshot.vectors[7], 3, candidates)
+
+    assert rows[0] == 7
+    assert scores[0] == pytest.approx(1.0, abs=1e-5)
+    assert set(rows.tolist()) <= set(candidates.tolist())
