@@ -85,7 +85,8 @@ def encrypted_pdf() -> bytes:
 
 def corrupt_pdf() -> bytes:
     """Return bytes that start like a PDF but are truncated garbage."""
-    return b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 2 0 R >>\nendobj\n" + b"\x00\x13garbage" * 50
+    head = b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 2 0 R >>\nendobj\n"
+    return head + b"\x00\x13garbage" * 50
 
 
 def write(path: Path, data: bytes) -> Path:

@@ -26,8 +26,9 @@ def _filing(company: str, year: int, topic: str) -> bytes:
 def retriever(tmp_path_factory):
     store = IndexStore(tmp_path_factory.mktemp("index"))
     embedder = Embedder(HashingModel)
-    docs = [process_document(_filing(c, y, t), f"{c}_{y}_10K.pdf") for c, y, t in
-            (("Zephyr", 2022, "turbines"), ("Zephyr", 2023, "turbines"), ("Quasar", 2023, "lasers"))]
+    filings = (("Zephyr", 2022, "turbines"), ("Zephyr", 2023, "turbines"),
+               ("Quasar", 2023, "lasers"))
+    docs = [process_document(_filing(c, y, t), f"{c}_{y}_10K.pdf") for c, y, t in filings]
     for doc in docs:
         store.add(embed_documents([doc], embedder), [doc.record()])
     return HybridRetriever(store.load(), embedder.encode_query)
