@@ -48,7 +48,7 @@ _EXPIRY_UTC_NS = 20 * 3600 * 1_000_000_000  # 16:00 New York taken as 20:00 UTC
 _IV_MAX_ITERATIONS = 40
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH, inline="always")
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
 def _bsm_one(is_call: bool, s: float, k: float, t: float, r: float, q: float, v: float,
              out: F64, i: int) -> None:
     """Write price and Greeks (vollib units) of one option into ``out[:, i]``."""
@@ -102,7 +102,7 @@ def _bsm_one(is_call: bool, s: float, k: float, t: float, r: float, q: float, v:
     out[5, i] = w * kf * t * nd2 * 0.01
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _bsm_kernel(is_call: npt.NDArray[np.bool_], s: F64, k: F64, t: F64, r: F64, q: F64,
                 v: F64, n: int, out: F64) -> None:
     """Loop ``_bsm_one``; an input of length 1 is broadcast (stride 0)."""
@@ -187,7 +187,7 @@ def bsm_greeks(flag: Any, S: npt.ArrayLike, K: npt.ArrayLike, T: npt.ArrayLike, 
 
 # ---- implied volatility -----------------------------------------------------------------
 
-@numba.njit(cache=True, fastmath=_FASTMATH, inline="always")
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
 def _norm_inv(p: float) -> float:
     """Inverse standard normal CDF (Acklam's rational approximation, ~1e-9 relative)."""
     if p <= 0.0:
@@ -212,7 +212,7 @@ def _norm_inv(p: float) -> float:
                 - 1.328068155288572e+01) * z + 1.0))
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH, inline="always")
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
 def _otm_call(x: float, s: float) -> float:
     """Normalised out-of-the-money Black call ``b(x, s)`` for ``x <= 0``, ``s > 0``."""
     d1 = x / s + 0.5 * s
@@ -221,7 +221,7 @@ def _otm_call(x: float, s: float) -> float:
     return 0.5 * (e * math.erfc(-d1 * _SQRT1_2) - math.erfc(-d2 * _SQRT1_2) / e)
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _solve_normalised(beta: float, x: float) -> float:
     """Solve ``b(x, s) = beta`` for ``s`` (``x <= 0``, ``0 < beta < e^{x/2}``)."""
     ax = -x
@@ -289,13 +289,16 @@ def _solve_normalised(beta: float, x: float) -> float:
     return s
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _iv_one(is_call: bool, price: float, s: float, k: float, t: float, r: float,
             q: float) -> float:
     """Implied volatility of one option; NaN outside the no-arbitrage bounds."""
     if not (price >= 0.0 and s > 0.0 and k > 0.0 and t > 0.0) or r != r or q != q:
         return math.nan
     if not (math.isfinite(price) and math.isfinite(s) and math.isfinite(t)):
+        return math.nan
+    # at or above the upper bound (S e^{-qT} for a call, K e^{-rT} for a put): no volatility
+    if price >= (s * math.exp(-q * t) if is_call else k * math.exp(-r * t)):
         return math.nan
     forward = s * math.exp((r - q) * t)
     undiscounted = price * math.exp(r * t)
@@ -319,7 +322,7 @@ def _iv_one(is_call: bool, price: float, s: float, k: float, t: float, r: float,
     return _solve_normalised(beta, x) / math.sqrt(t)
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _iv_kernel(is_call: npt.NDArray[np.bool_], price: F64, s: F64, k: F64, t: F64, r: F64,
                q: F64, n: int, out: F64) -> None:
     """Loop ``_iv_one``; an input of length 1 is broadcast (stride 0)."""

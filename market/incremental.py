@@ -64,7 +64,7 @@ _EPS = 1e-8  # TA-Lib's TA_IS_ZERO threshold
 _FASTMATH = {"contract", "nsz"}  # the same flags as market.indicators' kernels
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _step(st: F64, ring: F64, t: int, high: float, low: float, close: float, volume: float,
           out: F64) -> None:
     """Commit bar number ``t`` (0-based) into ``st``/``ring``; write all values to ``out``."""
@@ -242,13 +242,13 @@ def _step(st: F64, ring: F64, t: int, high: float, low: float, close: float, vol
     st[_S_PREV_L] = low
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _bar_ok(high: float, low: float, close: float, volume: float) -> bool:
     return (math.isfinite(high) and math.isfinite(low) and math.isfinite(close)
             and math.isfinite(volume) and volume >= 0.0)
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _update_kernel(state: F64, ring: F64, count: npt.NDArray[np.int64], last: F64,
                    slots: npt.NDArray[np.int32], high: F64, low: F64, close: F64,
                    volume: F64, out: F64) -> None:

@@ -34,7 +34,7 @@ _EPS = 1e-8  # TA-Lib's TA_IS_ZERO threshold
 _FASTMATH = {"contract", "nsz"}
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _sma_kernel(x: F64, period: int, out: F64) -> None:
     n = x.shape[0]
     if n < period:
@@ -48,7 +48,7 @@ def _sma_kernel(x: F64, period: int, out: F64) -> None:
         total -= x[i - period + 1]
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _ema_kernel(x: F64, seed_end: int, period: int, k: float, out: F64) -> None:
     """EMA seeded at ``seed_end`` with the SMA of the ``period`` values ending there."""
     n = x.shape[0]
@@ -65,7 +65,7 @@ def _ema_kernel(x: F64, seed_end: int, period: int, k: float, out: F64) -> None:
         out[i] = prev
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _macd_kernel(x: F64, fast: int, slow: int, signal: int, out_line: F64, out_sig: F64,
                  out_hist: F64) -> None:
     """TA-Lib's MACD in one pass: both EMAs seeded at ``slow - 1``, signal on the line."""
@@ -104,7 +104,7 @@ def _macd_kernel(x: F64, fast: int, slow: int, signal: int, out_line: F64, out_s
         out_hist[first] = 0.0
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _rsi_kernel(x: F64, period: int, out: F64) -> None:
     n = x.shape[0]
     if n <= period:
@@ -133,12 +133,12 @@ def _rsi_kernel(x: F64, period: int, out: F64) -> None:
         out[i] = 100.0 * (gain / total) if not (-_EPS < total < _EPS) else 0.0
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _true_range(high: float, low: float, prev_close: float) -> float:
     return max(max(high - low, abs(high - prev_close)), abs(low - prev_close))
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _atr_kernel(high: F64, low: F64, close: F64, period: int, out: F64) -> None:
     n = high.shape[0]
     if n <= period:
@@ -155,7 +155,7 @@ def _atr_kernel(high: F64, low: F64, close: F64, period: int, out: F64) -> None:
         out[i] = prev
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _bbands_kernel(x: F64, period: int, dev_up: float, dev_dn: float,
                    upper: F64, middle: F64, lower: F64) -> None:
     n = x.shape[0]
@@ -181,7 +181,7 @@ def _bbands_kernel(x: F64, period: int, dev_up: float, dev_dn: float,
             lower[i] = middle[i] - std * dev_dn
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _stoch_kernel(high: F64, low: F64, close: F64, fastk: int, slowk: int, slowd: int,
                   out_k: F64, out_d: F64) -> None:
     n = high.shape[0]
@@ -209,7 +209,7 @@ def _stoch_kernel(high: F64, low: F64, close: F64, fastk: int, slowk: int, slowd
     out_k[begin:] = slow[begin:]
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _obv_kernel(close: F64, volume: F64, out: F64) -> None:
     n = close.shape[0]
     if n == 0:
@@ -224,7 +224,7 @@ def _obv_kernel(close: F64, volume: F64, out: F64) -> None:
         prev_close = close[i]
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _directional(high: float, low: float, prev_high: float, prev_low: float) -> tuple[float, float]:
     """(+DM, -DM) of one bar, TA-Lib's rules."""
     diff_p = high - prev_high
@@ -236,7 +236,7 @@ def _directional(high: float, low: float, prev_high: float, prev_low: float) -> 
     return 0.0, 0.0
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _adx_kernel(high: F64, low: F64, close: F64, period: int, out: F64) -> None:
     n = high.shape[0]
     lookback = 2 * period - 1
@@ -282,7 +282,7 @@ def _adx_kernel(high: F64, low: F64, close: F64, period: int, out: F64) -> None:
             out[i] = adx
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _vwap_kernel(high: F64, low: F64, close: F64, volume: F64,
                  session_start: npt.NDArray[np.bool_], out: F64) -> None:
     pv = 0.0
@@ -296,7 +296,7 @@ def _vwap_kernel(high: F64, low: F64, close: F64, volume: F64,
         out[i] = pv / vol if vol > 0.0 else math.nan
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _first_number(x: F64) -> int:
     for i in range(x.shape[0]):
         if x[i] == x[i]:
