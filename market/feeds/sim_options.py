@@ -41,14 +41,27 @@ _NICE_INCREMENTS = (0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0)
 OPTION_TRADE_FRACTION = 0.25
 
 
-def strike_grid(spot: float, width: float = 0.30, target: int = 30) -> F64:
-    """Return listed strikes within ``±width`` of ``spot`` on a round increment."""
-    wanted = 2.0 * width * spot / target
-    increment = next((i for i in _NICE_INCREMENTS if i >= wanted), _NICE_INCREMENTS[-1])
-    low = np.ceil(spot * (1.0 - width) / increment) * increment
-    high = np.floor(spot * (1.0 + width) / increment) * increment
-    strikes = np.arange(low, high + increment / 2, increment)
-    return np.asarray(np.round(strikes[strikes > 0], 2), np.float64)
+def _nice_increment(wanted: float) -> float:
+    return min(_NICE_INCREMENTS, key=lambda i: abs(np.log(i / wanted)))
+
+
+def strike_grid(spot: float, width: float = 0.30, near: float = 0.10, near_count: int = 20) -> F64:
+    """Return listed strikes: a fine grid within ``±near`` of ``spot``, a coarse one to ``±width``.
+
+    Increments are round (0.5, 1, 2.5, 5, 10, 25, ...), the coarse one about four
+    times the fine one and a multiple of it, as on listed equity options; under
+    25.00 the fine increment runs to ``±width``.
+    """
+    fine = _nice_increment(2.0 * near * spot / near_count)
+    # Cheap underlyings list the fine (0.5) increment all the way out.
+    coarse = fine if spot < 25.0 else _nice_increment(4.0 * fine)
+    grids = []
+    for band, increment in ((near, fine), (width, coarse)):
+        low = np.ceil(spot * (1.0 - band) / increment) * increment
+        high = np.floor(spot * (1.0 + band) / increment) * increment
+        grids.append(np.arange(low, high + increment / 2, increment))
+    strikes = np.unique(np.round(np.concatenate(grids), 2))
+    return np.asarray(strikes[strikes > 0], np.float64)
 
 
 def surface_vol(

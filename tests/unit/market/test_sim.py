@@ -25,7 +25,7 @@ from market.feeds.sim_calendar import (
     session_bounds_ns,
     third_friday,
 )
-from market.feeds.sim_options import surface_vol
+from market.feeds.sim_options import strike_grid, surface_vol
 from market.greeks import implied_volatility, time_to_expiry
 from market.settings import DEFAULT_SYMBOLS, Settings
 
@@ -338,3 +338,16 @@ def test_from_settings_builds_the_configured_feed() -> None:
     checked: Feed = feed
     assert checked.symbols == ("AAPL", "SPY")
     assert (feed.seed, feed.rate, feed.option_rate) == (3, 123.0, 7.0)
+
+
+@pytest.mark.parametrize("spot", [4.1, 12.3, 48.0, 145.0, 228.0, 590.0, 1_500.0])
+def test_strike_grid_is_round_and_denser_near_the_money(spot: float) -> None:
+    strikes = strike_grid(spot)
+
+    assert np.all(np.round(strikes * 2) == strikes * 2)  # multiples of 0.50
+    assert strikes.min() <= 0.8 * spot
+    assert strikes.max() >= 1.2 * spot
+    gaps = np.diff(strikes)
+    near = np.abs(strikes[:-1] / spot - 1) < 0.08
+    assert gaps[near].max() <= gaps.max()
+    assert near.sum() >= 3
