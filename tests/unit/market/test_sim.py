@@ -350,4 +350,4 @@ def test_strike_grid_is_round_and_denser_near_the_money(spot: float) -> None:
     gaps = np.diff(strikes)
     near = np.abs(strikes[:-1] / spot - 1) < 0.08
     assert gaps[near].max() <= gaps.max()
-    assert near.sum() >= 3
+    assert near.sum() >= (3 if spot >= 25 else 1)  # a $4 stock lists 0.50 apart
