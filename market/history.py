@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from market.feeds.base import BarBatch
 NS_PER_DAY = 86_400 * 1_000_000_000
 COLUMNS = ("ts_ns", "open", "high", "low", "close", "volume")
 ROW_GROUP_ROWS = 256 * 1024
+WRITE_THREADS = min(8, (os.cpu_count() or 2) * 2)
 
 
 def _day(ts_ns: int) -> date:
@@ -84,10 +86,20 @@ class HistoryStore:
             (pl.col("ts_ns") // NS_PER_DAY).alias("_day")).sort("symbol", "_day", "ts_ns",
                                                                maintain_order=True)
         seq = _seq()
-        for (symbol, day), part in frame.group_by("symbol", "_day", maintain_order=True):
-            directory = self._partition(str(symbol), _day(int(day) * NS_PER_DAY))
+
+        def write(key: tuple[object, ...], part: pl.DataFrame) -> None:
+            symbol, day = key
+            directory = self._partition(str(symbol), _day(int(day) * NS_PER_DAY))  # type: ignore[call-overload]
             directory.mkdir(parents=True, exist_ok=True)
             _write_atomic(part.select(COLUMNS), directory / f"part-{seq}.parquet")
+
+        groups = list(frame.group_by("symbol", "_day", maintain_order=True))
+        if len(groups) < 8:
+            for key, part in groups:
+                write(key, part)
+        else:  # many small partitions: polars' writer releases the GIL, so overlap them
+            with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
+                list(pool.map(lambda item: write(*item), groups))
         return frame.height
 
     def close(self) -> None:
