@@ -11,7 +11,7 @@ import secrets
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_serializer, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SYMBOL_PATTERN = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     max_ws_clients: int = Field(2_000, ge=1)
     rate_limit_per_minute: int = Field(600, ge=1)
     max_upload_mb: int = Field(50, ge=1)
+
+    @field_serializer("secret_key", "alpaca_key_id", "alpaca_secret_key", when_used="json")
+    def _reveal(self, value: SecretStr | None) -> str | None:
+        """JSON dumps carry the real values: they rebuild Settings in actors and replicas
+        (``Settings(**settings.model_dump(mode="json"))``). ``repr`` and logs stay masked."""
+        return None if value is None else value.get_secret_value()
 
     @field_validator("symbols", mode="before")
     @classmethod

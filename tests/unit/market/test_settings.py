@@ -46,3 +46,11 @@ def test_generated_secret_is_private_and_stable(tmp_path):
     assert len(first) >= 32
     mode = stat.S_IMODE(os.stat(tmp_path / "secret.key").st_mode)
     assert mode == 0o600
+
+
+def test_json_payload_rebuilds_settings_with_real_secrets_but_repr_masks():
+    settings = Settings(secret_key="k" * 40, alpaca_key_id="key-id", alpaca_secret_key="shh")
+    rebuilt = Settings(**settings.model_dump(mode="json"))
+    assert rebuilt.resolved_secret() == ("k" * 40, False)
+    assert rebuilt.alpaca_secret_key.get_secret_value() == "shh"
+    assert "shh" not in repr(settings)
