@@ -159,6 +159,7 @@ def build_dataset(
 def ingest(
     paths: Iterable[str | Path], settings: Settings, address: str | None = None,
     *, embed_actors: int | None = None, publish: bool = True,
+    max_pages: int = DEFAULT_MAX_PAGES,
 ) -> dict[str, Any]:
     """Run the pipeline over ``paths`` (files or folders) and publish one new index version.
 
@@ -172,7 +173,8 @@ def ingest(
     files, summary = screen_files(discover_pdfs(paths), known, max_bytes)
     if files:
         _ray_init(address)
-        ds = build_dataset(files, embed_actors=embed_actors, max_bytes=max_bytes)
+        ds = build_dataset(files, embed_actors=embed_actors, max_bytes=max_bytes,
+                           max_pages=max_pages)
         tables = [b for b in ds.iter_batches(batch_format="pyarrow", batch_size=None) if len(b)]
         table = pa.concat_tables(tables) if tables else pa.table({})
         _collect(table, summary, store if publish else None)

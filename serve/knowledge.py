@@ -196,8 +196,10 @@ class KnowledgeService:
 class KnowledgeBase:
     """Serve deployment around :class:`KnowledgeService` (settings passed as a plain dict)."""
 
-    def __init__(self, settings: dict[str, Any]) -> None:
-        self.service = KnowledgeService(Settings(**settings))
+    def __init__(
+        self, settings: dict[str, Any], embedder_factory: Callable[[], Embedder] = Embedder
+    ) -> None:
+        self.service = KnowledgeService(Settings(**settings), embedder_factory)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._starting = threading.Thread(target=self._start, name="kb-start", daemon=True)
         self._starting.start()
