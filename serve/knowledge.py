@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 from ray import serve
+from ray.serve.exceptions import RayServeException
 
 from market.errors import InvalidInput, PayloadTooLarge, Unavailable
 from market.settings import Settings
@@ -192,6 +193,14 @@ class KnowledgeService:
                 "pending_uploads": pending, "degraded": not self.ready}
 
 
+def _in_replica() -> bool:
+    try:
+        serve.get_replica_context()
+    except RayServeException:
+        return False
+    return True
+
+
 @serve.deployment(max_ongoing_requests=128, ray_actor_options={"num_cpus": 1})
 class KnowledgeBase:
     """Serve deployment around :class:`KnowledgeService` (settings passed as a plain dict)."""
@@ -201,6 +210,7 @@ class KnowledgeBase:
     ) -> None:
         self.service = KnowledgeService(Settings(**settings), embedder_factory)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._batched = _in_replica()  # @serve.batch needs a replica; tests build the class bare
         self._starting = threading.Thread(target=self._start, name="kb-start", daemon=True)
         self._starting.start()
 
@@ -220,7 +230,10 @@ class KnowledgeBase:
             raise Unavailable("the knowledge base is still loading")
         if not query.strip():
             raise InvalidInput("query must not be empty")
-        vector = await self._embed(query)
+        if self._batched:
+            vector = await self._embed(query)
+        else:
+            vector = (await asyncio.to_thread(self.service.embed_queries, [query]))[0]
         return self.service.search(query, k, filters, query_vector=vector)
 
     async def list_documents(self) -> list[dict[str, Any]]:
