@@ -103,6 +103,10 @@ def main() -> None:
     baseline = naive_loop(args.symbols, args.baseline_messages)
     print(json.dumps({
         "benchmark": "sim_next_batch",
+        "command": "python bench/bench_sim.py " + " ".join(
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+        ),
+        "target_messages_per_second": 1_000_000,
         "machine": platform.processor() or platform.machine(),
         "baseline": "naive per-tick Python loop (random module), stock messages only",
         "baseline_messages_per_second": round(baseline),

@@ -88,8 +88,8 @@ class SimulatedFeed:
     session (the intraday profile moves the instantaneous rate around them).
     ``interval_ms`` is the period of :meth:`stream`. ``max_backlog_s`` bounds
     the messages drawn after a stall: for a longer gap the prices still move
-    over the whole gap but only its last ``max_backlog_s`` carries messages
-    (the rest counts as ``dropped``). ``clock`` returns UTC nanoseconds.
+    over the whole gap but only its last ``max_backlog_s`` (at least two
+    periods) carries messages (the rest counts as ``dropped``). ``clock`` returns UTC nanoseconds.
     """
 
     name = "sim"
@@ -124,7 +124,7 @@ class SimulatedFeed:
         self.always_open = always_open
         self.warmup_sessions = max(1, warmup_sessions)
         self.trade_fraction = trade_fraction
-        self.max_backlog_ns = round(max_backlog_s * NS_PER_SECOND)
+        self.max_backlog_ns = max(round(max_backlog_s * NS_PER_SECOND), 2 * self.interval_ns)
         self._clock = clock
         # Periods longer than this are drawn in pieces of about 200k messages (1-60 s).
         per_second = max(rate + option_rate, 1.0)
