@@ -22,13 +22,16 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from market.feeds.base import BarBatch, FeedBatch, OptionContracts, OptionTickBatch, TickBatch
+
+if TYPE_CHECKING:
+    from market.settings import Settings
 
 KINDS = ("ticks", "option_ticks", "bars", "chains")
 GREEK_NAMES = ("delta", "gamma", "theta", "vega", "rho")
@@ -231,3 +234,11 @@ class TickRecorder:
         """Flush and finalise every open file."""
         for writer in self._writers.values():
             writer.close()
+
+
+def recorder_from_settings(settings: Settings) -> TickRecorder | None:
+    """Return a recorder under ``record_dir`` (default ``<data_dir>/recordings``) when
+    ``MARKETRAY_RECORD`` is on, else None."""
+    if not settings.record:
+        return None
+    return TickRecorder(settings.record_dir or settings.data_dir / "recordings")

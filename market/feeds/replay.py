@@ -62,12 +62,25 @@ class _Kind:
 
 
 class ReplayFeed:
-    """A :class:`market.feeds.base.Feed` reading a recorded directory."""
+    """A :class:`market.feeds.base.Feed` reading a recorded directory.
+
+    ``symbols`` (the configured universe) come first in ``self.symbols``, then
+    any other symbol the recording holds. With ``hold_open`` the stream stays
+    open after the last batch (the service keeps serving the final state)
+    until :meth:`close`; without it the iterator ends.
+    """
 
     def __init__(
-        self, path: Path | str, *, speed: float = 1.0, symbols: Sequence[str] = ()
+        self,
+        path: Path | str,
+        *,
+        speed: float = 1.0,
+        symbols: Sequence[str] = (),
+        hold_open: bool = False,
     ) -> None:
         self.path = Path(path)
+        self.hold_open = hold_open
+        self._finished = False
         if not self.path.is_dir():
             raise FeedError(f"replay directory {self.path} does not exist")
         self.speed = speed
@@ -106,12 +119,13 @@ class ReplayFeed:
         self._last_ns: int | None = None
         self._playing = False
         self._closed = False
+        self._closed_event = asyncio.Event()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ReplayFeed:
         """Build from ``MARKETRAY_REPLAY_DIR`` (default ``<data_dir>/recordings``)."""
         path = settings.replay_dir or settings.record_dir or settings.data_dir / "recordings"
-        return cls(path, speed=settings.replay_speed, symbols=settings.symbols)
+        return cls(path, speed=settings.replay_speed, symbols=settings.symbols, hold_open=True)
 
     def _read_tables(self) -> dict[str, pa.Table]:
         sessions = session_dirs(self.path)
@@ -231,6 +245,11 @@ class ReplayFeed:
                 if event is not None:
                     self._last_ns = event
                 yield batch
+            self._finished = True
+            self._playing = False
+            log.info("replay of %s finished (%d batches)", self.path, self._emitted_batches)
+            if self.hold_open:  # stay up: the service keeps serving the final state
+                await self._closed_event.wait()
         finally:
             self._playing = False
 
@@ -239,13 +258,14 @@ class ReplayFeed:
         return FeedStatus(
             name="replay", connected=self._playing, last_message_ns=self._last_ns,
             messages=self._messages, dropped=self.dropped_files,
-            detail={"path": str(self.path), "speed": self.speed,
+            detail={"path": str(self.path), "speed": self.speed, "finished": self._finished,
                     "batches_done": self._emitted_batches, "batches_total": self.total_batches},
         )
 
     async def close(self) -> None:
         """Stop playing."""
         self._closed = True
+        self._closed_event.set()
 
 
 def _event_time(batch: FeedBatch) -> int | None:

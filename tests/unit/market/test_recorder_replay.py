@@ -187,3 +187,39 @@ async def test_record_then_replay_gives_identical_indicator_values(tmp_path):
         assert original[-1]["macd_signal"] is not None
         assert original == replayed
         assert live.snapshot(symbol) == again.snapshot(symbol)
+
+
+async def test_replay_from_settings_holds_open_after_the_last_batch(recording):
+    import asyncio
+
+    from market.feeds import make_feed
+    from market.settings import Settings
+
+    root, batches = recording
+    feed = make_feed(Settings(feed="replay", replay_dir=root, replay_speed=0,
+                              symbols="AAPL,MSFT"))
+    seen = 0
+
+    async def consume() -> None:
+        nonlocal seen
+        async for _ in feed.stream():
+            seen += 1
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0.5)
+    assert not task.done()
+    assert seen == len(batches)
+    assert feed.status().detail["finished"] is True
+    await feed.close()
+    await asyncio.wait_for(task, 2)
+
+
+def test_recorder_from_settings_only_when_recording(tmp_path):
+    from market.feeds.recorder import recorder_from_settings
+    from market.settings import Settings
+
+    assert recorder_from_settings(Settings(data_dir=tmp_path)) is None
+    recorder = recorder_from_settings(Settings(data_dir=tmp_path, record=True))
+    assert recorder is not None
+    assert recorder.directory.parent == tmp_path / "recordings"
+    recorder.close()
