@@ -139,11 +139,11 @@ def list_chains(
         ).astype(np.int64)
         weight = np.exp(-1.5 * distance) / (years * 365) * np.where(is_monthly, 1.5, 1.0)
         parts["w"].append(params.activity[sid] * weight / weight.sum())
-        # occ_symbol's format, spelled inline: one f-string per contract is ~10x faster.
-        text = [
-            f"{symbol}{exp_text[e]}{'C' if c else 'P'}{round(s * 1000):08d}"
-            for e, s, c in zip(e_index.tolist(), strike.tolist(), is_call.tolist(), strict=True)
+        # occ_symbol's format, assembled from per-expiry and per-strike parts (fast).
+        suffixes = [
+            f"{cp}{round(k * 1000):08d}" for k in strikes.tolist() for cp in ("C", "P")
         ]
+        text = [f"{symbol}{day_text}" + suffix for day_text in exp_text for suffix in suffixes]
         contracts[symbol] = OptionContracts(
             underlying=symbol, contract=text, expiration=exp_days[e_index], strike=strike,
             is_call=is_call, open_interest=open_interest,
