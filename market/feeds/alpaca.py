@@ -280,7 +280,8 @@ class AlpacaFeed:
     async def stream(self) -> AsyncIterator[FeedBatch]:
         """Run both stream connections and yield one batch per ``feed_interval_ms``."""
         self._tasks += [asyncio.create_task(self.stock.run(), name="alpaca-stock"),
-                        asyncio.create_task(self.option.run(), name="alpaca-option")]
+                        asyncio.create_task(self.option.run(), name="alpaca-option"),
+                        asyncio.create_task(self._refresh_chains_daily(), name="alpaca-chains")]
         interval = self.settings.feed_interval_ms / 1000
         try:
             while not self._closed:
@@ -290,6 +291,26 @@ class AlpacaFeed:
                     yield batch
         finally:
             await self.close()
+
+    async def _refresh_chains_daily(self, check_s: float = 60.0) -> None:
+        """Reload chains (new listings, start-of-day open interest) when the NY date turns."""
+        loaded = datetime.now(NEW_YORK).date()
+        while not self._closed:
+            await asyncio.sleep(check_s)
+            today = datetime.now(NEW_YORK).date()
+            if today == loaded:
+                continue
+            loaded = today
+            for symbol in self.symbols:
+                try:
+                    chain, _ = await self.fetch_chain(symbol)
+                except FeedError as exc:
+                    log.warning("daily chain refresh of %s failed: %s", symbol, exc)
+                    continue
+                self.chains[symbol] = chain
+                self._changed_chains[symbol] = chain
+            self.buffer.set_universe(self.symbols, self.chains)
+            await self._update_subscriptions()
 
     def _drain(self) -> FeedBatch | None:
         if not len(self.buffer) and not self._pending_bars and not self._changed_chains:
