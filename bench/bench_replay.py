@@ -4,9 +4,10 @@ A recording is made once from the simulator (``BENCH_SYMBOLS`` symbols,
 ``BENCH_MINUTES`` simulated minutes at ``BENCH_RATE`` messages/s, one batch
 per 100 ms). Then, in the same run:
 
-* figure ``replay_to_shard`` — ReplayFeed at speed 0 (load Parquet, rebuild the
-  recorded batches) applied to one in-process :class:`market.shard.Shard`
-  holding every symbol: the full domain path, no Ray;
+* figure ``replay_to_shard`` — ReplayFeed at speed 0 (rebuild the recorded
+  batches) applied to one in-process :class:`market.shard.Shard` holding every
+  symbol: the full domain path, no Ray; stream only (loading the files and the
+  shard's warm-up are reported apart), after a first pass that compiles numba;
 * ``replay_feed_only`` — ReplayFeed → batches, nothing applied;
 * ``ray_full_path`` (``BENCH_RAY=1``, default) — ``MARKETRAY_FEED=replay``
   through the feed actor and the shard actors on a local Ray cluster;
@@ -57,7 +58,8 @@ def record(root: Path) -> tuple[tuple[str, ...], int, float]:
     return symbols, rows, elapsed
 
 
-async def replay(root: Path, symbols: tuple[str, ...], apply: bool) -> tuple[int, float]:
+async def replay(root: Path, symbols: tuple[str, ...], apply: bool) -> tuple[int, float, float]:
+    """Return (stream ticks, stream seconds, load + warm-up seconds)."""
     from market.feeds.replay import ReplayFeed
     from market.shard import Shard
 
@@ -67,12 +69,14 @@ async def replay(root: Path, symbols: tuple[str, ...], apply: bool) -> tuple[int
     warm = await feed.warmup()
     if shard is not None:
         shard.ingest(None, None, warm.bars, warm.chains)
+    warm_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
     ticks = 0
     async for batch in feed.stream():
         ticks += len(batch.ticks) + len(batch.option_ticks)
         if shard is not None:
             shard.ingest(batch.ticks, batch.option_ticks, batch.bars, batch.chains or None)
-    return ticks, time.perf_counter() - t0
+    return ticks, time.perf_counter() - t0, warm_s
 
 
 def polars_baseline(root: Path) -> tuple[int, float]:
@@ -113,13 +117,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
         root = Path(tmp)
         symbols, rows, write_s = record(root)
-        feed_ticks, feed_s = asyncio.run(replay(root, symbols, apply=False))
-        shard_ticks, shard_s = asyncio.run(replay(root, symbols, apply=True))
+        feed_ticks, feed_s, load_s = asyncio.run(replay(root, symbols, apply=False))
+        asyncio.run(replay(root, symbols, apply=True))  # compile the shard's numba kernels
+        shard_ticks, shard_s, warm_s = asyncio.run(replay(root, symbols, apply=True))
         base_rows, base_s = polars_baseline(root)
         result: dict[str, object] = {
             "benchmark": "replay", "symbols": N_SYMBOLS, "simulated_minutes": MINUTES,
             "recorder_write_rows_per_s": rows / write_s,
             "replay_feed_only_ticks_per_s": feed_ticks / feed_s,
+            "replay_load_seconds": load_s, "shard_warmup_seconds": warm_s,
             "figure": {"name": "replay_to_shard_ticks_per_s", "value": shard_ticks / shard_s,
                        "ticks": shard_ticks, "seconds": shard_s},
             "baseline": {"name": "polars_scan_parquet_rows_per_s", "value": base_rows / base_s,
