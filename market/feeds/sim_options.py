@@ -85,7 +85,10 @@ class ChainSet:
     strike: F64
     expiry_ns: I64  # 20:00 UTC on the expiration date
     is_call: npt.NDArray[np.bool_]
-    cumulative_weight: F64  # running sum of trade-activity weights, for sampling
+    # Sampling: underlying by activity, then contract by weight within its block.
+    offset: I64  # per underlying (+1 at the end): where its contracts start
+    local_cumulative: F64  # running weight within the underlying's block, ending at 1
+    activity_cumulative: F64  # running activity over underlyings
 
     def __len__(self) -> int:
         return len(self.strike)
@@ -138,7 +141,8 @@ def list_chains(
             * rng.lognormal(0.0, 0.5, len(strike))
         ).astype(np.int64)
         weight = np.exp(-1.5 * distance) / (years * 365) * np.where(is_monthly, 1.5, 1.0)
-        parts["w"].append(params.activity[sid] * weight / weight.sum())
+        cumulative = np.cumsum(weight)
+        parts["w"].append(cumulative / cumulative[-1])
         # occ_symbol's format, assembled from per-expiry and per-strike parts (fast).
         suffixes = [
             f"{cp}{round(k * 1000):08d}" for k in strikes.tolist() for cp in ("C", "P")
@@ -157,8 +161,32 @@ def list_chains(
         day=day, contracts=contracts, symbol_id=np.concatenate(parts["sym"]),
         contract_index=np.concatenate(parts["idx"]), strike=np.concatenate(parts["k"]),
         expiry_ns=np.concatenate(parts["exp"]), is_call=np.concatenate(parts["call"]),
-        cumulative_weight=np.cumsum(np.concatenate(parts["w"])),
+        offset=np.cumsum([0] + [len(c) for c in contracts.values()]).astype(np.int64),
+        local_cumulative=np.concatenate(parts["w"]),
+        activity_cumulative=np.cumsum(params.activity),
     )
+
+
+def _draw_contracts(chains: ChainSet, count: int, rng: np.random.Generator) -> I64:
+    """Draw flat contract indices: underlying by activity, then within its block.
+
+    The second step is a bisection bounded to each draw's block, vectorised
+    over draws: ~log2(block) passes over small arrays instead of a search of
+    the whole (cache-missing) contract table.
+    """
+    total = chains.activity_cumulative[-1]
+    draws = np.sort(rng.random(count)) * total
+    underlying = np.searchsorted(chains.activity_cumulative, draws, side="right")
+    underlying = np.minimum(underlying, len(chains.activity_cumulative) - 1)
+    low, high = chains.offset[underlying], chains.offset[underlying + 1] - 1
+    target = rng.random(count)
+    widest = int((chains.offset[1:] - chains.offset[:-1]).max())
+    for _ in range(max(widest, 1).bit_length()):
+        middle = (low + high) // 2
+        right = chains.local_cumulative[middle] <= target
+        low = np.where(right, middle + 1, low)
+        high = np.where(right, high, middle)
+    return np.asarray(np.minimum(low, chains.offset[underlying + 1] - 1), np.int64)
 
 
 def option_ticks(
@@ -173,11 +201,7 @@ def option_ticks(
     """
     if count == 0 or len(chains) == 0:
         return OptionTickBatch.empty()
-    total = chains.cumulative_weight[-1]
-    # Sorted draws keep the lookup in cache; the times, drawn apart, then set the order.
-    draws = np.sort(rng.random(count)) * total
-    flat = np.searchsorted(chains.cumulative_weight, draws, side="right")
-    flat = np.minimum(flat, len(chains) - 1)
+    flat = _draw_contracts(chains, count, rng)
     offset = rng.integers(1, span_ns + 1, count, dtype=np.int64)
     order = np.argsort(offset)
     flat, ts = flat[order], start_ns + offset[order]
