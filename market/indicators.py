@@ -315,6 +315,13 @@ def _inputs(*arrays: npt.ArrayLike) -> tuple[int, list[F64]]:
     return begin, [x[begin:] for x in xs]
 
 
+def _output(n: int, head: int) -> F64:
+    """An output array whose first ``head`` values are NaN (the kernel writes the rest)."""
+    out = np.empty(n)
+    out[: min(head, n)] = np.nan
+    return out
+
+
 def _period(value: int, minimum: int = 2) -> int:
     if int(value) != value or value < minimum:
         raise ValueError(f"period must be an integer >= {minimum}")
@@ -325,7 +332,7 @@ def sma(close: npt.ArrayLike, timeperiod: int = 30) -> F64:
     """Simple moving average (TA-Lib ``SMA``); NaN for the first ``timeperiod - 1``."""
     period = _period(timeperiod, 1)
     begin, (x,) = _inputs(close)
-    out = np.full(begin + x.shape[0], np.nan)
+    out = _output(begin + x.shape[0], begin + period - 1)
     _sma_kernel(x, period, out[begin:])
     return out
 
@@ -334,7 +341,7 @@ def ema(close: npt.ArrayLike, timeperiod: int = 30) -> F64:
     """Exponential moving average (TA-Lib ``EMA``), seeded with the first SMA."""
     period = _period(timeperiod, 1)
     begin, (x,) = _inputs(close)
-    out = np.full(begin + x.shape[0], np.nan)
+    out = _output(begin + x.shape[0], begin + period - 1)
     _ema_kernel(x, period - 1, period, 2.0 / (period + 1), out[begin:])
     return out
 
@@ -343,7 +350,7 @@ def rsi(close: npt.ArrayLike, timeperiod: int = 14) -> F64:
     """Relative strength index (TA-Lib ``RSI``, Wilder), 0..100; first value at ``timeperiod``."""
     period = _period(timeperiod)
     begin, (x,) = _inputs(close)
-    out = np.full(begin + x.shape[0], np.nan)
+    out = _output(begin + x.shape[0], begin + period)
     _rsi_kernel(x, period, out[begin:])
     return out
 
@@ -357,7 +364,8 @@ def macd(close: npt.ArrayLike, fastperiod: int = 12, slowperiod: int = 26,
         fast, slow = slow, fast
     begin, (x,) = _inputs(close)
     n = begin + x.shape[0]
-    out_line, out_sig, out_hist = (np.full(n, np.nan) for _ in range(3))
+    head = begin + slow + signal - 2
+    out_line, out_sig, out_hist = (_output(n, head) for _ in range(3))
     _macd_kernel(x, fast, slow, signal, out_line[begin:], out_sig[begin:], out_hist[begin:])
     return out_line, out_sig, out_hist
 
@@ -368,7 +376,7 @@ def bbands(close: npt.ArrayLike, timeperiod: int = 20, nbdevup: float = 2.0,
     period = _period(timeperiod)
     begin, (x,) = _inputs(close)
     n = begin + x.shape[0]
-    upper, middle, lower = (np.full(n, np.nan) for _ in range(3))
+    upper, middle, lower = (_output(n, begin + period - 1) for _ in range(3))
     _bbands_kernel(x, period, float(nbdevup), float(nbdevdn), upper[begin:], middle[begin:],
                    lower[begin:])
     return upper, middle, lower
@@ -379,7 +387,7 @@ def atr(high: npt.ArrayLike, low: npt.ArrayLike, close: npt.ArrayLike,
     """Average true range (TA-Lib ``ATR``, Wilder); first value at ``timeperiod``."""
     period = _period(timeperiod)
     begin, (h, lo, c) = _inputs(high, low, close)
-    out = np.full(begin + h.shape[0], np.nan)
+    out = _output(begin + h.shape[0], begin + period)
     _atr_kernel(h, lo, c, period, out[begin:])
     return out
 
@@ -391,7 +399,8 @@ def stoch(high: npt.ArrayLike, low: npt.ArrayLike, close: npt.ArrayLike,
     fk, sk, sd = _period(fastk_period, 1), _period(slowk_period, 1), _period(slowd_period, 1)
     begin, (h, lo, c) = _inputs(high, low, close)
     n = begin + h.shape[0]
-    out_k, out_d = np.full(n, np.nan), np.full(n, np.nan)
+    head = begin + fk + sk + sd - 3
+    out_k, out_d = _output(n, head), _output(n, head)
     _stoch_kernel(h, lo, c, fk, sk, sd, out_k[begin:], out_d[begin:])
     return out_k, out_d
 
@@ -399,7 +408,7 @@ def stoch(high: npt.ArrayLike, low: npt.ArrayLike, close: npt.ArrayLike,
 def obv(close: npt.ArrayLike, volume: npt.ArrayLike) -> F64:
     """On-balance volume (TA-Lib ``OBV``): starts at the first bar's volume."""
     begin, (c, v) = _inputs(close, volume)
-    out = np.full(begin + c.shape[0], np.nan)
+    out = _output(begin + c.shape[0], begin)
     _obv_kernel(c, v, out[begin:])
     return out
 
@@ -409,7 +418,7 @@ def adx(high: npt.ArrayLike, low: npt.ArrayLike, close: npt.ArrayLike,
     """Average directional index (TA-Lib ``ADX``); first value at ``2 * timeperiod - 1``."""
     period = _period(timeperiod)
     begin, (h, lo, c) = _inputs(high, low, close)
-    out = np.full(begin + h.shape[0], np.nan)
+    out = _output(begin + h.shape[0], begin + 2 * period - 1)
     _adx_kernel(h, lo, c, period, out[begin:])
     return out
 
