@@ -33,6 +33,7 @@ import numpy as np
 
 from market.feeds.base import (
     F64,
+    I64,
     NS_PER_MINUTE,
     NS_PER_SECOND,
     QUOTE,
@@ -54,7 +55,7 @@ from market.feeds.sim_calendar import (
     session_minutes_ns,
     volume_profile,
 )
-from market.feeds.sim_options import ChainSet, list_chains, option_ticks
+from market.feeds.sim_options import ChainSet, chain_snapshot, list_chains, option_ticks
 from market.feeds.sim_process import ProcessParams, draw_params, step
 
 if TYPE_CHECKING:
@@ -191,6 +192,14 @@ class SimulatedFeed:
         backlog_start = now_ns - self.max_backlog_ns
         ticks: list[TickBatch] = []
         options: list[OptionTickBatch] = []
+        if chains and self._chains is not None:
+            # A new listing opens with a quote on every contract.
+            options.append(
+                chain_snapshot(
+                    self._chains, last + 1, self.spot, self._variance, self.params,
+                    self.risk_free_rate, self.dividend_yield, self._rng,
+                )
+            )
         start = last
         while start < now_ns:
             chunk = self._emit_chunk_ns if start >= backlog_start else 60 * NS_PER_SECOND
@@ -283,14 +292,7 @@ class SimulatedFeed:
         bridge = brownian - u * end_value[group]
         log_mid = start_log_spot[symbol] + u * log_return[symbol] + diffusion_std[symbol] * bridge
         mid = np.exp(log_mid)
-        # Spread in cents: wider with volatility and for cheap stocks, at least one tick.
-        vol = np.sqrt(variance[symbol])
-        spread_dollars = mid * self.params.spread_bps[symbol] * 1e-4 * (vol / 0.25) * (
-            1.0 + 10.0 / mid
-        )
-        ticks_wide = np.maximum(1.0, np.rint(spread_dollars * 100.0)) + (rng.random(count) < 0.2)
-        bid_cents = np.maximum(np.floor(mid * 100.0 - ticks_wide / 2.0 + 0.5), 1.0)
-        bid, ask = bid_cents / 100.0, (bid_cents + ticks_wide) / 100.0
+        bid, ask = self._quote(mid, symbol, variance)
         is_trade = rng.random(count) < self.trade_fraction
         side = rng.random(count)
         trade_price = np.where(side < 0.45, bid, np.where(side < 0.9, ask, (bid + ask) / 2.0))
@@ -308,6 +310,36 @@ class SimulatedFeed:
             bid_size=np.where(is_trade, nan, quote_size[0])[order],
             ask_size=np.where(is_trade, nan, quote_size[1])[order],
         )
+
+    def _quote(self, mid: F64, symbol: I64, variance: F64) -> tuple[F64, F64]:
+        """Return bid and ask around ``mid``: spreads widen with volatility and for cheap names."""
+        vol = np.sqrt(variance[symbol])
+        spread_dollars = mid * self.params.spread_bps[symbol] * 1e-4 * (vol / 0.25) * (
+            1.0 + 10.0 / mid
+        )
+        extra = self._rng.random(len(mid)) < 0.2
+        ticks_wide = np.maximum(1.0, np.rint(spread_dollars * 100.0)) + extra
+        bid_cents = np.maximum(np.floor(mid * 100.0 - ticks_wide / 2.0 + 0.5), 1.0)
+        return bid_cents / 100.0, (bid_cents + ticks_wide) / 100.0
+
+    def _snapshot(self, ts_ns: int) -> tuple[TickBatch, OptionTickBatch]:
+        """Return one quote per symbol and per listed contract at ``ts_ns``."""
+        n = len(self.symbols)
+        symbol = np.arange(n, dtype=np.int64)
+        bid, ask = self._quote(self.spot, symbol, self._variance)
+        nan = np.full(n, np.nan)
+        sizes = 100.0 * (1.0 + self._rng.geometric(0.35, (2, n)))
+        stock = TickBatch.from_columns(
+            kind=np.full(n, QUOTE), symbol_id=symbol, ts_ns=np.full(n, ts_ns), price=nan,
+            size=nan, bid=bid, ask=ask, bid_size=sizes[0], ask_size=sizes[1],
+        )
+        if self._chains is None:
+            return stock, OptionTickBatch.empty()
+        options = chain_snapshot(
+            self._chains, ts_ns, self.spot, self._variance, self.params, self.risk_free_rate,
+            self.dividend_yield, self._rng,
+        )
+        return stock, options
 
     # -- warm-up history ----------------------------------------------------------------
 
@@ -359,7 +391,8 @@ class SimulatedFeed:
         self._last_ns = now_ns
         self._chains = None
         chains = self._roll_chains(now_ns)
-        return FeedBatch(TickBatch.empty(), OptionTickBatch.empty(), BarBatch.concat(bars), chains)
+        stock, options = self._snapshot(now_ns)
+        return FeedBatch(stock, options, BarBatch.concat(bars), chains)
 
     # -- Feed protocol ------------------------------------------------------------------
 

@@ -204,7 +204,31 @@ def option_ticks(
     flat = _draw_contracts(chains, count, rng)
     offset = rng.integers(1, span_ns + 1, count, dtype=np.int64)
     order = np.argsort(offset)
-    flat, ts = flat[order], start_ns + offset[order]
+    return _option_messages(
+        chains, flat[order], start_ns + offset[order], OPTION_TRADE_FRACTION, spot, variance,
+        params, rate, dividend_yield, rng,
+    )
+
+
+def chain_snapshot(
+    chains: ChainSet, now_ns: int, spot: F64, variance: F64, params: ProcessParams,
+    rate: float, dividend_yield: float, rng: np.random.Generator,
+) -> OptionTickBatch:
+    """Return one quote per listed contract at ``now_ns`` (what a new listing opens with)."""
+    if len(chains) == 0:
+        return OptionTickBatch.empty()
+    flat = np.arange(len(chains), dtype=np.int64)
+    ts = np.full(len(chains), now_ns, np.int64)
+    return _option_messages(
+        chains, flat, ts, 0.0, spot, variance, params, rate, dividend_yield, rng
+    )
+
+
+def _option_messages(
+    chains: ChainSet, flat: I64, ts: I64, trade_fraction: float, spot: F64, variance: F64,
+    params: ProcessParams, rate: float, dividend_yield: float, rng: np.random.Generator,
+) -> OptionTickBatch:
+    count = len(flat)
     sym = chains.symbol_id[flat]
     s = spot[sym]
     strike = chains.strike[flat]
@@ -226,7 +250,7 @@ def option_ticks(
     bid = np.maximum(np.floor((price - spread / 2) / tick + 1e-9) * tick, 0.0)
     ask = np.maximum(np.ceil((price + spread / 2) / tick - 1e-9) * tick, bid + tick)
     bid, ask = np.round(bid, 2), np.round(ask, 2)
-    kind = np.where(rng.random(count) < OPTION_TRADE_FRACTION, TRADE, QUOTE).astype(np.uint8)
+    kind = np.where(rng.random(count) < trade_fraction, TRADE, QUOTE).astype(np.uint8)
     trade = kind == TRADE
     side = rng.random(count)
     mid = np.round((bid + ask) / 2, 2)

@@ -351,3 +351,21 @@ def test_strike_grid_is_round_and_denser_near_the_money(spot: float) -> None:
     near = np.abs(strikes[:-1] / spot - 1) < 0.08
     assert gaps[near].max() <= gaps.max()
     assert near.sum() >= (3 if spot >= 25 else 1)  # a $4 stock lists 0.50 apart
+
+
+def test_warmup_and_new_listings_quote_every_symbol_and_contract() -> None:
+    feed = _feed()
+    midnight = int(datetime(2025, 11, 25, 5, 0, tzinfo=UTC).timestamp()) * NS_PER_SECOND
+
+    warm = feed.history(midnight - NS_PER_SECOND)
+    relisted = feed.next_batch(midnight + NS_PER_SECOND)
+
+    assert np.array_equal(np.sort(warm.ticks.symbol_id), np.arange(len(DEFAULT_SYMBOLS)))
+    assert np.all(warm.ticks.kind == QUOTE)
+    for batch in (warm, relisted):
+        quotes = batch.option_ticks.take(batch.option_ticks.kind == QUOTE)
+        for sid, symbol in enumerate(feed.symbols):
+            listed = np.unique(quotes.contract_index[quotes.symbol_id == sid])
+            assert len(listed) == len(batch.chains[symbol])
+        assert np.all(quotes.ask > quotes.bid)
+        assert np.all(np.diff(batch.option_ticks.ts_ns) >= 0)
