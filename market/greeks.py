@@ -123,11 +123,18 @@ def _is_call_array(flag: Any) -> npt.NDArray[np.bool_]:
     arr = np.asarray(flag)
     if arr.dtype == np.bool_:
         return arr
-    if arr.dtype.kind not in "US":
+    if arr.dtype.kind == "S":
+        arr = arr.astype(str)
+    if arr.dtype.kind != "U":
         raise ValueError("flag must be 'c'/'p', an array of them, or a bool array is_call")
-    lower = np.char.lower(arr.astype(str))
-    is_call = lower == "c"
-    if not np.all(is_call | (lower == "p")):
+    if arr.dtype.itemsize == 4:  # one character: compare code points, lower-cased
+        code = (np.ascontiguousarray(arr).reshape(-1).view(np.uint32) | 0x20).reshape(arr.shape)
+        is_call = code == ord("c")
+        valid = is_call | (code == ord("p"))
+    else:
+        is_call = (arr == "c") | (arr == "C")
+        valid = is_call | (arr == "p") | (arr == "P")
+    if not np.all(valid):
         raise ValueError("flag values must be 'c' or 'p'")
     return np.asarray(is_call)
 
