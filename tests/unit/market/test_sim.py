@@ -369,3 +369,15 @@ def test_warmup_and_new_listings_quote_every_symbol_and_contract() -> None:
             assert len(listed) == len(batch.chains[symbol])
         assert np.all(quotes.ask > quotes.bid)
         assert np.all(np.diff(batch.option_ticks.ts_ns) >= 0)
+
+
+def test_warmup_on_a_sunday_holds_the_last_three_full_sessions() -> None:
+    feed = _feed()
+    sunday_noon = int(datetime(2025, 11, 30, 17, 0, tzinfo=UTC).timestamp()) * NS_PER_SECOND
+
+    bars = feed.history(sunday_noon).bars
+
+    assert np.all(np.bincount(bars.symbol_id) == 3 * SESSION_MINUTES)
+    _, friday_close = session_bounds_ns(date(2025, 11, 28))
+    assert bars.ts_ns.max() == friday_close - NS_PER_MINUTE
+    assert bars.ts_ns.min() == session_bounds_ns(date(2025, 11, 26))[0]
