@@ -242,6 +242,15 @@ def _solve_normalised(beta: float, x: float) -> float:
         # ln b ~ A - x^2 / (2 s^2) near the bottom; match A at the inflection point s_c.
         a = math.log(b_c) + 0.5 * ax
         s = ax / math.sqrt(2.0 * (a - math.log(beta)))
+        # Far down the wing the asymptotic b ~ exp(-x^2/2s^2 - s^2/8) s^3 / (x^2 sqrt(2 pi))
+        # is better: refine by fixed-point steps while it stays meaningful.
+        if s < 0.25 * ax:
+            c0 = -2.0 * math.log(ax) - 0.5 * math.log(2.0 * math.pi) - math.log(beta)
+            for _ in range(3):
+                rhs = 3.0 * math.log(s) - 0.125 * s * s + c0
+                if not rhs > 0.0:
+                    break
+                s = ax / math.sqrt(2.0 * rhs)
         lo, hi = 0.0, s_c
     else:
         # b_max - b ~ (e^{x/2} + e^{-x/2}) N(-s/2) for large s.
@@ -288,9 +297,9 @@ def _solve_normalised(beta: float, x: float) -> float:
         if not math.isfinite(step):
             step = nu
         s_new = s + step
-        if abs(step) <= 1e-15 * s:
+        if abs(step) <= 1e-12 * s:  # cubic convergence: the error left is far smaller
             return s_new if lo <= s_new <= hi else s
-        if hi - lo <= 1e-15 * s:
+        if hi - lo <= 1e-14 * s:
             return 0.5 * (lo + hi)
         s = s_new
     return s
