@@ -167,6 +167,93 @@ def cdl_shooting_star(open_: npt.ArrayLike, high: npt.ArrayLike, low: npt.ArrayL
     return out
 
 
+def cdl_hanging_man(open_: npt.ArrayLike, high: npt.ArrayLike, low: npt.ArrayLike,
+                    close: npt.ArrayLike) -> I32:
+    """Hanging man (TA-Lib ``CDLHANGINGMAN``): a hammer shape near the prior highs; -100."""
+    o, h, lo, c = _prepare(open_, high, low, close)
+    n = o.shape[0]
+    first = 11
+    out = np.zeros(n, np.int32)
+    if n <= first:
+        return out
+    top, bottom = np.maximum(o, c), np.minimum(o, c)
+    body, upper, lower = np.abs(c - o), h - top, bottom - lo
+    near_prior = np.full(n, np.nan)
+    near_prior[1:] = h[:-1]
+    near_prior -= _avg(o, h, lo, c, _NEAR, first, shift=1)
+    s = slice(first, None)
+    hit = ((body < _avg(o, h, lo, c, _BODY_SHORT, first))
+           & (lower > _avg(o, h, lo, c, _SHADOW_LONG, first))
+           & (upper < _avg(o, h, lo, c, _SHADOW_VERY_SHORT, first))
+           & (bottom >= near_prior))
+    out[s] = np.where(hit[s], -100, 0)
+    return out
+
+
+def cdl_inverted_hammer(open_: npt.ArrayLike, high: npt.ArrayLike, low: npt.ArrayLike,
+                        close: npt.ArrayLike) -> I32:
+    """Inverted hammer (TA-Lib ``CDLINVERTEDHAMMER``): small body gapping down, long top shadow."""
+    o, h, lo, c = _prepare(open_, high, low, close)
+    n = o.shape[0]
+    first = 11
+    out = np.zeros(n, np.int32)
+    if n <= first:
+        return out
+    top, bottom = np.maximum(o, c), np.minimum(o, c)
+    body, upper, lower = np.abs(c - o), h - top, bottom - lo
+    gap_down = np.zeros(n, bool)
+    gap_down[1:] = top[1:] < bottom[:-1]
+    s = slice(first, None)
+    hit = ((body < _avg(o, h, lo, c, _BODY_SHORT, first))
+           & (upper > _avg(o, h, lo, c, _SHADOW_LONG, first))
+           & (lower < _avg(o, h, lo, c, _SHADOW_VERY_SHORT, first))
+           & gap_down)
+    out[s] = np.where(hit[s], 100, 0)
+    return out
+
+
+def cdl_harami(open_: npt.ArrayLike, high: npt.ArrayLike, low: npt.ArrayLike,
+               close: npt.ArrayLike) -> I32:
+    """Harami (TA-Lib ``CDLHARAMI``): a short body inside the previous long one; +-100 (+-80)."""
+    o, h, lo, c = _prepare(open_, high, low, close)
+    n = o.shape[0]
+    first = 11
+    out = np.zeros(n, np.int32)
+    if n <= first:
+        return out
+    top, bottom = np.maximum(o, c), np.minimum(o, c)
+    body = np.abs(c - o)
+    color = np.where(c >= o, 1, -1)
+    long_1 = _avg(o, h, lo, c, _BODY_LONG, first, shift=1)
+    short_2 = _avg(o, h, lo, c, _BODY_SHORT, first)
+    i = np.arange(first, n)
+    shape = (body[i - 1] > long_1[i]) & (body[i] <= short_2[i])
+    inside = (top[i] < top[i - 1]) & (bottom[i] > bottom[i - 1])
+    touching = (top[i] <= top[i - 1]) & (bottom[i] >= bottom[i - 1])
+    out[first:] = np.where(shape & inside, -color[i - 1] * 100,
+                           np.where(shape & touching, -color[i - 1] * 80, 0))
+    return out
+
+
+def cdl_marubozu(open_: npt.ArrayLike, high: npt.ArrayLike, low: npt.ArrayLike,
+                 close: npt.ArrayLike) -> I32:
+    """Marubozu (TA-Lib ``CDLMARUBOZU``): a long body with (almost) no shadows; +-100."""
+    o, h, lo, c = _prepare(open_, high, low, close)
+    n = o.shape[0]
+    first = 10
+    out = np.zeros(n, np.int32)
+    if n <= first:
+        return out
+    top, bottom = np.maximum(o, c), np.minimum(o, c)
+    body, upper, lower = np.abs(c - o), h - top, bottom - lo
+    very_short = _avg(o, h, lo, c, _SHADOW_VERY_SHORT, first)
+    hit = (body > _avg(o, h, lo, c, _BODY_LONG, first)) & (upper < very_short) & \
+        (lower < very_short)
+    s = slice(first, None)
+    out[s] = np.where(hit[s], np.where(c[s] >= o[s], 100, -100), 0)
+    return out
+
+
 def _star(o: F64, h: F64, lo: F64, c: F64, bullish: bool, penetration: float) -> I32:
     n = o.shape[0]
     first = 12
@@ -239,6 +326,11 @@ _CANDLES: dict[str, tuple[Callable[..., I32], str]] = {
                       "Shooting star: small body gapping up with a long upper shadow"),
     "morning_star": (cdl_morning_star, "Morning star: three-candle bullish reversal"),
     "evening_star": (cdl_evening_star, "Evening star: three-candle bearish reversal"),
+    "hanging_man": (cdl_hanging_man, "Hanging man: hammer shape after a rise, bearish"),
+    "inverted_hammer": (cdl_inverted_hammer,
+                        "Inverted hammer: small body gapping down with a long upper shadow"),
+    "harami": (cdl_harami, "Harami: a small body inside the previous long body"),
+    "marubozu": (cdl_marubozu, "Marubozu: a long body with almost no shadows"),
 }
 
 

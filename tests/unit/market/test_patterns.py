@@ -27,6 +27,8 @@ PAIRS = [
     (P.cdl_doji, talib.CDLDOJI), (P.cdl_engulfing, talib.CDLENGULFING),
     (P.cdl_hammer, talib.CDLHAMMER), (P.cdl_shooting_star, talib.CDLSHOOTINGSTAR),
     (P.cdl_morning_star, talib.CDLMORNINGSTAR), (P.cdl_evening_star, talib.CDLEVENINGSTAR),
+    (P.cdl_hanging_man, talib.CDLHANGINGMAN), (P.cdl_inverted_hammer, talib.CDLINVERTEDHAMMER),
+    (P.cdl_harami, talib.CDLHARAMI), (P.cdl_marubozu, talib.CDLMARUBOZU),
 ]
 
 
