@@ -90,7 +90,10 @@ class SimulatedFeed:
     ``interval_ms`` is the period of :meth:`stream`. ``max_backlog_s`` bounds
     the messages drawn after a stall: for a longer gap the prices still move
     over the whole gap but only its last ``max_backlog_s`` (at least two
-    periods) carries messages (the rest counts as ``dropped``). ``clock`` returns UTC nanoseconds.
+    periods) carries messages (the rest counts as ``dropped``). With
+    ``market_factor=False`` the symbols' returns are independent (by default
+    each loads on one market factor: index ETFs ~0.95, single names 0.3-0.7).
+    ``clock`` returns UTC nanoseconds.
     """
 
     name = "sim"
@@ -109,6 +112,7 @@ class SimulatedFeed:
         warmup_sessions: int = 3,
         trade_fraction: float = 0.3,
         max_backlog_s: float = 2.0,
+        market_factor: bool = True,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         if not symbols:
@@ -131,6 +135,8 @@ class SimulatedFeed:
         per_second = max(rate + option_rate, 1.0)
         self._emit_chunk_ns = round(min(max(200_000 / per_second, 1.0), 60.0) * NS_PER_SECOND)
         self.params: ProcessParams = draw_params(self.symbols, seed)
+        if not market_factor:
+            self.params.beta[:] = 0.0
         self._cumulative_activity = np.cumsum(self.params.activity)
         self._log_spot = np.log(self.params.spot)
         self._variance = self.params.variance.copy()

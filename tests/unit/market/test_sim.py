@@ -381,3 +381,14 @@ def test_warmup_on_a_sunday_holds_the_last_three_full_sessions() -> None:
     _, friday_close = session_bounds_ns(date(2025, 11, 28))
     assert bars.ts_ns.max() == friday_close - NS_PER_MINUTE
     assert bars.ts_ns.min() == session_bounds_ns(date(2025, 11, 26))[0]
+
+
+def test_returns_load_on_the_market_factor_unless_disabled() -> None:
+    def correlation(feed: SimulatedFeed) -> float:
+        bars = feed.history(CLOSE_NS).bars
+        spy, qqq = (np.diff(np.log(bars.close[bars.symbol_id == feed.symbols.index(s)]))
+                    for s in ("SPY", "QQQ"))
+        return float(np.corrcoef(spy, qqq)[0, 1])
+
+    assert correlation(_feed()) > 0.7
+    assert abs(correlation(_feed(market_factor=False))) < 0.15
