@@ -139,14 +139,23 @@ class BarRing:
         self.indicators = np.full((n_slots, capacity, n_indicators), np.nan)
         self.count = np.zeros(n_slots, np.int64)  # total bars ever appended per slot
 
-    def append(self, slot: int, ts: int, ohlcv: npt.NDArray[np.float64],
-               values: npt.NDArray[np.float64]) -> None:
-        """Append one closed bar (must be newer than the slot's last bar)."""
-        pos = self.count[slot] % self.capacity
-        self.ts[slot, pos] = ts
-        self.ohlcv[slot, pos] = ohlcv
-        self.indicators[slot, pos] = values
-        self.count[slot] += 1
+    def extend(self, slots: npt.NDArray[np.int32], ts: npt.NDArray[np.int64],
+               ohlcv: npt.NDArray[np.float64], values: npt.NDArray[np.float64]) -> None:
+        """Append many bars; rows of one slot must be in time order (slots may interleave)."""
+        if len(slots) == 0:
+            return
+        order = np.argsort(slots, kind="stable")
+        s_sorted = slots[order]
+        starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])
+        sizes = np.diff(np.r_[starts, len(order)])
+        rank = np.arange(len(order)) - np.repeat(starts, sizes)
+        keep = rank >= np.repeat(sizes, sizes) - self.capacity  # only the newest per slot fit
+        rows, s_kept = order[keep], s_sorted[keep]
+        pos = (self.count[s_kept] + rank[keep]) % self.capacity
+        self.ts[s_kept, pos] = ts[rows]
+        self.ohlcv[s_kept, pos] = ohlcv[rows]
+        self.indicators[s_kept, pos] = values[rows]
+        self.count[s_sorted[starts]] += sizes
 
     def last_ts(self, slot: int) -> int:
         """Start time of the slot's newest bar, 0 when none."""
@@ -267,49 +276,59 @@ class MarketState:
         s, t, v = slots[start:stop], ts[start:stop], ohlcv[start:stop]
         values = self.bank.update(s, v[:, 1].copy(), v[:, 2].copy(), v[:, 3].copy(),
                                   v[:, 4].copy())
-        for row in range(len(s)):
-            self.ring.append(int(s[row]), int(t[row]), v[row], values[row])
+        self.ring.extend(s, t, v, values)
 
     def load_bars(self, bars: BarBatch) -> int:
         """Merge completed bars (warm-up history or a backfill after a gap).
 
         Bars at or after a symbol's forming bar are ignored (live ticks cover
-        them). Bars newer than the symbol's newest bar are appended; a bar in
-        the past (filling a gap) or for a minute already held (it replaces that
-        bar) rebuilds the symbol's indicator series in time order. Returns the
-        number of bars taken.
+        them). Symbols whose bars are all newer than their newest held bar are
+        appended in bulk; a bar in the past (filling a gap) or for a minute
+        already held (it replaces that bar) rebuilds that symbol's indicator
+        series in time order. Returns the number of bars taken.
         """
         if len(bars) == 0:
             return 0
         slots = self.slots_for(bars.symbol_id)
         ohlcv = np.column_stack([bars.open, bars.high, bars.low, bars.close, bars.volume])
-        taken = 0
-        for s in np.unique(slots[slots >= 0]):
-            rows = np.flatnonzero(slots == s)
-            rows = rows[np.argsort(bars.ts_ns[rows], kind="stable")]
-            if self.bar_start[s] > 0:
-                rows = rows[bars.ts_ns[rows] < self.bar_start[s]]
-            if len(rows) == 0:
-                continue
-            if bars.ts_ns[rows[0]] > self.ring.last_ts(int(s)):
-                for i in rows:
-                    self._append_bar(int(s), int(bars.ts_ns[i]), ohlcv[i])
-            else:
-                self._rebuild(int(s), bars.ts_ns[rows], ohlcv[rows])
-            taken += len(rows)
+        order = np.lexsort((bars.ts_ns, slots))
+        order = order[slots[order] >= 0]
+        s, t = slots[order], bars.ts_ns[order]
+        forming = self.bar_start[s]
+        live = (forming == 0) | (t < forming)
+        order, s, t = order[live], s[live], t[live]
+        if len(order) == 0:
+            return 0
+        first = np.r_[True, s[1:] != s[:-1]]
+        newest_held = self.ring.ts[s, (self.ring.count[s] - 1) % self.ring.capacity]
+        newest_held[self.ring.count[s] == 0] = 0
+        in_past = np.logical_or.reduceat(t <= newest_held, np.flatnonzero(first))
+        past_slots = s[first][in_past]
+        append = ~np.isin(s, past_slots)
+        self._append_bars(s[append], t[append], ohlcv[order[append]])
+        for slot in past_slots:
+            rows = s == slot
+            self._rebuild(int(slot), t[rows], ohlcv[order[rows]])
         self._sequence += 1
-        self.version[np.unique(slots[slots >= 0])] = self._sequence
-        return taken
+        self.version[np.unique(s)] = self._sequence
+        return int(len(order))
 
-    def _append_bar(self, s: int, ts: int, row: npt.NDArray[np.float64]) -> None:
-        last = self.ring.last_ts(s)
-        if last and _session_day(ts) != _session_day(last):
-            self.bank.reset_session(np.array([s], np.int32))
-        values = self.bank.update(np.array([s], np.int32), row[1:2].copy(), row[2:3].copy(),
-                                  row[3:4].copy(), row[4:5].copy())
-        self.ring.append(s, ts, row, values[0])
-        if ts >= self.last_ts[s]:
-            self._seed_session(s, ts, row)
+    def _append_bars(self, s: npt.NDArray[np.int32], t: npt.NDArray[np.int64],
+                     ohlcv: npt.NDArray[np.float64]) -> None:
+        """Append bars sorted by (slot, time), all newer than what each slot holds."""
+        if len(s) == 0:
+            return
+        day = (t - SESSION_OFFSET_NS) // NS_PER_DAY
+        held = self.ring.count[s] > 0
+        prev_ts = np.where(held, self.ring.ts[s, (self.ring.count[s] - 1) % self.ring.capacity], 0)
+        same_slot = np.r_[False, s[1:] == s[:-1]]
+        prev_ts = np.where(same_slot, np.r_[0, t[:-1]], prev_ts)
+        reset = (prev_ts > 0) & (day != (prev_ts - SESSION_OFFSET_NS) // NS_PER_DAY)
+        # Commit in time order across slots, split where a slot starts a new session.
+        by_time = np.argsort(t, kind="stable")
+        s, t, ohlcv, reset = s[by_time], t[by_time], ohlcv[by_time], reset[by_time]
+        self._commit_bars(s, t, ohlcv, reset)
+        self._seed_sessions(s, t, ohlcv)
 
     def _rebuild(self, s: int, ts: npt.NDArray[np.int64], ohlcv: npt.NDArray[np.float64]) -> None:
         """Merge bars into the slot's history and recompute its indicators from scratch."""
@@ -318,26 +337,38 @@ class MarketState:
         merged.update(zip(ts.tolist(), ohlcv, strict=True))
         self.bank.reset(np.array([s], np.int32))
         self.ring.reset(s)
-        last_ts = self.last_ts[s]
-        for t in sorted(merged)[-self.ring.capacity :]:
-            self._append_bar(s, t, merged[t])
-        self.last_ts[s] = max(last_ts, self.last_ts[s])
+        keys = sorted(merged)[-self.ring.capacity :]
+        slot = np.full(len(keys), s, np.int32)
+        times = np.array(keys, np.int64)
+        rows = np.array([merged[k] for k in keys])
+        day = (times - SESSION_OFFSET_NS) // NS_PER_DAY
+        self._commit_bars(slot, times, rows, np.r_[False, day[1:] != day[:-1]])
+        if times[-1] >= self.last_ts[s]:
+            self._seed_sessions(slot, times, rows)
 
-    def _seed_session(self, s: int, ts: int, row: npt.NDArray[np.float64]) -> None:
-        """Keep last price and session figures consistent with seeded bars."""
-        st = self.state[s]
-        previous = int(self.last_ts[s])
-        if previous == 0 or _session_day(ts) != _session_day(previous):
-            if previous:
-                st[PREVIOUS_CLOSE] = st[LAST_PRICE]
-            st[DAY_OPEN], st[DAY_HIGH], st[DAY_LOW] = row[0], row[1], row[2]
-            st[SESSION_VOLUME] = 0.0
-        st[DAY_HIGH] = max(st[DAY_HIGH], row[1])
-        st[DAY_LOW] = min(st[DAY_LOW], row[2])
-        st[SESSION_VOLUME] += row[4]
-        st[LAST_PRICE] = row[3]
-        self.last_ts[s] = ts + NS_PER_MINUTE - 1
-        self.anchor[s] = max(self.anchor[s], ts)
+    def _seed_sessions(self, s: npt.NDArray[np.int32], t: npt.NDArray[np.int64],
+                       ohlcv: npt.NDArray[np.float64]) -> None:
+        """Set last price and session figures of each slot from its newest seeded bars."""
+        order = np.lexsort((t, s))
+        s, t, ohlcv = s[order], t[order], ohlcv[order]
+        day = (t - SESSION_OFFSET_NS) // NS_PER_DAY
+        starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+        ends = np.r_[starts[1:], len(s)]
+        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):  # one per slot
+            slot, last = int(s[start]), end - 1
+            if t[last] < self.last_ts[slot]:
+                continue  # live data is newer than this history
+            # Rows of the newest session are a suffix of the slot's time-sorted rows.
+            day_start = start + int(np.searchsorted(day[start:end], day[last]))
+            bars = ohlcv[day_start:end]
+            st = self.state[slot]
+            st[LAST_PRICE] = bars[-1, 3]
+            st[DAY_OPEN], st[DAY_HIGH], st[DAY_LOW] = bars[0, 0], bars[:, 1].max(), bars[:, 2].min()
+            st[SESSION_VOLUME] = bars[:, 4].sum()
+            if day_start > start:
+                st[PREVIOUS_CLOSE] = ohlcv[day_start - 1, 3]
+            self.last_ts[slot] = t[last] + NS_PER_MINUTE - 1
+            self.anchor[slot] = max(self.anchor[slot], t[last])
 
     def live_indicators(self, slot: int) -> dict[str, float | None]:
         """Indicators as of now: the forming bar treated as if it closed at the last price."""

@@ -142,3 +142,29 @@ def test_backfill_into_a_gap_rebuilds_indicators_in_time_order():
     assert [int(b.timestamp.timestamp()) for b in bars] == [int(t // 10**9) for t in ts]
     ema = np.array([b.model_extra["ema_20"] for b in bars], dtype=float)
     np.testing.assert_allclose(ema, talib.EMA(close, 20), rtol=1e-9, equal_nan=True)
+
+
+def test_bulk_load_beyond_ring_capacity_keeps_newest_bars_with_full_history_indicators():
+    close = 80 + np.cumsum(np.random.default_rng(9).normal(0, 0.2, 120))
+    ts = T0 + np.arange(120) * NS_PER_MINUTE
+    state = MarketState(["TSLA"], ["TSLA"], bar_capacity=50)
+    state.load_bars(_bar_batch(ts, close))
+    bars = state.bars("TSLA", 500)
+    assert [int(b.timestamp.timestamp()) for b in bars] == [int(x // 10**9) for x in ts[-50:]]
+    ema = np.array([b.model_extra["ema_20"] for b in bars], dtype=float)
+    np.testing.assert_allclose(ema, talib.EMA(close, 20)[-50:], rtol=1e-9)
+
+
+def test_multi_day_warmup_seeds_session_figures_from_the_last_day():
+    day = 86_400 * 1_000_000_000
+    ts = np.r_[T0 + np.arange(3) * NS_PER_MINUTE, T0 + day + np.arange(2) * NS_PER_MINUTE]
+    close = np.array([10.0, 11.0, 12.0, 20.0, 21.0])
+    batch = BarBatch.from_columns(symbol_id=np.zeros(5), ts_ns=ts, open=close - 0.1,
+                                  high=close + 1, low=close - 1, close=close,
+                                  volume=np.array([1.0, 2, 3, 4, 5]))
+    state = MarketState(["SPY", "QQQ"], ["QQQ", "SPY"])  # universe order differs from slots
+    state.load_bars(BarBatch.from_columns(**{**batch.to_dict(), "symbol_id": np.ones(5)}))
+    snap = state.snapshot("SPY")
+    assert (snap.price, snap.previous_close, snap.open, snap.volume) == (21.0, 12.0, 19.9, 9.0)
+    assert (snap.high, snap.low) == (22.0, 19.0)
+    assert snap.indicators["vwap"] == pytest.approx(((21 + 19 + 20) / 3 * 4 + 21 * 5) / 9)
