@@ -297,24 +297,27 @@ class SimulatedFeed:
         end_value = brownian[last] + np.sqrt(1.0 - u[last]) * rng.standard_normal(len(last))
         bridge = brownian - u * end_value[group]
         log_mid = start_log_spot[symbol] + u * log_return[symbol] + diffusion_std[symbol] * bridge
-        mid = np.exp(log_mid)
-        bid, ask = self._quote(mid, symbol, variance)
-        is_trade = rng.random(count) < self.trade_fraction
-        side = rng.random(count)
-        trade_price = np.where(side < 0.45, bid, np.where(side < 0.9, ask, (bid + ask) / 2.0))
-        quote_size = 100.0 * (1.0 + rng.geometric(0.35, (2, count)))
-        nan = np.full(count, np.nan)
+        # From here on, rows in time order.
         order = np.argsort(offset)
+        symbol = symbol[order]
+        bid, ask = self._quote(np.exp(log_mid[order]), symbol, variance)
+        trades = np.flatnonzero(rng.random(count) < self.trade_fraction)
+        side = rng.random(len(trades))
+        trade_bid, trade_ask = bid[trades], ask[trades]
+        price = np.full(count, np.nan)
+        price[trades] = np.where(
+            side < 0.45, trade_bid, np.where(side < 0.9, trade_ask, (trade_bid + trade_ask) / 2.0)
+        )
+        size = np.full(count, np.nan)
+        size[trades] = trade_sizes(rng, len(trades))
+        quote_size = 100.0 * (1.0 + rng.geometric(0.35, (2, count)))
+        bid[trades] = ask[trades] = quote_size[0, trades] = quote_size[1, trades] = np.nan
+        kind = np.full(count, QUOTE, np.uint8)
+        kind[trades] = TRADE
         return TickBatch(
-            kind=np.where(is_trade, TRADE, QUOTE).astype(np.uint8)[order],
-            symbol_id=symbol.astype(np.int32)[order],
-            ts_ns=(start + offset)[order],
-            price=np.where(is_trade, trade_price, nan)[order],
-            size=np.where(is_trade, trade_sizes(rng, count), nan)[order],
-            bid=np.where(is_trade, nan, bid)[order],
-            ask=np.where(is_trade, nan, ask)[order],
-            bid_size=np.where(is_trade, nan, quote_size[0])[order],
-            ask_size=np.where(is_trade, nan, quote_size[1])[order],
+            kind=kind, symbol_id=symbol.astype(np.int32), ts_ns=start + offset[order],
+            price=price, size=size, bid=bid, ask=ask, bid_size=quote_size[0],
+            ask_size=quote_size[1],
         )
 
     def _quote(self, mid: F64, symbol: I64, variance: F64) -> tuple[F64, F64]:
