@@ -50,14 +50,6 @@ def volume_profile(x: F64 | float) -> F64:
     return np.asarray(raw / _PROFILE_MEAN, np.float64)
 
 
-def profile_mean(x0: float, x1: float) -> float:
-    """Return the mean activity multiplier over session fractions ``[x0, x1]``."""
-    x0, x1 = min(max(x0, 0.0), 1.0), min(max(x1, 0.0), 1.0)
-    if x1 - x0 < 1e-12:
-        return float(volume_profile(x0))
-    return (_raw_profile_integral(x1) - _raw_profile_integral(x0)) / (x1 - x0) / _PROFILE_MEAN
-
-
 def is_trading_day(day: date) -> bool:
     """Return whether ``day`` has a regular session (weekdays; holidays are not modelled)."""
     return day.weekday() < 5
