@@ -90,6 +90,7 @@ class StreamRunner:
         self._wake = asyncio.Event()
         self._handler_cache: Callable[[Any], Awaitable[None]] | None = None
         self._session_data = False
+        self._idle = False
 
     # Subscriptions.
 
@@ -99,7 +100,9 @@ class StreamRunner:
         self.wanted = {k: set(wanted.get(k, ())) for k in self.wanted}
         self._install_handlers()
         if not self.connected or self.stream._ws is None:
-            if any(self.wanted.values()):
+            # Wake the loop only if it idles for lack of subscriptions, never out of a
+            # backoff or fatal wait (that would turn interest changes into a retry storm).
+            if self._idle and any(self.wanted.values()):
                 self._wake.set()
             return
         removed = {k: sorted(old[k] - self.wanted[k]) for k in old}
@@ -133,7 +136,11 @@ class StreamRunner:
         while not self._stopping:
             if not any(self.wanted.values()):
                 self._wake.clear()
-                await self._wake.wait()
+                self._idle = True
+                try:
+                    await self._wake.wait()
+                finally:
+                    self._idle = False
                 continue
             self._session_data = False
             try:

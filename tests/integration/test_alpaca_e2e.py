@@ -91,3 +91,4 @@ def test_dropped_connection_heals_and_bars_keep_coming(svc, fake):
     assert feed["detail"]["streams"]["stock"]["connects"] >= 2, feed
     assert feed["connected"] is True
     assert _minute(after) > _minute(before)
+

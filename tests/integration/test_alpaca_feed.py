@@ -142,7 +142,7 @@ async def test_every_fault_is_survived_and_backfill_recovers_every_bar(server):
                 assert close == bar_at(symbol, int(t) // NS_MIN)["c"]
 
 
-async def test_rejected_key_reports_a_clear_error_without_a_retry_storm(server):
+async def test_rejected_key_reports_a_clear_error_without_a_retry_storm(server, caplog):
     feed = AlpacaFeed(_settings(server, alpaca_secret_key="wrong"))
     warm = await feed.warmup()
     run = Collector(feed)
@@ -156,6 +156,9 @@ async def test_rejected_key_reports_a_clear_error_without_a_retry_storm(server):
     # One login on the stock stream, then quiet (no chains loaded, so no option stream).
     assert server.stats["refused_402"] == 1
     assert status.detail["streams"]["stock"]["fatal"]
+    logged = [r for r in caplog.records if "authentication failed" in r.getMessage()]
+    assert len(logged) == 1
+    assert logged[0].levelname == "ERROR"
 
 
 async def test_insufficient_subscription_is_fatal_and_explained(server):
@@ -213,3 +216,18 @@ async def test_set_interest_moves_option_budget_to_requested_chain(server):
     assert server.stats["option_subscribe"] >= 2
     assert feed.status().detail["not_in_universe"] == ["ZZZZ"]
     assert feed.symbols == ("AAPL", "MSFT", "NVDA")
+
+
+async def test_interest_changes_do_not_cut_short_a_fatal_wait(server):
+    feed = AlpacaFeed(_settings(server, alpaca_secret_key="wrong"))
+    await feed.warmup()
+    run = Collector(feed)
+    await run.wait_for(lambda: feed.stock.fatal)
+
+    for _ in range(5):
+        await feed.set_interest({"AAPL"})
+        await feed.set_interest(set())
+        await asyncio.sleep(0.1)
+    await run.stop()
+
+    assert server.stats["refused_402"] == 1
