@@ -89,17 +89,23 @@ class GeneratorService:
         stop = threading.Event()
         msgs = [dict(m) for m in messages]
 
+        def hand_over(item: object) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the event loop is gone: nobody is listening
+                stop.set()
+
         def produce() -> None:
             try:
                 for piece in self.generator.stream(msgs, max_new_tokens, evidence=evidence,
                                                    stop=stop):
-                    loop.call_soon_threadsafe(queue.put_nowait, piece)
+                    hand_over(piece)
                     if stop.is_set():
                         break
             except Exception as exc:  # handed to the consumer
-                loop.call_soon_threadsafe(queue.put_nowait, exc)
+                hand_over(exc)
             finally:
-                loop.call_soon_threadsafe(queue.put_nowait, _END)
+                hand_over(_END)
 
         async with self._slots:
             self.active += 1

@@ -190,6 +190,7 @@ async def chat_stream(websocket: WebSocket) -> None:
             inbox.put_nowait(None)
 
     reader = asyncio.create_task(read())
+    answering: asyncio.Task[None] | None = None
     try:
         while True:
             raw = await inbox.get()
@@ -201,16 +202,18 @@ async def chat_stream(websocket: WebSocket) -> None:
             answering = asyncio.create_task(_answer(websocket, services, principal, request))
             await asyncio.wait({answering, reader}, return_when=asyncio.FIRST_COMPLETED)
             if not answering.done():  # the client went away: stop generating
-                answering.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await answering
                 return
             with contextlib.suppress(WebSocketDisconnect, RuntimeError):
                 answering.result()
     except (WebSocketDisconnect, RuntimeError):
         return
     finally:
+        # Also reached when the server cancels this handler: never leave a generation behind.
         reader.cancel()
+        if answering is not None and not answering.done():
+            answering.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await answering
 
 
 async def _parse(websocket: WebSocket, raw: str) -> ChatRequest | None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -188,3 +190,54 @@ def test_chat_with_default_model_streams_and_cites(local_service: GeneratorServi
     assert follow["type"] == "done"
     assert follow["session_id"] == frame["session_id"]
     assert follow["message"]["context"]["symbols"] == ["AAPL"]
+
+
+class _EndlessGenerator:
+    """Yields a word every 10 ms until stopped; records that it was stopped."""
+
+    name = "endless"
+
+    def __init__(self) -> None:
+        self.stopped = threading.Event()
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name}
+
+    def stream(self, messages: Any, max_new_tokens: int = 256, *, evidence: Any = None,
+               stop: threading.Event | None = None) -> Any:
+        assert stop is not None
+        try:
+            while not stop.is_set():
+                time.sleep(0.01)
+                yield " word"
+        finally:
+            if stop.is_set():
+                self.stopped.set()
+
+
+def test_websocket_disconnect_cancels_generation() -> None:
+    endless = _EndlessGenerator()
+    service = GeneratorService(Settings(secret_key=SECRET), generator=endless)
+    app, services = build_app(service)
+    with TestClient(app) as client:
+        with client.websocket_connect(f"/chat?token={_token(services)}") as ws:
+            ws.send_json({"message": "AAPL?"})
+            assert ws.receive_json()["type"] == "token"
+        assert endless.stopped.wait(5.0)
+        deadline = time.monotonic() + 5.0
+        while service.active and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert service.active == 0
+
+
+async def test_closing_the_stream_early_stops_the_local_model(local_service: GeneratorService
+                                                               ) -> None:
+    messages = [{"role": "user", "content": "Write a long essay about markets."}]
+    stream = local_service.stream(messages, 400)
+    started = time.perf_counter()
+    first = await stream.__anext__()
+    await stream.aclose()
+
+    assert first
+    assert local_service.active == 0
+    assert time.perf_counter() - started < 20.0
