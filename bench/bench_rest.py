@@ -3,8 +3,8 @@
 Starts `marketray serve` (market only), fetches the AAPL chain once, starts a
 bare uvicorn process serving those same bytes, then drives each with wrk (32
 connections) in turn. Prints requests/s, p50/p99 and the ratio. Set
-RAY_SERVE_ENABLE_HA_PROXY=1 in the environment to measure Serve's HAProxy
-ingress instead of the default proxy.
+MARKETRAY_SERVE_INGRESS=haproxy to measure Serve's HAProxy ingress instead
+of the default proxy.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 
 
 def main() -> None:
-    with start_service({"MARKETRAY_SIM_RATE": "2000"},
+    with start_service({"MARKETRAY_SIM_RATE": "2000",
+                        "MARKETRAY_SERVE_INGRESS": os.environ.get("MARKETRAY_SERVE_INGRESS", "proxy")},
                        args=("--no-knowledge", "--no-assistant")) as svc:
         headers = svc.auth("viewer")
         url = f"{svc.base_url}/options/AAPL"
@@ -51,8 +52,7 @@ def main() -> None:
             bare.terminate()
             bare.wait()
     emit({"benchmark": "rest_options_chain", "payload_bytes": len(payload),
-          "connections": 32, "proxy": "haproxy" if os.environ.get(
-              "RAY_SERVE_ENABLE_HA_PROXY") == "1" else "default",
+          "connections": 32, "ingress": os.environ.get("MARKETRAY_SERVE_INGRESS", "proxy"),
           "marketray": ours, "baseline_bare_uvicorn": baseline,
           "ratio_throughput": ours["requests_per_s"] / baseline["requests_per_s"],
           "target_ratio": 0.8})

@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     sim_seed: int = 7
     sim_rate: float = Field(2_000.0, gt=0, description="simulated stock messages per second")
     sim_option_rate: float = Field(500.0, ge=0, description="simulated option messages/s")
+    sim_always_open: bool = Field(
+        True, description="simulate trading outside New York hours too (demos at night)")
     feed_interval_ms: float = Field(20.0, gt=0, le=1_000, description="feed batch period")
     replay_dir: Path | None = None
     replay_speed: float = Field(1.0, ge=0, description="0 = as fast as possible")
@@ -89,6 +91,8 @@ class Settings(BaseSettings):
     history_retention_days: int = Field(365, ge=1)
 
     # Serving.
+    serve_ingress: Literal["proxy", "haproxy"] = Field(
+        "proxy", description="Serve's Python proxy, or HAProxy straight to the ingress replicas")
     max_ws_clients: int = Field(2_000, ge=1)
     rate_limit_per_minute: int = Field(600, ge=1)
     max_upload_mb: int = Field(50, ge=1)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib
 import logging
 import os
 import signal
+import socket
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +30,34 @@ def _settings(overrides: dict[str, Any]) -> Settings:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}"
                              for e in exc.errors())
         raise SystemExit(f"marketray: invalid configuration: {problems}") from None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ingress_environment(settings: Settings) -> dict[str, str]:
+    """Environment Ray Serve reads at start for the chosen ingress.
+
+    HAProxy mode forwards straight to each ingress replica's own HTTP server.
+    Its config, socket and state files get a directory of their own per data dir
+    (two services on one machine must not share them), kept short because
+    HAProxy refuses socket paths over 97 characters and Ray adds a node id.
+    """
+    if settings.serve_ingress != "haproxy":
+        return {}
+    digest = hashlib.sha1(str(settings.data_dir.resolve()).encode()).hexdigest()[:10]
+    base = Path(tempfile.gettempdir()) / f"mr-haproxy-{digest}"
+    base.mkdir(parents=True, exist_ok=True)
+    return {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+            "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port()),
+            "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port()),
+            "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(base / "haproxy.cfg"),
+            "RAY_SERVE_HAPROXY_SOCKET_PATH": str(base / "admin.sock"),
+            "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(base),
+            "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(base / "server-state")}
 
 
 def _init_ray(address: str | None) -> None:
@@ -51,6 +82,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings({"port": args.port, "host": args.host, "feed": args.feed,
                           "symbols": args.symbols, "num_shards": args.shards})
     secret, generated = settings.resolved_secret()
+    os.environ.update(_ingress_environment(settings))  # a local cluster inherits these
     _init_ray(args.address)
     start_market(settings)
     serve.start(http_options={"host": settings.host, "port": settings.port})
@@ -78,6 +110,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         time.sleep(0.5)
     print("marketray: shutting down", flush=True)
     serve.shutdown()
+    import ray  # noqa: PLC0415
+
+    ray.shutdown()
     return 0
 
 

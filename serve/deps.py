@@ -51,9 +51,14 @@ def install(services: Services) -> None:
     _installed = services
 
 
-def get_services(connection: HTTPConnection) -> Services:
-    """Return the replica's services (FastAPI dependency; works for WebSockets too)."""
+def services_of(connection: HTTPConnection) -> Services:
+    """Return the replica's services (for direct calls, e.g. in WebSocket handlers)."""
     services: Services | None = getattr(connection.app.state, "services", None) or _installed
     if services is None:
         raise Unavailable("service is starting")
     return services
+
+
+async def get_services(connection: HTTPConnection) -> Services:
+    """FastAPI dependency for the replica's services (async: no threadpool hop per request)."""
+    return services_of(connection)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import date
 from typing import Any
 
@@ -21,14 +22,61 @@ SUPPORTED_TIMEFRAMES = {"1Min": 1, "5Min": 5, "15Min": 15, "30Min": 30, "1Hour":
 CALL_TIMEOUT_S = 10.0
 
 
-class MarketGateway:
-    """Async reads of snapshots, bars and chains from the shard actors."""
+class TtlCache:
+    """Values for at most ``ttl_s`` seconds; concurrent misses of a key share one fetch."""
 
-    def __init__(self, actors: MarketActors, symbols: tuple[str, ...], history: Any = None) -> None:
+    def __init__(self, ttl_s: float, max_entries: int = 4_096) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[Any, tuple[float, Any]] = {}
+        self._inflight: dict[Any, asyncio.Future[Any]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    async def get(self, key: Any, fetch: Any) -> Any:
+        """Return the cached value for ``key`` or await ``fetch()`` (once for all waiters)."""
+        now = time.monotonic()
+        entry = self._entries.get(key)
+        if entry is not None and now - entry[0] < self.ttl_s:
+            self.hits += 1
+            return entry[1]
+        pending = self._inflight.get(key)
+        if pending is not None:
+            self.hits += 1
+            return await asyncio.shield(pending)
+        self.misses += 1
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            value = await fetch()
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        finally:
+            self._inflight.pop(key, None)
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[key] = (time.monotonic(), value)
+        future.set_result(value)
+        return value
+
+
+class MarketGateway:
+    """Async reads of snapshots, bars and chains from the shard actors.
+
+    Whole-chain JSON is cached per replica for ``chain_ttl_s`` (the shards
+    refresh a chain at most that often), so a burst of readers of one chain
+    costs one shard call.
+    """
+
+    def __init__(self, actors: MarketActors, symbols: tuple[str, ...], history: Any = None,
+                 chain_ttl_s: float = 0.25) -> None:
         self.actors = actors
         self.symbols = symbols
         self._known = set(symbols)
         self.history = history  # market.history.HistoryStore when one is configured
+        self._chains = TtlCache(chain_ttl_s)
 
     def owner(self, symbol: str) -> Any:
         """The shard actor handle that owns ``symbol``; NotFound for unknown symbols."""
@@ -83,7 +131,9 @@ class MarketGateway:
     async def chain_json(self, symbol: str, flt: ChainFilter) -> bytes:
         """The filtered OptionsChain as JSON bytes (built and cached by the shard)."""
         symbol = symbol.upper()
-        body: bytes = await self._call(self.owner(symbol).chain_json.remote(symbol, flt))
+        owner = self.owner(symbol)
+        body: bytes = await self._chains.get(
+            (symbol, flt), lambda: self._call(owner.chain_json.remote(symbol, flt)))
         return body
 
     async def chain(self, symbol: str, expiration: date | None = None, type: str | None = None,

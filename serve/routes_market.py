@@ -18,7 +18,7 @@ from market.models import BarsResponse, MarketData, OptionsChain
 from market.settings import normalize_symbol
 from market.shard import ChainFilter
 from serve.auth import Principal, authenticate, require_role
-from serve.deps import Services, get_services
+from serve.deps import Services, get_services, services_of
 from serve.market_gateway import SUPPORTED_TIMEFRAMES
 from serve.stream import CHANNELS, Subscriber
 
@@ -155,7 +155,7 @@ async def accept_authenticated(websocket: WebSocket, services: Services) -> Prin
 
 async def market_stream(websocket: WebSocket) -> None:
     """Market stream (CONTRACT §6): subscribe/unsubscribe/ping; market and options frames."""
-    services = get_services(websocket)
+    services = services_of(websocket)
     principal = await accept_authenticated(websocket, services)
     if principal is None:
         return

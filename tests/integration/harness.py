@@ -95,11 +95,12 @@ def start_service(env: dict[str, str] | None = None, args: tuple[str, ...] = (),
         _wait_ready(svc, timeout_s, ready_path)
         yield svc
     finally:
+        # The driver first, so it can shut Serve (and HAProxy) and Ray down in order;
+        # then whatever is left of the process group.
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
+            process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
