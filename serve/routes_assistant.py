@@ -21,7 +21,7 @@ from market.errors import MarketrayError, RateLimited, Unauthorized
 from market.models import ChatMessage, MarketData, Source
 from serve.assistant import Assistant
 from serve.auth import Principal, authenticate, require_role
-from serve.deps import Services, get_services
+from serve.deps import Services, get_services, services_of
 
 log = logging.getLogger("marketray.chat")
 router = APIRouter(tags=["assistant"])
@@ -173,7 +173,7 @@ async def _answer(websocket: WebSocket, services: Services, principal: Principal
 
 async def chat_stream(websocket: WebSocket) -> None:
     """Chat WebSocket: one answer at a time; messages sent meanwhile wait their turn."""
-    services = get_services(websocket)
+    services = services_of(websocket)
     principal = await accept_authenticated(websocket, services)
     if principal is None:
         return
