@@ -1,0 +1,108 @@
+"""Ingestion throughput: the Ray Data pipeline vs a plain sequential loop, same run.
+
+Both do the same work on the same PDFs — pypdf extraction, cleaning, metadata,
+token-aware chunking, MiniLM embedding — and write an index. The baseline is
+``rag.ingestion.ingest_files`` in this process (torch on all cores, one document after
+another); the figure is ``pipelines.ingest.ingest`` on a local Ray cluster (parse actors
+overlapping a pool of single-threaded embedding actors). Model loading is outside the
+baseline's clock; the pipeline's clock includes starting its actors (Ray itself is
+started first). Prints one JSON object: pages/s for both and their ratio (target >= 1.7).
+
+    python bench/bench_ingest.py [--pdfs DIR] [--docs AMCOR_2023_10K,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import emit  # noqa: E402
+
+FINBENCH = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "finbench-dev" / "pdfs"
+DEFAULT_DOCS = "AMCOR_2023_10K,BESTBUY_2024Q2_10Q,MGMRESORTS_2022Q4_EARNINGS,ULTABEAUTY_2023Q4_EARNINGS"
+
+
+def synthetic_pdfs(folder: Path, documents: int = 12, pages: int = 15) -> list[Path]:
+    """Write ``documents`` text PDFs of ``pages`` pages each (when no corpus is at hand)."""
+    from fpdf import FPDF
+
+    words = ["revenue", "margin", "segment", "guidance", "liquidity", "dividend", "inventory", "customers", "backlog", "impairment", "restructuring", "operating", "income", "tax", "rate", "cash", "flow", "capital"]
+    paths = []
+    for d in range(documents):
+        pdf = FPDF()
+        pdf.set_font("Helvetica", "", 10)
+        for p in range(pages):
+            pdf.add_page()
+            body = " ".join(words[(d * 7 + p * 3 + i) % len(words)] for i in range(420))
+            pdf.multi_cell(0, 5, f"Company {d} report page {p}. {body}")
+        path = folder / f"synthetic_{d:02d}.pdf"
+        pdf.output(str(path))
+        paths.append(path)
+    return paths
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--pdfs", type=Path, default=None)
+    parser.add_argument("--docs", default=DEFAULT_DOCS, help="file stems from --pdfs/finbench")
+    parser.add_argument("--embed-actors", type=int, default=None)
+    args = parser.parse_args()
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+    import ray
+
+    from market.settings import Settings
+    from pipelines.ingest import ingest
+    from rag.embedder import Embedder
+    from rag.index import IndexStore
+    from rag.ingestion import ingest_files
+
+    work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    try:
+        source = args.pdfs or (FINBENCH if FINBENCH.is_dir() else None)
+        if source is None:
+            files = synthetic_pdfs(work)
+            corpus = "synthetic"
+        else:
+            stems = [s for s in args.docs.split(",") if s]
+            files = [source / f"{s}.pdf" for s in stems] if stems else sorted(source.glob("*.pdf"))
+            corpus = str(source)
+
+        embedder = Embedder()  # model load is not part of the baseline's clock
+        started = time.perf_counter()
+        baseline = ingest_files(files, IndexStore(work / "seq" / "index"), embedder)
+        baseline_s = time.perf_counter() - started
+        del embedder
+
+        ray.init(include_dashboard=False, log_to_driver=False)
+        started = time.perf_counter()
+        summary = ingest(files, Settings(data_dir=work / "ray"), embed_actors=args.embed_actors)
+        pipeline_s = time.perf_counter() - started
+        ray.shutdown()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    pages = summary["pages"]
+    assert pages == baseline.pages and summary["chunks"] == baseline.chunks, "runs disagree"
+    figure = pages / pipeline_s
+    reference = baseline.pages / baseline_s
+    emit({
+        "benchmark": "ingest_pages_per_s",
+        "corpus": corpus, "documents": summary["documents"], "pages": pages,
+        "chunks": summary["chunks"],
+        "figure": round(figure, 2), "figure_seconds": round(pipeline_s, 1),
+        "baseline": round(reference, 2), "baseline_seconds": round(baseline_s, 1),
+        "baseline_name": "sequential loop (rag.ingestion.ingest_files), same steps, same run",
+        "ratio": round(figure / reference, 3), "target_ratio": 1.7,
+        "cpus": os.cpu_count(),
+    })
+
+
+if __name__ == "__main__":
+    main()
