@@ -25,7 +25,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import emit  # noqa: E402
 
-VOCABULARY = ["revenue", "net", "sales", "gross", "margin", "operating", "income", "segment", "guidance", "liquidity", "dividend", "inventory", "customers", "backlog", "impairment", "restructuring", "effective", "tax", "rate", "cash", "flow", "capital", "expenditures", "acquisitions", "goodwill", "debt", "covenant", "interest", "expense", "share", "repurchase", "pension", "lease", "litigation", "supply", "chain", "pricing", "demand", "volume", "foreign", "currency", "hedging", "commodity", "aircraft", "beverages", "casino", "packaging", "retail", "stores", "quarter", "fiscal", "year"]
+VOCABULARY = [
+    "revenue", "net", "sales", "gross", "margin", "operating", "income", "segment", "guidance",
+    "liquidity", "dividend", "inventory", "customers", "backlog", "impairment",
+    "restructuring", "effective", "tax", "rate", "cash", "flow", "capital", "expenditures",
+    "acquisitions", "goodwill", "debt", "covenant", "interest", "expense", "share",
+    "repurchase", "pension", "lease", "litigation", "supply", "chain", "pricing", "demand",
+    "volume", "foreign", "currency", "hedging", "commodity", "aircraft", "beverages", "casino",
+    "packaging", "retail", "stores", "quarter", "fiscal", "year",
+]
 COMPANIES = [f"Company{chr(65 + i)}{chr(75 + i)}" for i in range(20)]
 QUERIES = [
     "What drove the change in gross margin for {c} in FY{y}?",
