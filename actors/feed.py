@@ -22,6 +22,7 @@ from ray.actor import ActorHandle
 from actors.sharding import shard_index_array
 from market.feeds import make_feed
 from market.feeds.base import BarBatch, Feed, FeedBatch, OptionContracts
+from market.feeds.recorder import TickRecorder, recorder_from_settings
 from market.settings import Settings
 
 log = logging.getLogger("marketray.feed")
@@ -36,6 +37,8 @@ class FeedActor:
         self.shards = list(shards)
         self.feed: Feed = make_feed(self.settings)
         self.universe = tuple(self.feed.symbols)
+        # Every batch the system ingests goes to Parquet when MARKETRAY_RECORD is on.
+        self.recorder: TickRecorder | None = recorder_from_settings(self.settings)
         self.shard_of_id = shard_index_array(self.universe, len(self.shards))
         self.warm_bars = BarBatch.empty()
         self.chains: dict[str, OptionContracts] = {}
@@ -53,6 +56,8 @@ class FeedActor:
         """Warm the shards up and start streaming (idempotent)."""
         if self._task is None:
             warm = await self.feed.warmup()
+            if self.recorder is not None:
+                self.recorder.write(warm, self.universe, warmup=True)
             self.warm_bars = warm.bars
             self.chains.update(warm.chains)
             await self._route(warm)
@@ -63,6 +68,8 @@ class FeedActor:
     async def _run(self) -> None:
         try:
             async for batch in self.feed.stream():
+                if self.recorder is not None:
+                    self.recorder.write(batch, self.universe)
                 self.chains.update(batch.chains)
                 await self._route(batch)
         except asyncio.CancelledError:
@@ -134,6 +141,7 @@ class FeedActor:
             "detail": st.detail, "running": self._task is not None and not self._task.done(),
             "seconds_since_batch": (time.time() - self.last_batch_wall
                                     if self.last_batch_wall else None),
+            "recorded": None if self.recorder is None else self.recorder.rows_written,
             **self.counters,
         }
 
@@ -142,3 +150,5 @@ class FeedActor:
         if self._task is not None:
             self._task.cancel()
         await self.feed.close()
+        if self.recorder is not None:
+            self.recorder.close()  # finalises the Parquet files

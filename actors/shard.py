@@ -21,7 +21,8 @@ from market.shard import ChainFilter, Shard, ShardConfig
 def shard_config(settings: Settings) -> ShardConfig:
     """The shard tuning that follows from the service settings."""
     return ShardConfig(rate=settings.risk_free_rate, dividend_yield=settings.dividend_yield,
-                       bar_capacity=settings.bar_history)
+                       bar_capacity=settings.bar_history,
+                       history_dir=settings.data_dir.resolve() / "history")
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=0)
@@ -62,3 +63,6 @@ class ShardActor:
 
     async def stats(self) -> dict[str, Any]:
         return self.shard.stats()
+
+    async def flush_history(self) -> None:
+        self.shard.flush_history()

@@ -14,10 +14,12 @@ replayed session recomputes exactly what the live one did.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +29,7 @@ import orjson
 from market.chains import GREEK_NAMES, ChainBook
 from market.errors import InvalidInput, NotFound
 from market.feeds.base import BarBatch, OptionContracts, OptionTickBatch, TickBatch
+from market.history import HistoryStore
 from market.state import ASK, BID, LAST_PRICE, MarketState
 
 
@@ -56,7 +59,8 @@ class ShardConfig:
     bar_capacity: int = 2_000
     refresh_interval_ns: int = 250_000_000
     refresh_budget: int = 20_000  # contracts recomputed per ingest call at most
-    extra: dict[str, Any] = field(default_factory=dict)
+    history_dir: Path | None = None  # closed bars are persisted here (HistoryStore)
+    history_flush_s: float = 30.0
 
 
 def _none_if_nan(values: list[float]) -> list[float | None]:
@@ -81,6 +85,9 @@ class Shard:
         self.option_ticks = 0
         self.batches = 0
         self._chain_cache: dict[tuple[str, ChainFilter], tuple[int, bytes]] = {}
+        cfg = self.config
+        self.history = HistoryStore(cfg.history_dir) if cfg.history_dir is not None else None
+        self._history_flushed = time.monotonic()
 
     # ---- ingest -------------------------------------------------------------------------
     def ingest(self, ticks: TickBatch | None = None, option_ticks: OptionTickBatch | None = None,
@@ -96,6 +103,7 @@ class Shard:
         closed = 0
         if ticks is not None and len(ticks):
             closed = self.market.apply(ticks)
+            self._persist(self.market.closed)
             moved = np.unique(self.market.slots_for(ticks.symbol_id))
             moved = moved[moved >= 0]
             self.chains.dirty[moved[self.chains.count[moved] > 0]] = True
@@ -106,6 +114,22 @@ class Shard:
         self.batches += 1
         return {"incarnation": self.incarnation, "ticks": 0 if ticks is None else len(ticks),
                 "bars_closed": closed, "contracts_refreshed": refreshed}
+
+    def _persist(self, bars: BarBatch) -> None:
+        """Buffer closed bars for the history store; write them out every ``history_flush_s``."""
+        if self.history is None:
+            return
+        if len(bars):
+            self.history.append_bars(self.market.symbols, bars)
+        if time.monotonic() - self._history_flushed >= self.config.history_flush_s:
+            self.history.flush()
+            self._history_flushed = time.monotonic()
+
+    def flush_history(self) -> None:
+        """Write buffered bars to the history store now."""
+        if self.history is not None:
+            self.history.flush()
+            self._history_flushed = time.monotonic()
 
     def now_ns(self) -> int:
         """Event time: the newest tick or bar this shard has seen."""

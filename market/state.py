@@ -217,6 +217,7 @@ class MarketState:
         self.ring = BarRing(n, bar_capacity, len(INDICATOR_NAMES))
         self.ticks = 0
         self.rejected = 0
+        self.closed = BarBatch.empty()  # bars closed by the last apply(), symbol_id = slot
         self._sequence = 0
         self._out_cap = 0
         self._grow_out(1024)
@@ -249,6 +250,11 @@ class MarketState:
         self.rejected += int(rejected)
         self._commit_bars(self._out_slot[:n_closed], self._out_ts[:n_closed],
                           self._out_ohlcv[:n_closed], self._out_reset[:n_closed])
+        ohlcv = self._out_ohlcv[:n_closed]
+        self.closed = BarBatch(symbol_id=self._out_slot[:n_closed].copy(),
+                               ts_ns=self._out_ts[:n_closed].copy(), open=ohlcv[:, 0].copy(),
+                               high=ohlcv[:, 1].copy(), low=ohlcv[:, 2].copy(),
+                               close=ohlcv[:, 3].copy(), volume=ohlcv[:, 4].copy())
         self._sequence += 1
         touched = np.unique(slots[slots >= 0])
         self.version[touched] = self._sequence

@@ -28,6 +28,7 @@ from ray.serve import Application
 
 from actors.market import ensure_market
 from market.cache import make_cache
+from market.history import HistoryStore
 from market.settings import Settings
 from serve.auth import TokenSigner
 from serve.deps import Services, install
@@ -81,7 +82,8 @@ def build_services(settings: Settings, knowledge: Any = None, embedder: Any = No
                    generator: Any = None) -> Services:
     """Connect to the market actors and build a replica's :class:`Services`."""
     secret, _ = settings.resolved_secret()
-    gateway = MarketGateway(ensure_market(settings), settings.symbols)
+    gateway = MarketGateway(ensure_market(settings), settings.symbols,
+                            history=HistoryStore(settings.data_dir.resolve() / "history"))
     services = Services(settings=settings, signer=TokenSigner(secret),
                         cache=make_cache(settings.redis_url), market=gateway,
                         knowledge=knowledge, embedder=embedder, generator=generator)

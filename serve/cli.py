@@ -73,6 +73,7 @@ def _init_ray(address: str | None) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Start (or join) Ray, start the market actors, deploy the app and block."""
+    import ray  # noqa: PLC0415
     from ray import serve  # noqa: PLC0415
 
     from actors.market import start_market  # noqa: PLC0415
@@ -84,7 +85,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     secret, generated = settings.resolved_secret()
     os.environ.update(_ingress_environment(settings))  # a local cluster inherits these
     _init_ray(args.address)
-    start_market(settings)
+    # Keep the handles: non-detached actors are reclaimed once the driver drops them.
+    market = start_market(settings)
     serve.start(http_options={"host": settings.host, "port": settings.port})
     app_args = AppArgs(settings=settings.model_dump(mode="json"),
                        with_knowledge=not args.no_knowledge,
@@ -110,8 +112,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         time.sleep(0.5)
     print("marketray: shutting down", flush=True)
     serve.shutdown()
-    import ray  # noqa: PLC0415
-
+    ray.get(market.feed.stop.remote(), timeout=10)
     ray.shutdown()
     return 0
 

@@ -17,6 +17,7 @@ from market.errors import MarketrayError, NotFound, Unavailable
 from market.models import BarsResponse, MarketData, OptionsChain
 from market.settings import normalize_symbol
 from market.shard import ChainFilter
+from market.state import MarketState
 
 SUPPORTED_TIMEFRAMES = {"1Min": 1, "5Min": 5, "15Min": 15, "30Min": 30, "1Hour": 60, "1Day": 390}
 CALL_TIMEOUT_S = 10.0
@@ -121,8 +122,15 @@ class MarketGateway:
         """
         symbol = symbol.upper()
         minutes = SUPPORTED_TIMEFRAMES[timeframe]
-        raw: list[dict[str, Any]] = await self._call(
-            self.owner(symbol).bars.remote(symbol, limit * minutes))
+        wanted = limit * minutes
+        raw: list[dict[str, Any]] = await self._call(self.owner(symbol).bars.remote(symbol, wanted))
+        if len(raw) < wanted and self.history is not None:
+            oldest = raw[0]["timestamp"] if raw else None
+            end_ns = (int(np.datetime64(oldest.replace("Z", ""), "ns").astype(np.int64))
+                      if oldest else None)
+            older = await asyncio.to_thread(history_bars, self.history, symbol, end_ns,
+                                            wanted - len(raw))
+            raw = older + raw
         if minutes > 1:
             raw = aggregate_bars(raw, minutes)[-limit:]
         return BarsResponse.model_validate({"symbol": symbol, "timeframe": timeframe,
@@ -174,6 +182,26 @@ class MarketGateway:
         except Exception:  # shown as unhealthy on /health
             return None
         return status
+
+
+HISTORY_WARMUP_BARS = 200
+
+
+def history_bars(history: Any, symbol: str, end_ns: int | None, limit: int
+                 ) -> list[dict[str, Any]]:
+    """The newest ``limit`` stored bars before ``end_ns``, with indicators.
+
+    Indicators are recomputed by replaying the stored bars (plus up to
+    ``HISTORY_WARMUP_BARS`` older ones for warm-up) through the same
+    :class:`MarketState` the shards use, so they are the values as of each bar's
+    close over the stored history.
+    """
+    batch = history.read_bars(symbol, end_ns=end_ns, limit=limit + HISTORY_WARMUP_BARS)
+    if len(batch) == 0:
+        return []
+    state = MarketState([symbol], [symbol], bar_capacity=len(batch))
+    state.load_bars(batch)
+    return [b.model_dump(mode="json") for b in state.bars(symbol, limit)]
 
 
 def aggregate_bars(bars: list[dict[str, Any]], minutes: int) -> list[dict[str, Any]]:
