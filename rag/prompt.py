@@ -32,6 +32,11 @@ SYSTEM_PROMPT = (
     "sentences. This is not investment advice."
 )
 
+# Small models follow an instruction best when it comes last, right before the answer.
+ANSWER_INSTRUCTION = (
+    "Answer in two or three sentences. Use only numbers copied from the snapshot or the "
+    "passages above, and cite passages as [1]."
+)
 MAX_PASSAGE_CHARS = 600
 MAX_HISTORY_MESSAGES = 6
 MAX_HISTORY_CHARS = 600
@@ -236,7 +241,7 @@ def build_messages(
         messages.append({"role": role, "content": content})
     user = (
         f"{render_snapshot(evidence)}\n\n{render_passages(evidence)}\n\n"
-        f"QUESTION: {_CONTROL.sub(' ', evidence.question).strip()}"
+        f"Question: {_CONTROL.sub(' ', evidence.question).strip()}\n{ANSWER_INSTRUCTION}"
     )
     messages.append({"role": "user", "content": user})
     return messages

@@ -52,7 +52,7 @@ class Assistant:
 
     def __init__(
         self, services: Services, *, passages: int = 4, max_new_tokens: int = 160,
-        grounding_mode: Mode = "flag", history_messages: int = 20,
+        grounding_mode: Mode = "strip", history_messages: int = 20,
     ) -> None:
         self.services = services
         self.passages = passages

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rag.prompt import Evidence, build_messages, format_number, reference_text
+from rag.prompt import ANSWER_INSTRUCTION, Evidence, build_messages, format_number, reference_text
 
 SNAPSHOT = {"symbol": "AAPL", "price": 189.234, "volume": 1234567.0,
             "timestamp": "2026-11-24T15:00:00Z", "indicators": {"rsi_14": 55.2, "macd": None}}
@@ -40,7 +40,8 @@ def test_snapshot_and_numbered_passages_are_in_the_user_turn() -> None:
     assert "put call volume ratio 0.85" in user
     assert "<<<PASSAGE 1>>> [1] 10-K, page 3" in user
     assert "<<<PASSAGE 2>>> [2] Blog, page 1" in user
-    assert user.rstrip().endswith("QUESTION: What about AAPL?")
+    assert "Question: What about AAPL?" in user
+    assert user.rstrip().endswith(ANSWER_INSTRUCTION)
 
 
 def test_document_text_cannot_open_a_new_role_or_close_its_fence() -> None:
