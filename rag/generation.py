@@ -293,6 +293,10 @@ class ExtractiveGenerator:
             if options and evidence.intent in {"options", "general"}:
                 parts.append(f"{item['symbol']} options: "
                              + ", ".join(f"{label} {value}" for label, value in options[:8]) + ".")
+            analysis = item.get("analysis") or []
+            if analysis and evidence.intent in {"technical", "general"}:
+                parts.append(f"{item['symbol']} price action: "
+                             + ", ".join(f"{label} {value}" for label, value in analysis[:6]) + ".")
         for passage in evidence.passages[:3]:
             sentence = _first_sentences(str(passage.get("text", "")), 240)
             if sentence:

@@ -237,8 +237,11 @@ def quant_analysis(bars: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     try:
         from market.analysis import price_volume_summary
 
+        timestamps_ns = np.asarray([int(bar.timestamp.timestamp() * 1e9) for bar in rows],
+                                   dtype=np.int64)
         analysis = _jsonable(price_volume_summary(
-            columns["open"], columns["high"], columns["low"], columns["close"], columns["volume"]))
+            columns["open"], columns["high"], columns["low"], columns["close"], columns["volume"],
+            timestamps_ns=timestamps_ns))
     except ImportError as exc:
         log.info("price/volume analysis unavailable: %s", exc)
     return patterns, analysis
