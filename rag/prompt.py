@@ -81,11 +81,14 @@ def format_number(value: float, key: str = "") -> str:
     base = key.rsplit(".", 1)[-1]
     if base in _INTEGER_FACTS or (base.endswith("volume") and abs(value) >= 1):
         return f"{value:,.0f}"
+    if abs(value) >= 1000 and value.is_integer():
+        return f"{value:,.0f}"
     if abs(value) >= 1:
         return f"{value:,.2f}"
     if value == 0:
         return "0"
-    return f"{value:.4f}".rstrip("0").rstrip(".")
+    decimals = 4 if abs(value) >= 1e-3 else 8
+    return f"{value:.{decimals}f}".rstrip("0").rstrip(".")
 
 
 def sanitize_document_text(text: str, limit: int = MAX_PASSAGE_CHARS) -> str:

@@ -27,6 +27,8 @@ def test_format_number_uses_separators_and_precision() -> None:
     assert format_number(189.234) == "189.23"
     assert format_number(0.24321) == "0.2432"
     assert format_number(0.5) == "0.5"
+    assert format_number(3.886e-06) == "0.00000389"
+    assert format_number(1200.0) == "1,200"
 
 
 def test_snapshot_and_numbered_passages_are_in_the_user_turn() -> None:
