@@ -112,7 +112,9 @@ async def direct(args: argparse.Namespace) -> dict[str, Any]:
 async def http(args: argparse.Namespace) -> dict[str, Any]:
     from tests.integration.harness import start_service
 
-    with start_service({"MARKETRAY_DATA_DIR": args.data_dir}, timeout_s=400) as svc:
+    serve_args = tuple(args.serve_args.split()) if args.serve_args else ()
+    with start_service({"MARKETRAY_SYMBOLS": "AAPL,MSFT,NVDA"}, args=serve_args,
+                       timeout_s=600) as svc:
         token = svc.token("analyst", "bench")
 
         async def call(item: dict[str, str]) -> dict[str, float]:
@@ -121,7 +123,8 @@ async def http(args: argparse.Namespace) -> dict[str, Any]:
         await call(questions()[0])
         one = await _run(call, 1, args.rounds)
         eight = await _run(call, 8, 1)
-    return {"mode": "marketray serve, WebSocket /chat", "users_1": one, "users_8": eight}
+    return {"mode": f"marketray serve {args.serve_args}, WebSocket /chat".replace("  ", " "),
+            "users_1": one, "users_8": eight}
 
 
 def main() -> None:
@@ -131,6 +134,8 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--max-concurrent", type=int, default=4)
     parser.add_argument("--data-dir", default="./data")
+    parser.add_argument("--serve-args", default="",
+                        help='extra `marketray serve` flags with --http, e.g. "--no-knowledge"')
     args = parser.parse_args()
     result = asyncio.run(http(args) if args.http else direct(args))
     figure = result["users_1"]["ttft_p50_s"]
