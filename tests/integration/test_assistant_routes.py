@@ -241,3 +241,19 @@ async def test_closing_the_stream_early_stops_the_local_model(local_service: Gen
     assert first
     assert local_service.active == 0
     assert time.perf_counter() - started < 20.0
+
+
+def test_chat_is_rate_limited_per_subject(extractive_app: Any) -> None:
+    app, services = extractive_app
+    services.settings.rate_limit_per_minute = 2
+    alice = {"Authorization": f"Bearer {_token(services, subject='alice')}"}
+    bob = {"Authorization": f"Bearer {_token(services, subject='bob')}"}
+    with TestClient(app) as client:
+        codes = [client.post("/chat", json={"message": "AAPL?"}, headers=alice).status_code
+                 for _ in range(3)]
+        limited = client.post("/chat", json={"message": "AAPL?"}, headers=alice)
+        other = client.post("/chat", json={"message": "AAPL?"}, headers=bob)
+    assert codes[:2] == [200, 200]
+    assert limited.status_code == 429
+    assert int(limited.headers["Retry-After"]) >= 1
+    assert other.status_code == 200
