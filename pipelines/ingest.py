@@ -1,12 +1,16 @@
 """Ray Data PDF ingestion: parse → chunk → embed (actor pool) → publish an index version.
 
     python -m pipelines.ingest PATH... [--address RAY_ADDRESS] [--data-dir DIR]
-    ray job submit --working-dir . -- python -m pipelines.ingest PATH...
+    ray job submit --working-dir . -- python -m pipelines.ingest PATH... --data-dir /abs/data
+
+(Under ``ray job submit`` the working directory is a copy: give ``--data-dir`` as an
+absolute path on the head node, and PDF paths the driver can read.)
 
 Graph::
 
     files ──screen (driver: size, content hash, duplicates)──▶ from_items
       └─ map_batches(ParseDocuments)   pypdf text, cleaning, metadata, token-aware chunks
+      └─ repartition(64 rows/block)    streaming, so the embedding pool shares a big document
       └─ map_batches(EmbedChunks)      pool of embedding actors, GPU when the cluster has one
       └─ driver: chunks + vectors → Parquet version in <data_dir>/index, CURRENT replaced
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -123,8 +128,8 @@ class EmbedChunks:
 def _ray_init(address: str | None) -> None:
     if ray.is_initialized():
         return
-    if address:
-        ray.init(address=address, log_to_driver=False)
+    if address or os.environ.get("RAY_ADDRESS"):
+        ray.init(address=address, log_to_driver=False)  # a cluster, e.g. under `ray job submit`
     else:
         ray.init(include_dashboard=False, log_to_driver=False)
 
@@ -143,16 +148,22 @@ def build_dataset(
     ds = ds.map_batches(ParseDocuments, fn_constructor_kwargs={"max_bytes": max_bytes,
                         "max_pages": max_pages}, batch_size=1, concurrency=parse_actors,
                         num_cpus=0.25)
+    # One document's chunks arrive as one block; cut them into embedding-sized blocks so
+    # every actor of the pool gets work instead of one actor embedding a whole 10-K.
+    ds = ds.repartition(target_num_rows_per_block=embed_batch)
     if gpus:
         actors, options = embed_actors or gpus, {"num_gpus": 1, "num_cpus": 1}
         threads = None
     else:
         actors = embed_actors or cpus
-        options = {"num_cpus": max(0.1, (cpus - 0.25 * parse_actors) / actors)}
+        # Logical shares only (threads are set explicitly): leave one CPU free so the
+        # repartition tasks between the two pools can always be scheduled.
+        free = cpus - 0.25 * parse_actors - 1.0
+        options = {"num_cpus": max(0.1, free / actors)}
         threads = max(1, cpus // actors)
     return ds.map_batches(
         EmbedChunks, fn_constructor_kwargs={"threads": threads, "batch_size": embed_batch},
-        batch_size=embed_batch * 2, batch_format="pyarrow", concurrency=actors, **options,
+        batch_size=embed_batch, batch_format="pyarrow", concurrency=actors, **options,
     )
 
 
