@@ -26,8 +26,8 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 
 
 def main() -> None:
-    with start_service({"MARKETRAY_SIM_RATE": "2000",
-                        "MARKETRAY_SERVE_INGRESS": os.environ.get("MARKETRAY_SERVE_INGRESS", "proxy")},
+    ingress = os.environ.get("MARKETRAY_SERVE_INGRESS", "proxy")
+    with start_service({"MARKETRAY_SIM_RATE": "2000", "MARKETRAY_SERVE_INGRESS": ingress},
                        args=("--no-knowledge", "--no-assistant")) as svc:
         headers = svc.auth("viewer")
         url = f"{svc.base_url}/options/AAPL"
@@ -52,7 +52,7 @@ def main() -> None:
             bare.terminate()
             bare.wait()
     emit({"benchmark": "rest_options_chain", "payload_bytes": len(payload),
-          "connections": 32, "ingress": os.environ.get("MARKETRAY_SERVE_INGRESS", "proxy"),
+          "connections": 32, "ingress": ingress,
           "marketray": ours, "baseline_bare_uvicorn": baseline,
           "ratio_throughput": ours["requests_per_s"] / baseline["requests_per_s"],
           "target_ratio": 0.8})

@@ -79,13 +79,15 @@ async def run_clients(url: str, n: int, seconds: float) -> dict[str, float]:
 
 
 def main() -> None:
-    env = {"MARKETRAY_SYMBOLS": ",".join(SYMBOLS), "MARKETRAY_SIM_RATE": "20000"}
+    env = {"MARKETRAY_SYMBOLS": ",".join(SYMBOLS), "MARKETRAY_SIM_RATE": "20000",
+           "MARKETRAY_SERVE_INGRESS": os.environ.get("MARKETRAY_SERVE_INGRESS", "haproxy")}
     with start_service(env, args=("--no-knowledge", "--no-assistant"),
                        ready_path=f"/market/{SYMBOLS[0]}") as svc:
         url = f"{svc.ws_url}/?token={svc.token('viewer')}"
         single = asyncio.run(run_clients(url, 1, min(SECONDS, 10.0)))
         many = asyncio.run(run_clients(url, CLIENTS, SECONDS))
     emit({"benchmark": "websocket_fanout", "symbols_per_client": 10,
+          "ingress": env["MARKETRAY_SERVE_INGRESS"],
           "fanout": many, "baseline_single_client": single,
           "p99_ratio_vs_single_client": many["p99_ms"] / single["p99_ms"],
           "target_p99_ms": 100})

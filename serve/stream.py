@@ -1,10 +1,16 @@
 """Market WebSocket fan-out: one poll loop per replica, one writer per client.
 
-The hub polls each shard for the symbols anyone subscribed to (every
-``poll_interval_s``) and encodes each changed symbol's frame once. Every
-client has a pending map keyed by (symbol, channel): a new frame replaces an
-unsent one, so a slow reader gets the latest value per symbol (conflation)
-and never holds up the others; its writer task sends whatever is pending.
+The hub polls each shard for the symbols anyone subscribed to and encodes
+each changed symbol's frame once. Every client has a pending map keyed by
+(symbol, channel): a new frame replaces an unsent one, so a slow reader gets
+the latest value per symbol (conflation) and never holds up the others; its
+writer task sends whatever is pending.
+
+The poll interval adapts to load: when the writers still hold unsent frames
+at poll time (the event loop cannot send as fast as symbols change), the hub
+polls less often (up to ``max_poll_interval_s``), and it speeds back up to
+``poll_interval_s`` when they keep up. Clients then get fewer updates per
+symbol, never older ones: latency stays bounded as the fan-out grows.
 """
 
 from __future__ import annotations
@@ -63,9 +69,11 @@ class MarketHub:
     """Polls shards for subscribed symbols and fans frames out to subscribers."""
 
     def __init__(self, gateway: Any, *, poll_interval_s: float = 0.025,
-                 options_interval_s: float = 1.0) -> None:
+                 max_poll_interval_s: float = 2.0, options_interval_s: float = 1.0) -> None:
         self.gateway = gateway
         self.poll_interval_s = poll_interval_s
+        self.max_poll_interval_s = max_poll_interval_s
+        self.interval_s = poll_interval_s  # the current, adaptive, poll interval
         self.options_interval_s = options_interval_s
         self.subscribers: set[Subscriber] = set()
         # channel -> symbol -> subscribers: publishing touches only the interested clients.
@@ -135,6 +143,7 @@ class MarketHub:
         shards = self.gateway.actors.shards
         while True:
             started = asyncio.get_running_loop().time()
+            self._adapt()  # before publishing: what is still unsent since the last poll
             wanted: dict[int, list[str]] = defaultdict(list)
             for symbol in self.audience["market"]:
                 wanted[shard_of(symbol, len(shards))].append(symbol)
@@ -151,7 +160,19 @@ class MarketHub:
                     self._publish(symbol, "market", self.market_frame(symbol, data))
             self.polls += 1
             elapsed = asyncio.get_running_loop().time() - started
-            await asyncio.sleep(max(0.0, self.poll_interval_s - elapsed))
+            await asyncio.sleep(max(0.0, self.interval_s - elapsed))
+
+    def _adapt(self) -> None:
+        """Back off while writers lag behind, speed up again when they keep up.
+
+        Called before a poll publishes: frames still pending then were not
+        sent within one interval.
+        """
+        backlog = sum(len(s.pending) for s in self.subscribers)
+        if backlog > len(self.subscribers):
+            self.interval_s = min(self.max_poll_interval_s, self.interval_s * 1.5)
+        elif backlog == 0:
+            self.interval_s = max(self.poll_interval_s, self.interval_s * 0.8)
 
     async def _poll_options(self) -> None:
         shards = self.gateway.actors.shards
@@ -180,4 +201,5 @@ class MarketHub:
     def stats(self) -> dict[str, Any]:
         """Counters for /health."""
         return {"clients": len(self.subscribers), "polls": self.polls, "errors": self.errors,
+                "poll_interval_ms": round(self.interval_s * 1e3, 1),
                 "symbols": len(self.audience["market"]) + len(self.audience["options"])}
