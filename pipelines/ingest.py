@@ -179,7 +179,7 @@ def ingest(
     """
     started = time.perf_counter()
     store = IndexStore(Path(settings.data_dir) / "index")
-    max_bytes = settings.max_upload_mb * 1024 * 1024 * 4
+    max_bytes = settings.max_upload_mb * 1024 * 1024 * 4  # batch files may exceed uploads
     known = {d["content_hash"] for d in store.documents()}
     files, summary = screen_files(discover_pdfs(paths), known, max_bytes)
     if files:
