@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +20,22 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def svc() -> Any:
     with start_service({"MARKETRAY_SYMBOLS": "AAPL,MSFT"}, timeout_s=600) as running:
+        _wait_for_generator(running, timeout_s=300)
         yield running
+
+
+def _wait_for_generator(svc: Any, timeout_s: float) -> None:
+    """Fail fast, with a reason, when the Generator replica never starts."""
+    deadline = time.monotonic() + timeout_s
+    checks: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        response = httpx.get(f"{svc.base_url}/health", timeout=30)
+        checks = response.json().get("checks", {})
+        if checks.get("generator", {}).get("backend"):
+            return
+        time.sleep(2.0)
+    pytest.fail("the Generator deployment did not come up (are there enough CPUs for the "
+                f"model replicas' num_cpus?); health checks: {checks}\n{svc.log_tail()}")
 
 
 async def _ask(ws_url: str, token: str, message: str, session_id: str | None = None
@@ -100,3 +116,10 @@ def test_analyze_returns_contract_shape(svc: Any) -> None:
     assert set(body) >= {"symbol", "query", "market", "options", "patterns", "answer", "sources"}
     assert body["market"]["symbol"] == "AAPL"
     assert body["answer"]
+
+
+def test_health_reports_the_loaded_generator(svc: Any) -> None:
+    checks = httpx.get(f"{svc.base_url}/health", timeout=30).json()["checks"]
+
+    assert checks["generator"]["backend"] == "local"
+    assert checks["generator"]["status"] == "ok"
