@@ -76,6 +76,9 @@ class AppArgs(BaseModel):
     with_knowledge: bool = True
     with_assistant: bool = True
     model_num_gpus: float = Field(0.0, ge=0, description="GPUs per model replica")
+    model_num_cpus: float = Field(
+        0.25, ge=0, description="logical CPUs reserved per model/knowledge replica; small by "
+        "default so a 2-CPU machine schedules them all and keeps room for Ray Data ingest")
 
 
 def build_services(settings: Settings, knowledge: Any = None, embedder: Any = None,
@@ -108,15 +111,15 @@ def build_app(args: AppArgs) -> Application:
     settings = Settings(**args.settings)
     payload = settings.model_dump(mode="json")
     knowledge = embedder = generator = None
+    resources = {"num_cpus": args.model_num_cpus, "num_gpus": args.model_num_gpus}
     if args.with_assistant:
         models = importlib.import_module("serve.models")
-        embedder = models.Embedder.options(
-            ray_actor_options={"num_gpus": args.model_num_gpus}).bind(payload)
-        generator = models.Generator.options(
-            ray_actor_options={"num_gpus": args.model_num_gpus}).bind(payload)
+        embedder = models.Embedder.options(ray_actor_options=resources).bind(payload)
+        generator = models.Generator.options(ray_actor_options=resources).bind(payload)
     if args.with_knowledge:
         knowledge_module = importlib.import_module("serve.knowledge")
-        knowledge = knowledge_module.KnowledgeBase.bind(payload)
+        knowledge = knowledge_module.KnowledgeBase.options(
+            ray_actor_options={**resources, "num_gpus": 0}).bind(payload)
     ingress = Ingress.options(num_replicas=args.ingress_replicas,
                               max_ongoing_requests=settings.max_ws_clients + 500)
     return ingress.bind(payload, knowledge, embedder, generator)
