@@ -5,7 +5,7 @@ Deployment graph (arrows are handle calls; shards and feed are plain Ray actors)
     HTTP/WS :8765 ──► Ingress (FastAPI: REST, /ws/market, /chat) ──► ShardActor × N
                           │   └─ MarketHub: polls shards, fans out to WebSockets   ▲
                           ├──► KnowledgeBase (hybrid retrieval, documents)          │
-                          │        └──► Embedder (batched, GPU if any)              │
+                          │        └──► Embedder (query vectors, @serve.batch, GPU) │
                           └──► Generator (local HF / OpenAI-compatible / extractive)│
                                                                                     │
     FeedActor (sim | alpaca | replay) ── columnar batches, one call per shard ──────┘
@@ -119,7 +119,7 @@ def build_app(args: AppArgs) -> Application:
     if args.with_knowledge:
         knowledge_module = importlib.import_module("serve.knowledge")
         knowledge = knowledge_module.KnowledgeBase.options(
-            ray_actor_options={**resources, "num_gpus": 0}).bind(payload)
+            ray_actor_options={**resources, "num_gpus": 0}).bind(payload, query_embedder=embedder)
     ingress = Ingress.options(num_replicas=args.ingress_replicas,
                               max_ongoing_requests=settings.max_ws_clients + 500)
     return ingress.bind(payload, knowledge, embedder, generator)

@@ -6,13 +6,15 @@ signed with the service secret. Roles are ordered: viewer < analyst < admin.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal, get_args
 
 import jwt
-from fastapi import Depends
+import orjson
+from fastapi import Depends, WebSocket
 from starlette.requests import HTTPConnection
 
 from market.errors import Forbidden, Unauthorized
@@ -21,6 +23,7 @@ Role = Literal["viewer", "analyst", "admin"]
 ROLES: tuple[Role, ...] = get_args(Role)
 ISSUER = "marketray"
 DEFAULT_TTL_S = 30 * 24 * 3600
+WEBSOCKET_AUTH_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,3 +105,32 @@ def require_role(role: Role) -> Callable[..., Awaitable[Principal]]:
         return principal
 
     return dependency
+
+
+async def accept_authenticated(websocket: WebSocket, signer: TokenSigner) -> Principal | None:
+    """Accept a WebSocket and authenticate it (CONTRACT §6).
+
+    The token comes from ``?token=``, an ``Authorization`` header, or a first
+    message ``{"action": "auth", "token": ...}`` (answered with
+    ``{"type": "authenticated", "role": ...}``). Closes with 4401 and returns
+    None when it is missing or invalid; role checks (4403) are the caller's.
+    """
+    await websocket.accept()
+    try:
+        try:
+            return authenticate(websocket, signer)
+        except Unauthorized as exc:
+            if exc.code != "missing_token":
+                raise
+        raw = await asyncio.wait_for(websocket.receive_text(), WEBSOCKET_AUTH_TIMEOUT_S)
+        message = orjson.loads(raw)
+        if not isinstance(message, dict) or message.get("action") != "auth":
+            raise Unauthorized('first message must be {"action": "auth", "token": ...}')
+        principal = signer.verify(str(message.get("token", "")))
+        await websocket.send_text(orjson.dumps({"type": "authenticated",
+                                                "role": principal.role}).decode())
+        return principal
+    except (Unauthorized, TimeoutError, orjson.JSONDecodeError) as exc:
+        reason = exc.message if isinstance(exc, Unauthorized) else "authentication required"
+        await websocket.close(code=4401, reason=reason[:120])
+        return None

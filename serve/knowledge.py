@@ -213,9 +213,14 @@ class KnowledgeBase:
     """Serve deployment around :class:`KnowledgeService` (settings passed as a plain dict)."""
 
     def __init__(
-        self, settings: dict[str, Any], embedder_factory: Callable[[], Embedder] = Embedder
+        self, settings: dict[str, Any], embedder_factory: Callable[[], Embedder] = Embedder,
+        query_embedder: Any = None,
     ) -> None:
         self.service = KnowledgeService(Settings(**settings), embedder_factory)
+        # Handle to serve.models.Embedder: query embeddings go there, batched across all
+        # callers and on a GPU when the cluster has one; the local model stays for ingestion
+        # and as the fallback when that deployment cannot answer.
+        self.query_embedder = query_embedder
         self._tasks: set[asyncio.Task[Any]] = set()
         self._batched = _in_replica()  # @serve.batch needs a replica; tests build the class bare
         self._starting = threading.Thread(target=self._start, name="kb-start", daemon=True)
@@ -237,11 +242,22 @@ class KnowledgeBase:
             raise Unavailable("the knowledge base is still loading")
         if not query.strip():
             raise InvalidInput("query must not be empty")
-        if self._batched:
-            vector = await self._embed(query)
-        else:
-            vector = (await asyncio.to_thread(self.service.embed_queries, [query]))[0]
+        vector = await self._embed_query(query)
         return self.service.search(query, k, filters, query_vector=vector)
+
+    async def _embed_query(self, query: str) -> np.ndarray:
+        if self.query_embedder is not None:
+            try:
+                vectors = await self.query_embedder.embed.remote([query])
+                return np.asarray(vectors, dtype=np.float32)[0]
+            except Exception as exc:  # the local model answers while the deployment is away
+                log.warning("embedding deployment failed (%s); embedding locally",
+                             type(exc).__name__)
+        if self._batched:
+            vector: np.ndarray = await self._embed(query)
+            return vector
+        vectors = await asyncio.to_thread(self.service.embed_queries, [query])
+        return np.asarray(vectors[0])
 
     async def list_documents(self) -> list[dict[str, Any]]:
         """Return indexed documents and the status of recent uploads."""

@@ -17,17 +17,16 @@ import orjson
 from fastapi import APIRouter, Depends, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from market.errors import MarketrayError, RateLimited, Unauthorized
+from market.errors import MarketrayError, RateLimited
 from market.models import ChatMessage, MarketData, Source
 from serve.assistant import Assistant
-from serve.auth import Principal, authenticate, require_role
+from serve.auth import Principal, accept_authenticated, require_role
 from serve.deps import Services, get_services, services_of
 
 log = logging.getLogger("marketray.chat")
 router = APIRouter(tags=["assistant"])
 
 CHAT_RATE_PER_MINUTE = 60
-AUTH_TIMEOUT_S = 10.0
 MAX_MESSAGE_CHARS = 4_000
 
 
@@ -119,31 +118,6 @@ async def chat(
             "session_id": done["session_id"]}
 
 
-async def accept_authenticated(websocket: WebSocket, services: Services) -> Principal | None:
-    """Accept, then authenticate by query token, header or a first ``auth`` message.
-
-    Closes with 4401 and returns None when the token is missing or invalid.
-    """
-    await websocket.accept()
-    try:
-        try:
-            return authenticate(websocket, services.signer)
-        except Unauthorized as exc:
-            if exc.code != "missing_token":
-                raise
-        raw = await asyncio.wait_for(websocket.receive_text(), AUTH_TIMEOUT_S)
-        message = orjson.loads(raw)
-        if not isinstance(message, dict) or message.get("action") != "auth":
-            raise Unauthorized('first message must be {"action": "auth", "token": ...}')
-        principal = services.signer.verify(str(message.get("token", "")))
-        await websocket.send_text(_frame({"type": "authenticated", "role": principal.role}))
-        return principal
-    except (Unauthorized, TimeoutError, orjson.JSONDecodeError) as exc:
-        reason = exc.message if isinstance(exc, Unauthorized) else "authentication required"
-        await websocket.close(code=4401, reason=reason[:120])
-        return None
-
-
 def _frame(payload: dict[str, Any]) -> str:
     return orjson.dumps(payload).decode()
 
@@ -174,7 +148,7 @@ async def _answer(websocket: WebSocket, services: Services, principal: Principal
 async def chat_stream(websocket: WebSocket) -> None:
     """Chat WebSocket: one answer at a time; messages sent meanwhile wait their turn."""
     services = services_of(websocket)
-    principal = await accept_authenticated(websocket, services)
+    principal = await accept_authenticated(websocket, services.signer)
     if principal is None:
         return
     if not principal.allows("analyst"):

@@ -13,11 +13,11 @@ from fastapi import APIRouter, Depends, Path, Query, WebSocket, WebSocketDisconn
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError, field_validator
 
-from market.errors import MarketrayError, Unauthorized
+from market.errors import MarketrayError
 from market.models import BarsResponse, MarketData, OptionsChain
 from market.settings import normalize_symbol
 from market.shard import ChainFilter
-from serve.auth import Principal, authenticate, require_role
+from serve.auth import Principal, accept_authenticated, require_role
 from serve.deps import Services, get_services, services_of
 from serve.market_gateway import SUPPORTED_TIMEFRAMES
 from serve.stream import CHANNELS, Subscriber
@@ -27,7 +27,6 @@ SymbolPath = Annotated[str, Path(min_length=1, max_length=10, pattern=r"^[A-Za-z
                                  description="ticker, e.g. AAPL")]
 Timeframe = Literal["1Min", "5Min", "15Min", "30Min", "1Hour", "1Day"]
 MAX_SYMBOLS_PER_CONNECTION = 500
-AUTH_TIMEOUT_S = 10.0
 viewer = require_role("viewer")
 
 
@@ -127,36 +126,10 @@ class StreamRequest(BaseModel):
         return value
 
 
-async def accept_authenticated(websocket: WebSocket, services: Services) -> Principal | None:
-    """Accept and authenticate a WebSocket (token in query, header or first message).
-
-    Closes with 4401 and returns None when the token is missing or invalid.
-    """
-    await websocket.accept()
-    try:
-        try:
-            return authenticate(websocket, services.signer)
-        except Unauthorized as exc:
-            if exc.code != "missing_token":
-                raise
-        raw = await asyncio.wait_for(websocket.receive_text(), AUTH_TIMEOUT_S)
-        message = orjson.loads(raw)
-        if not isinstance(message, dict) or message.get("action") != "auth":
-            raise Unauthorized("first message must be {\"action\": \"auth\", \"token\": ...}")
-        principal = services.signer.verify(str(message.get("token", "")))
-        await websocket.send_text(orjson.dumps({"type": "authenticated",
-                                                "role": principal.role}).decode())
-        return principal
-    except (Unauthorized, TimeoutError, orjson.JSONDecodeError) as exc:
-        reason = exc.message if isinstance(exc, Unauthorized) else "authentication required"
-        await websocket.close(code=4401, reason=reason[:120])
-        return None
-
-
 async def market_stream(websocket: WebSocket) -> None:
     """Market stream (CONTRACT §6): subscribe/unsubscribe/ping; market and options frames."""
     services = services_of(websocket)
-    principal = await accept_authenticated(websocket, services)
+    principal = await accept_authenticated(websocket, services.signer)
     if principal is None:
         return
     if not principal.allows("viewer"):
