@@ -81,7 +81,10 @@ def start_service(env: dict[str, str] | None = None, args: tuple[str, ...] = (),
     data_dir = data_dir or Path(tempfile.mkdtemp(prefix="marketray-it-"))
     log_path = data_dir / "serve.log"
     data_dir.mkdir(parents=True, exist_ok=True)
-    child_env = {**os.environ, "MARKETRAY_PORT": str(port), "MARKETRAY_HOST": "127.0.0.1",
+    # Each service gets a Ray cluster of its own: a RAY_ADDRESS left by ray.init() in this
+    # process (other test modules) would make the child join that cluster instead.
+    inherited = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    child_env = {**inherited, "MARKETRAY_PORT": str(port), "MARKETRAY_HOST": "127.0.0.1",
                  "MARKETRAY_DATA_DIR": str(data_dir), "MARKETRAY_SECRET_KEY": SECRET,
                  "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
                  "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
