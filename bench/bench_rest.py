@@ -26,7 +26,7 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 
 
 def main() -> None:
-    ingress = os.environ.get("MARKETRAY_SERVE_INGRESS", "proxy")
+    ingress = os.environ.get("MARKETRAY_SERVE_INGRESS", "haproxy")
     with start_service({"MARKETRAY_SIM_RATE": "2000", "MARKETRAY_SERVE_INGRESS": ingress},
                        args=("--no-knowledge", "--no-assistant")) as svc:
         headers = svc.auth("viewer")
