@@ -19,7 +19,7 @@ from typing import Any
 import ray
 from ray.actor import ActorHandle
 
-from actors.sharding import shard_index_array
+from actors.sharding import shard_index_array, shard_of
 from market.feeds import make_feed
 from market.feeds.base import BarBatch, Feed, FeedBatch, OptionContracts
 from market.feeds.recorder import TickRecorder, recorder_from_settings
@@ -84,18 +84,22 @@ class FeedActor:
         bars = batch.bars.take(self.shard_of_id[batch.bars.symbol_id] == k)
         return ticks, options, bars
 
+    def _chains_of(self, chains: dict[str, OptionContracts], k: int
+                   ) -> dict[str, OptionContracts] | None:
+        """The chains of the underlyings shard ``k`` owns (None when there are none)."""
+        owned = {u: c for u, c in chains.items() if shard_of(u, len(self.shards)) == k}
+        return owned or None
+
     async def _route(self, batch: FeedBatch) -> None:
-        calls = []
         for k, shard in enumerate(self.shards):
             ticks, options, bars = self._parts(batch, k)
-            chains = batch.chains or None
+            chains = self._chains_of(batch.chains, k) if batch.chains else None
             if not (len(ticks) or len(options) or len(bars) or chains):
                 continue
             previous = self.pending.get(k)
             if previous is not None:
                 await self._settle(k, previous)
             self.pending[k] = shard.ingest.remote(ticks, options, bars, chains)
-            calls.append(k)
         self.counters["batches"] += 1
         self.counters["ticks"] += len(batch.ticks)
         self.counters["option_ticks"] += len(batch.option_ticks)
@@ -117,7 +121,7 @@ class FeedActor:
             self.counters["reseeds"] += 1
             log.warning("shard %d restarted; re-seeding history and chains", k)
             bars = self.warm_bars.take(self.shard_of_id[self.warm_bars.symbol_id] == k)
-            await self.shards[k].ingest.remote(None, None, bars, dict(self.chains))
+            await self.shards[k].ingest.remote(None, None, bars, self._chains_of(self.chains, k))
 
     async def flush(self) -> None:
         """Wait until every shard has applied what was sent to it."""

@@ -104,9 +104,7 @@ class MarketGateway:
 
     async def snapshot(self, symbol: str) -> MarketData:
         """Latest MarketData of ``symbol``."""
-        symbol = normalize_symbol(symbol) if symbol else symbol
-        data = await self._call(self.owner(symbol).snapshot.remote(symbol))
-        return MarketData.model_validate(data)
+        return MarketData.model_validate(await self.snapshot_dict(symbol))
 
     async def snapshot_dict(self, symbol: str) -> dict[str, Any]:
         """Latest MarketData of ``symbol`` as the shard's JSON-able dict."""

@@ -19,7 +19,6 @@ from market.settings import normalize_symbol
 from market.shard import ChainFilter
 from serve.auth import Principal, accept_authenticated, require_role
 from serve.deps import Services, get_services, services_of
-from serve.market_gateway import SUPPORTED_TIMEFRAMES
 from serve.stream import CHANNELS, Subscriber
 
 router = APIRouter()
@@ -46,7 +45,6 @@ async def market_bars(
     _: Principal = Depends(viewer),  # noqa: B008
 ) -> BarsResponse:
     """OHLCV bars, oldest first, each with indicator values as of its close."""
-    assert timeframe in SUPPORTED_TIMEFRAMES
     result: BarsResponse = await services.market.bars(symbol, timeframe, limit)
     return result
 

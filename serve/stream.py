@@ -202,4 +202,6 @@ class MarketHub:
         """Counters for /health."""
         return {"clients": len(self.subscribers), "polls": self.polls, "errors": self.errors,
                 "poll_interval_ms": round(self.interval_s * 1e3, 1),
+                "frames_sent": sum(c.sent for c in self.subscribers),
+                "frames_conflated": sum(c.conflated for c in self.subscribers),
                 "symbols": len(self.audience["market"]) + len(self.audience["options"])}
