@@ -7,6 +7,7 @@ import hashlib
 import importlib
 import logging
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -50,10 +51,17 @@ def _ingress_environment(settings: Settings) -> dict[str, str]:
         return {}
     digest = hashlib.sha1(str(settings.data_dir.resolve()).encode()).hexdigest()[:10]
     base = Path(tempfile.gettempdir()) / f"mr-haproxy-{digest}"
+    # Replica HTTP ports: Serve allocates them from a fixed range (30000-31000) per cluster;
+    # a range of its own keeps two services on one host from meeting there.
+    first_port = secrets.randbelow(200) * 100 + 30_000
     base.mkdir(parents=True, exist_ok=True)
     return {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
             "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port()),
             "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port()),
+            "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(first_port),
+            "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(first_port + 99),
+            "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": str(first_port + 20_000),
+            "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT": str(first_port + 20_099),
             "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(base / "haproxy.cfg"),
             "RAY_SERVE_HAPROXY_SOCKET_PATH": str(base / "admin.sock"),
             "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(base),
