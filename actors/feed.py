@@ -61,6 +61,7 @@ class FeedActor:
             self.warm_bars = warm.bars
             self.chains.update(warm.chains)
             await self._route(warm)
+            await self.flush()  # return once every shard holds the warm-up, not just sent it
             self._task = asyncio.get_running_loop().create_task(self._run())
             self.started.set()
         return {"symbols": len(self.universe), "warm_bars": len(self.warm_bars)}
