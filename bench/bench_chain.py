@@ -20,15 +20,12 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-import time
-from collections.abc import Callable
-from typing import Any
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402 - after the thread setting
 
-from bench.common import emit  # noqa: E402
+from bench.common import best_of, emit  # noqa: E402
 from market.chain_analytics import chain_summary  # noqa: E402
 from market.greeks import (  # noqa: E402
     bsm_greeks,
@@ -36,18 +33,6 @@ from market.greeks import (  # noqa: E402
     implied_volatility,
     time_to_expiry,
 )
-
-
-def best_of(func: Callable[[], Any], repeats: int) -> tuple[float, float]:
-    """(best thread CPU time, best wall time) of ``repeats`` calls after a warm-up."""
-    func()
-    cpu_best = wall_best = float("inf")
-    for _ in range(repeats):
-        started, cpu = time.perf_counter(), time.thread_time()
-        func()
-        cpu_best = min(cpu_best, time.thread_time() - cpu)
-        wall_best = min(wall_best, time.perf_counter() - started)
-    return max(cpu_best, 1e-9), wall_best
 
 
 def main() -> None:

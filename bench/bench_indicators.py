@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -30,21 +29,9 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 import numpy as np  # noqa: E402 - after the thread setting
 import talib  # noqa: E402
 
-from bench.common import emit  # noqa: E402
+from bench.common import best_of, emit  # noqa: E402
 from market import incremental  # noqa: E402
 from market import indicators as ind  # noqa: E402
-
-
-def best_of(func: Callable[[], Any], repeats: int) -> tuple[float, float]:
-    """(best thread CPU time, best wall time) of ``repeats`` calls after a warm-up."""
-    func()
-    cpu_best = wall_best = float("inf")
-    for _ in range(repeats):
-        started, cpu = time.perf_counter(), time.thread_time()
-        func()
-        cpu_best = min(cpu_best, time.thread_time() - cpu)
-        wall_best = min(wall_best, time.perf_counter() - started)
-    return max(cpu_best, 1e-9), wall_best
 
 
 def main() -> None:

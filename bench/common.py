@@ -7,6 +7,8 @@ import re
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 
@@ -36,3 +38,14 @@ def wrk(url: str, *, connections: int = 32, seconds: int = 10, threads: int = 2,
     return {"requests_per_s": rps, "p50_ms": pct.get("50", float("nan")),
             "p99_ms": pct.get("99", float("nan")),
             "non_2xx": float(errors.group(1)) if errors else 0.0}
+
+def best_of(func: Callable[[], Any], repeats: int) -> tuple[float, float]:
+    """(best thread CPU time, best wall time) of ``repeats`` calls after a warm-up."""
+    func()
+    cpu_best = wall_best = float("inf")
+    for _ in range(repeats):
+        started, cpu = time.perf_counter(), time.thread_time()
+        func()
+        cpu_best = min(cpu_best, time.thread_time() - cpu)
+        wall_best = min(wall_best, time.perf_counter() - started)
+    return max(cpu_best, 1e-9), wall_best

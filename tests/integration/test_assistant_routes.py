@@ -185,7 +185,7 @@ def test_chat_with_default_model_streams_and_cites(local_service: GeneratorServi
     assert message["content"]
     assert message["context"]["market"]["AAPL"]["price"] == 187.06
     for n in message["context"]["citations"]:
-        assert 1 <= n <= len(frame["sources"])
+        assert n in range(1, len(frame["sources"]) + 1)
     assert not re.search(r"\[(\d+)\]", message["content"]) or message["context"]["citations"]
     assert follow["type"] == "done"
     assert follow["session_id"] == frame["session_id"]
