@@ -122,94 +122,67 @@ def cdl_engulfing(open_: npt.ArrayLike, high: npt.ArrayLike, low: npt.ArrayLike,
     return out
 
 
+_FIRST_ONE_SHADOW = 11  # first bar TA-Lib scores for the one-long-shadow candles
+
+
+def _previous(x: F64) -> F64:
+    """``x`` shifted one bar later (NaN for the first bar)."""
+    out = np.full(x.shape[0], np.nan)
+    out[1:] = x[:-1]
+    return out
+
+
+def _one_long_shadow(o: F64, h: F64, lo: F64, c: F64, *, long_lower: bool,
+                     position: npt.NDArray[np.bool_], value: int) -> I32:
+    """TA-Lib's single-candle test shared by hammer, hanging man, shooting star and
+    inverted hammer: short body, one long shadow, the other very short, plus ``position``
+    (where the candle sits against the previous bar); ``value`` where it holds, else 0."""
+    first = _FIRST_ONE_SHADOW
+    out = np.zeros(o.shape[0], np.int32)
+    if o.shape[0] <= first:
+        return out
+    top, bottom = np.maximum(o, c), np.minimum(o, c)
+    long_shadow, short_shadow = (bottom - lo, h - top) if long_lower else (h - top, bottom - lo)
+    hit = ((np.abs(c - o) < _avg(o, h, lo, c, _BODY_SHORT, first))
+           & (long_shadow > _avg(o, h, lo, c, _SHADOW_LONG, first))
+           & (short_shadow < _avg(o, h, lo, c, _SHADOW_VERY_SHORT, first))
+           & position)
+    out[first:] = np.where(hit[first:], value, 0)
+    return out
+
+
 def cdl_hammer(open_: npt.ArrayLike, high: npt.ArrayLike, low: npt.ArrayLike,
                close: npt.ArrayLike) -> I32:
     """Hammer (TA-Lib ``CDLHAMMER``): small body, long lower shadow, near prior lows; 100."""
     o, h, lo, c = _prepare(open_, high, low, close)
-    n = o.shape[0]
-    first = 11
-    out = np.zeros(n, np.int32)
-    if n <= first:
-        return out
-    top, bottom = np.maximum(o, c), np.minimum(o, c)
-    body, upper, lower = np.abs(c - o), h - top, bottom - lo
-    near_prior = np.full(n, np.nan)
-    near_prior[1:] = lo[:-1]
-    near_prior += _avg(o, h, lo, c, _NEAR, first, shift=1)
-    s = slice(first, None)
-    hit = ((body < _avg(o, h, lo, c, _BODY_SHORT, first))
-           & (lower > _avg(o, h, lo, c, _SHADOW_LONG, first))
-           & (upper < _avg(o, h, lo, c, _SHADOW_VERY_SHORT, first))
-           & (bottom <= near_prior))
-    out[s] = np.where(hit[s], 100, 0)
-    return out
+    near_prior_low = _previous(lo) + _avg(o, h, lo, c, _NEAR, _FIRST_ONE_SHADOW, shift=1)
+    return _one_long_shadow(o, h, lo, c, long_lower=True,
+                            position=np.minimum(o, c) <= near_prior_low, value=100)
 
 
 def cdl_shooting_star(open_: npt.ArrayLike, high: npt.ArrayLike, low: npt.ArrayLike,
                       close: npt.ArrayLike) -> I32:
     """Shooting star (TA-Lib ``CDLSHOOTINGSTAR``): small body gapping up, long upper shadow."""
     o, h, lo, c = _prepare(open_, high, low, close)
-    n = o.shape[0]
-    first = 11
-    out = np.zeros(n, np.int32)
-    if n <= first:
-        return out
-    top, bottom = np.maximum(o, c), np.minimum(o, c)
-    body, upper, lower = np.abs(c - o), h - top, bottom - lo
-    gap_up = np.zeros(n, bool)
-    gap_up[1:] = bottom[1:] > top[:-1]
-    s = slice(first, None)
-    hit = ((body < _avg(o, h, lo, c, _BODY_SHORT, first))
-           & (upper > _avg(o, h, lo, c, _SHADOW_LONG, first))
-           & (lower < _avg(o, h, lo, c, _SHADOW_VERY_SHORT, first))
-           & gap_up)
-    out[s] = np.where(hit[s], -100, 0)
-    return out
+    gap_up = np.minimum(o, c) > _previous(np.maximum(o, c))
+    return _one_long_shadow(o, h, lo, c, long_lower=False, position=gap_up, value=-100)
 
 
 def cdl_hanging_man(open_: npt.ArrayLike, high: npt.ArrayLike, low: npt.ArrayLike,
                     close: npt.ArrayLike) -> I32:
     """Hanging man (TA-Lib ``CDLHANGINGMAN``): a hammer shape near the prior highs; -100."""
     o, h, lo, c = _prepare(open_, high, low, close)
-    n = o.shape[0]
-    first = 11
-    out = np.zeros(n, np.int32)
-    if n <= first:
-        return out
-    top, bottom = np.maximum(o, c), np.minimum(o, c)
-    body, upper, lower = np.abs(c - o), h - top, bottom - lo
-    near_prior = np.full(n, np.nan)
-    near_prior[1:] = h[:-1]
-    near_prior -= _avg(o, h, lo, c, _NEAR, first, shift=1)
-    s = slice(first, None)
-    hit = ((body < _avg(o, h, lo, c, _BODY_SHORT, first))
-           & (lower > _avg(o, h, lo, c, _SHADOW_LONG, first))
-           & (upper < _avg(o, h, lo, c, _SHADOW_VERY_SHORT, first))
-           & (bottom >= near_prior))
-    out[s] = np.where(hit[s], -100, 0)
-    return out
+    near_prior_high = _previous(h) - _avg(o, h, lo, c, _NEAR, _FIRST_ONE_SHADOW, shift=1)
+    return _one_long_shadow(o, h, lo, c, long_lower=True,
+                            position=np.minimum(o, c) >= near_prior_high, value=-100)
 
 
 def cdl_inverted_hammer(open_: npt.ArrayLike, high: npt.ArrayLike, low: npt.ArrayLike,
                         close: npt.ArrayLike) -> I32:
     """Inverted hammer (TA-Lib ``CDLINVERTEDHAMMER``): small body gapping down, long top shadow."""
     o, h, lo, c = _prepare(open_, high, low, close)
-    n = o.shape[0]
-    first = 11
-    out = np.zeros(n, np.int32)
-    if n <= first:
-        return out
-    top, bottom = np.maximum(o, c), np.minimum(o, c)
-    body, upper, lower = np.abs(c - o), h - top, bottom - lo
-    gap_down = np.zeros(n, bool)
-    gap_down[1:] = top[1:] < bottom[:-1]
-    s = slice(first, None)
-    hit = ((body < _avg(o, h, lo, c, _BODY_SHORT, first))
-           & (upper > _avg(o, h, lo, c, _SHADOW_LONG, first))
-           & (lower < _avg(o, h, lo, c, _SHADOW_VERY_SHORT, first))
-           & gap_down)
-    out[s] = np.where(hit[s], 100, 0)
-    return out
+    gap_down = np.maximum(o, c) < _previous(np.minimum(o, c))
+    return _one_long_shadow(o, h, lo, c, long_lower=False, position=gap_down, value=100)
 
 
 def cdl_harami(open_: npt.ArrayLike, high: npt.ArrayLike, low: npt.ArrayLike,
