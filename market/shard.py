@@ -104,8 +104,7 @@ class Shard:
         if ticks is not None and len(ticks):
             closed = self.market.apply(ticks)
             self._persist(self.market.closed)
-            moved = np.unique(self.market.slots_for(ticks.symbol_id))
-            moved = moved[moved >= 0]
+            moved = self.market.touched
             self.chains.dirty[moved[self.chains.count[moved] > 0]] = True
         if option_ticks is not None and len(option_ticks):
             self.chains.apply(option_ticks, self.market.slots_for(option_ticks.symbol_id))

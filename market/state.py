@@ -218,6 +218,7 @@ class MarketState:
         self.ticks = 0
         self.rejected = 0
         self.closed = BarBatch.empty()  # bars closed by the last apply(), symbol_id = slot
+        self.touched = np.empty(0, np.int64)
         self._sequence = 0
         self._out_cap = 0
         self._grow_out(1024)
@@ -256,8 +257,8 @@ class MarketState:
                                high=ohlcv[:, 1].copy(), low=ohlcv[:, 2].copy(),
                                close=ohlcv[:, 3].copy(), volume=ohlcv[:, 4].copy())
         self._sequence += 1
-        touched = np.unique(slots[slots >= 0])
-        self.version[touched] = self._sequence
+        self.touched = np.unique(slots[slots >= 0])  # slots the last apply() changed
+        self.version[self.touched] = self._sequence
         return int(n_closed)
 
     def _commit_bars(self, slots: npt.NDArray[np.int32], ts: npt.NDArray[np.int64],
