@@ -33,6 +33,7 @@ from market.settings import Settings
 from serve.auth import TokenSigner
 from serve.deps import Services, install
 from serve.errors import install_error_handlers
+from serve.hot_reads import HotReads
 from serve.market_gateway import MarketGateway
 from serve.routes_market import market_stream
 from serve.routes_market import router as market_router
@@ -47,6 +48,7 @@ def create_api() -> FastAPI:
     api = FastAPI(title="marketray", version="0.1.0",
                   description="Market analytics and research assistant on Ray.")
     install_error_handlers(api)
+    api.add_middleware(HotReads)
     api.include_router(market_router)
     for module_name in OPTIONAL_ROUTERS:
         try:

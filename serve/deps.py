@@ -51,6 +51,11 @@ def install(services: Services) -> None:
     _installed = services
 
 
+def installed() -> Services | None:
+    """The replica's services once :func:`install` ran, else None."""
+    return _installed
+
+
 def services_of(connection: HTTPConnection) -> Services:
     """Return the replica's services (for direct calls, e.g. in WebSocket handlers)."""
     services: Services | None = getattr(connection.app.state, "services", None) or _installed

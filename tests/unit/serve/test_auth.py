@@ -53,3 +53,25 @@ def test_unsigned_token_is_rejected():
                         "iss": "marketray"}, key=None, algorithm="none")
     with pytest.raises(Unauthorized):
         TokenSigner(SECRET).verify(token)
+
+
+def test_a_remembered_token_still_expires(monkeypatch):
+    signer = TokenSigner(SECRET)
+    token = signer.issue("viewer", "bob", ttl_s=60)
+    assert signer.verify(token).subject == "bob"  # verified and remembered
+    later = time.time() + 120
+    monkeypatch.setattr(time, "time", lambda: later)
+    with pytest.raises(Unauthorized) as info:
+        signer.verify(token)
+    assert info.value.code == "token_expired"
+
+
+def test_a_tampered_token_is_not_taken_from_the_remembered_ones():
+    signer = TokenSigner(SECRET)
+    token = signer.issue("viewer", "bob")
+    signer.verify(token)
+    header, payload, signature = token.split(".")
+    forged_claims = jwt.decode(token, options={"verify_signature": False}) | {"role": "admin"}
+    forged_payload = jwt.encode(forged_claims, "x" * 40, algorithm="HS256").split(".")[1]
+    with pytest.raises(Unauthorized):
+        signer.verify(f"{header}.{forged_payload}.{signature}")
