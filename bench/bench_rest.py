@@ -27,7 +27,9 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 
 def main() -> None:
     ingress = os.environ.get("MARKETRAY_SERVE_INGRESS", "haproxy")
-    with start_service({"MARKETRAY_SIM_RATE": "2000", "MARKETRAY_SERVE_INGRESS": ingress},
+    replicas = os.environ.get("MARKETRAY_INGRESS_REPLICAS", "1")
+    with start_service({"MARKETRAY_SIM_RATE": "2000", "MARKETRAY_SERVE_INGRESS": ingress,
+                        "MARKETRAY_INGRESS_REPLICAS": replicas},
                        args=("--no-knowledge", "--no-assistant")) as svc:
         headers = svc.auth("viewer")
         url = f"{svc.base_url}/options/AAPL"
@@ -52,7 +54,7 @@ def main() -> None:
             bare.terminate()
             bare.wait()
     emit({"benchmark": "rest_options_chain", "payload_bytes": len(payload),
-          "connections": 32, "ingress": ingress,
+          "connections": 32, "ingress": ingress, "ingress_replicas": int(replicas),
           "marketray": ours, "baseline_bare_uvicorn": baseline,
           "ratio_throughput": ours["requests_per_s"] / baseline["requests_per_s"],
           "target_ratio": 0.8})

@@ -95,6 +95,11 @@ class Settings(BaseSettings):
         "haproxy", description="HAProxy straight to the ingress replicas (measured ~6x the "
         "REST throughput of Serve's Python proxy here, and real WebSocket backpressure), "
         "or Serve's Python proxy")
+    ingress_replicas: int = Field(
+        1, ge=1, description="Ingress (HTTP/WebSocket) replicas; HAProxy balances over them")
+    access_log: bool = Field(
+        False, description="log every HTTP request (Serve's access log); errors are always "
+        "logged. Off by default: at thousands of requests/s it costs ~5% of the ingress CPU")
     max_ws_clients: int = Field(2_000, ge=1)
     rate_limit_per_minute: int = Field(600, ge=1)
     max_upload_mb: int = Field(50, ge=1)

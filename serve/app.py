@@ -74,7 +74,8 @@ class AppArgs(BaseModel):
     """What :func:`build_app` needs: settings and the shape of the deployment."""
 
     settings: dict[str, Any] = Field(default_factory=dict, description="Settings overrides")
-    ingress_replicas: int = Field(1, ge=1)
+    ingress_replicas: int | None = Field(
+        None, ge=1, description="default: the settings' ingress_replicas")
     with_knowledge: bool = True
     with_assistant: bool = True
     model_num_gpus: float = Field(0.0, ge=0, description="GPUs per model replica")
@@ -122,6 +123,7 @@ def build_app(args: AppArgs) -> Application:
         knowledge_module = importlib.import_module("serve.knowledge")
         knowledge = knowledge_module.KnowledgeBase.options(
             ray_actor_options={**resources, "num_gpus": 0}).bind(payload, query_embedder=embedder)
-    ingress = Ingress.options(num_replicas=args.ingress_replicas,
-                              max_ongoing_requests=settings.max_ws_clients + 500)
+    ingress = Ingress.options(num_replicas=args.ingress_replicas or settings.ingress_replicas,
+                              max_ongoing_requests=settings.max_ws_clients + 500,
+                              logging_config={"enable_access_log": settings.access_log})
     return ingress.bind(payload, knowledge, embedder, generator)
