@@ -92,6 +92,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
                           "symbols": args.symbols, "num_shards": args.shards})
     secret, generated = settings.resolved_secret()
     os.environ.update(_ingress_environment(settings))  # a local cluster inherits these
+    # Ray starts its workers at nice 15, fit for batch work beside a busy raylet; here they
+    # are the serving path (shards, feed, ingress), so a cluster started here runs them at
+    # normal priority, like any server process (an existing cluster keeps its own setting).
+    os.environ.setdefault("RAY_worker_niceness", "0")
     _init_ray(args.address)
     # Keep the handles: non-detached actors are reclaimed once the driver drops them.
     market = start_market(settings)

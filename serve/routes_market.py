@@ -199,12 +199,15 @@ async def handle_stream_message(raw: str, subscriber: Subscriber, services: Serv
 
 async def _send_initial(subscriber: Subscriber, services: Services, symbols: list[str]) -> None:
     """Queue the current snapshot of newly subscribed symbols so clients start with data."""
+    hub = services.hub
     for symbol in symbols:
-        try:
-            data = await services.market.snapshot_dict(symbol)
-        except MarketrayError:
-            continue
-        subscriber.offer((symbol, "market"), services.hub.market_frame(symbol, data))
+        data = hub.latest.get(symbol)
+        if data is None:  # nobody streamed it yet: ask its shard
+            try:
+                data = await services.market.snapshot_dict(symbol)
+            except MarketrayError:
+                continue
+        subscriber.offer((symbol, "market"), hub.market_frame(symbol, data))
 
 
 router.add_api_websocket_route("/ws/market", market_stream)

@@ -1,16 +1,19 @@
 """Market WebSocket fan-out: one poll loop per replica, one writer per client.
 
-The hub polls each shard for the symbols anyone subscribed to and encodes
-each changed symbol's frame once. Every client has a pending map keyed by
-(symbol, channel): a new frame replaces an unsent one, so a slow reader gets
-the latest value per symbol (conflation) and never holds up the others; its
-writer task sends whatever is pending.
+Every ``poll_interval_s`` the hub asks each shard for the subscribed symbols
+that changed and keeps the latest data per symbol. It then publishes the
+symbols that have waited longest, each encoded once, up to a frame budget per
+poll: a symbol with 100 subscribers costs 100 frames. Every client has a pending
+map keyed by (symbol, channel): a new frame replaces an unsent one, so a slow
+reader gets the latest value per symbol (conflation) and never holds up the
+others; its writer task sends whatever is pending.
 
-The poll interval adapts to load: when the writers still hold unsent frames
-at poll time (the event loop cannot send as fast as symbols change), the hub
-polls less often (up to ``max_poll_interval_s``), and it speeds back up to
-``poll_interval_s`` when they keep up. Clients then get fewer updates per
-symbol, never older ones: latency stays bounded as the fan-out grows.
+The budget adapts to what the event loop can send (additive increase while the
+writers drain everything between polls, multiplicative decrease while frames
+are left over). Under a large fan-out each symbol is then published less often,
+but every published frame carries data at most one poll old and goes out at
+once, so latency stays bounded. Oldest-first order means no symbol, and so no
+client, starves.
 """
 
 from __future__ import annotations
@@ -38,12 +41,18 @@ class Subscriber:
     def __init__(self, websocket: WebSocket) -> None:
         self.websocket = websocket
         self.subscriptions: dict[str, set[str]] = defaultdict(set)
-        self.pending: dict[tuple[str, str], bytes] = {}
+        self.pending: dict[tuple[str, str], str] = {}
+        self.in_flight = 0  # taken from pending by the writer, not yet sent
         self.wakeup = asyncio.Event()
         self.sent = 0
         self.conflated = 0
 
-    def offer(self, key: tuple[str, str], frame: bytes) -> None:
+    @property
+    def unsent(self) -> int:
+        """Frames queued for this client that the writer has not sent yet."""
+        return len(self.pending) + self.in_flight
+
+    def offer(self, key: tuple[str, str], frame: str) -> None:
         """Queue ``frame``, replacing an unsent frame for the same symbol and channel."""
         if key in self.pending:
             self.conflated += 1
@@ -56,12 +65,15 @@ class Subscriber:
 
     async def writer(self) -> None:
         """Send pending frames until the connection closes."""
+        send = self.websocket.send_text
         while True:
             await self.wakeup.wait()
             self.wakeup.clear()
             frames, self.pending = self.pending, {}
+            self.in_flight = len(frames)
             for frame in frames.values():
-                await self.websocket.send_text(frame.decode())
+                await send(frame)
+                self.in_flight -= 1
                 self.sent += 1
 
 
@@ -69,23 +81,26 @@ class MarketHub:
     """Polls shards for subscribed symbols and fans frames out to subscribers."""
 
     def __init__(self, gateway: Any, *, poll_interval_s: float = 0.025,
-                 max_poll_interval_s: float = 2.0, options_interval_s: float = 1.0) -> None:
+                 options_interval_s: float = 1.0, initial_budget: int = 2_000,
+                 max_budget: int = 200_000) -> None:
         self.gateway = gateway
         self.poll_interval_s = poll_interval_s
-        self.max_poll_interval_s = max_poll_interval_s
-        self.interval_s = poll_interval_s  # the current, adaptive, poll interval
         self.options_interval_s = options_interval_s
+        self.budget = float(initial_budget)  # frames per poll, adaptive
+        self.max_budget = max_budget
         self.subscribers: set[Subscriber] = set()
         # channel -> symbol -> subscribers: publishing touches only the interested clients.
         self.audience: dict[str, dict[str, set[Subscriber]]] = {
             c: defaultdict(set) for c in CHANNELS}
         self.sequence: Counter[str] = Counter()
+        self.latest: dict[str, dict[str, Any]] = {}  # symbol -> newest polled MarketData
+        self._waiting: dict[str, None] = {}  # changed, unpublished symbols, oldest first
         self._since: dict[int, int] = {}
-        self._chain_versions: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._options_task: asyncio.Task[None] | None = None
         self.polls = 0
         self.errors = 0
+        self.published = 0
 
     def ensure_running(self) -> None:
         """Start the poll loops on the current event loop (once)."""
@@ -126,24 +141,62 @@ class MarketHub:
                     audience.discard(subscriber)
                     if not audience:
                         del self.audience[channel][symbol]
+                        if channel == "market":  # unpolled from now on: forget, not go stale
+                            self.latest.pop(symbol, None)
+                            self._waiting.pop(symbol, None)
                 subscriber.pending.pop((symbol, channel), None)
             if not held:
                 subscriber.subscriptions.pop(symbol, None)
 
-    def market_frame(self, symbol: str, data: dict[str, Any]) -> bytes:
+    def market_frame(self, symbol: str, data: dict[str, Any]) -> str:
         """Encode a market frame with the symbol's next sequence number."""
         self.sequence[symbol] += 1
-        return orjson.dumps({"type": "market", "seq": self.sequence[symbol], "data": data})
+        return orjson.dumps({"type": "market", "seq": self.sequence[symbol],
+                             "data": data}).decode()
 
-    def _publish(self, symbol: str, channel: str, frame: bytes) -> None:
+    def _publish(self, symbol: str, channel: str, frame: str) -> None:
         for subscriber in self.audience[channel].get(symbol, ()):
             subscriber.offer((symbol, channel), frame)
 
+    def record_changes(self, changed: dict[str, dict[str, Any]]) -> None:
+        """Keep the newest data of changed symbols; they queue for publishing once."""
+        self.latest.update(changed)
+        for symbol in changed:
+            self._waiting.setdefault(symbol, None)
+
+    def publish_due(self) -> int:
+        """Publish waiting symbols, oldest first, within the frame budget; return frames."""
+        audience = self.audience["market"]
+        frames = 0
+        for symbol in list(self._waiting):
+            listeners = len(audience.get(symbol, ()))
+            if listeners and frames and frames + listeners > self.budget:
+                break
+            del self._waiting[symbol]
+            if listeners:
+                self._publish(symbol, "market", self.market_frame(symbol, self.latest[symbol]))
+                frames += listeners
+        self.published += frames
+        return frames
+
+    def adapt(self) -> None:
+        """Raise the budget while writers drain everything, cut it while they fall behind.
+
+        Called before a poll publishes: frames still unsent then were not sent
+        within one poll interval.
+        """
+        backlog = sum(s.unsent for s in self.subscribers)
+        if backlog == 0:
+            if self._waiting:  # the budget, not the market, limited the last publish
+                self.budget = min(float(self.max_budget), self.budget * 1.25 + 10)
+        elif backlog > 0.25 * self.budget:
+            self.budget = max(1.0, self.budget * 0.7)
+
     async def _poll_market(self) -> None:
         shards = self.gateway.actors.shards
+        loop = asyncio.get_running_loop()
         while True:
-            started = asyncio.get_running_loop().time()
-            self._adapt()  # before publishing: what is still unsent since the last poll
+            started = loop.time()
             wanted: dict[int, list[str]] = defaultdict(list)
             for symbol in self.audience["market"]:
                 wanted[shard_of(symbol, len(shards))].append(symbol)
@@ -156,23 +209,11 @@ class MarketHub:
                     self.errors += 1
                     continue
                 self._since[k] = sequence
-                for symbol, data in changed.items():
-                    self._publish(symbol, "market", self.market_frame(symbol, data))
+                self.record_changes(changed)
+            self.adapt()
+            self.publish_due()
             self.polls += 1
-            elapsed = asyncio.get_running_loop().time() - started
-            await asyncio.sleep(max(0.0, self.interval_s - elapsed))
-
-    def _adapt(self) -> None:
-        """Back off while writers lag behind, speed up again when they keep up.
-
-        Called before a poll publishes: frames still pending then were not
-        sent within one interval.
-        """
-        backlog = sum(len(s.pending) for s in self.subscribers)
-        if backlog > len(self.subscribers):
-            self.interval_s = min(self.max_poll_interval_s, self.interval_s * 1.5)
-        elif backlog == 0:
-            self.interval_s = max(self.poll_interval_s, self.interval_s * 0.8)
+            await asyncio.sleep(max(0.0, self.poll_interval_s - (loop.time() - started)))
 
     async def _poll_options(self) -> None:
         shards = self.gateway.actors.shards
@@ -188,7 +229,7 @@ class MarketHub:
                 self.sequence[f"options:{symbol}"] += 1
                 seq = self.sequence[f"options:{symbol}"]
                 frame = b'{"type":"options","seq":%d,"data":%s}' % (seq, body)
-                self._publish(symbol, "options", frame)
+                self._publish(symbol, "options", frame.decode())
 
     async def close(self) -> None:
         """Stop the poll loops."""
@@ -201,7 +242,8 @@ class MarketHub:
     def stats(self) -> dict[str, Any]:
         """Counters for /health."""
         return {"clients": len(self.subscribers), "polls": self.polls, "errors": self.errors,
-                "poll_interval_ms": round(self.interval_s * 1e3, 1),
+                "frame_budget": round(self.budget), "frames_published": self.published,
+                "symbols_waiting": len(self._waiting),
                 "frames_sent": sum(c.sent for c in self.subscribers),
                 "frames_conflated": sum(c.conflated for c in self.subscribers),
                 "symbols": len(self.audience["market"]) + len(self.audience["options"])}

@@ -1,0 +1,128 @@
+"""MarketHub publishing: conflation, the frame budget, oldest-first order, adaptation."""
+
+import asyncio
+
+import orjson
+import pytest
+
+from serve.stream import MarketHub, Subscriber
+from tests.unit.serve.fakes import FakeGateway
+
+
+def _data(symbol, price):
+    return {"symbol": symbol, "price": price, "timestamp": "2026-11-24T15:00:00Z"}
+
+
+@pytest.fixture
+def hub():
+    return MarketHub(FakeGateway(), initial_budget=10)
+
+
+def _subscribers(hub, n, symbols):
+    subs = [Subscriber(websocket=None) for _ in range(n)]
+    for sub in subs:
+        hub.add(sub)
+        hub.subscribe(sub, symbols, ["market"])
+    return subs
+
+
+def test_a_slow_reader_gets_only_the_latest_frame_per_symbol(hub):
+    (sub,) = _subscribers(hub, 1, ["AAPL"])
+    for price in (1.0, 2.0, 3.0):
+        hub.record_changes({"AAPL": _data("AAPL", price)})
+        hub.publish_due()
+    assert list(sub.pending) == [("AAPL", "market")]
+    frame = orjson.loads(sub.pending[("AAPL", "market")])
+    assert frame["data"]["price"] == 3.0
+    assert frame["seq"] == 3
+    assert sub.conflated == 2
+
+
+def test_publishing_stops_at_the_budget_and_resumes_with_the_oldest(hub):
+    symbols = [f"S{i}" for i in range(6)]
+    subs = _subscribers(hub, 4, symbols)  # each symbol: 4 frames; budget 10 -> 2 symbols
+    hub.record_changes({s: _data(s, 1.0) for s in symbols})
+    assert hub.publish_due() == 8
+    assert {k[0] for k in subs[0].pending} == {"S0", "S1"}
+    hub.record_changes({"S0": _data("S0", 2.0)})  # changes again: queues behind S2..S5
+    for sub in subs:
+        sub.pending.clear()
+    assert hub.publish_due() == 8
+    assert {k[0] for k in subs[0].pending} == {"S2", "S3"}
+    for sub in subs:
+        sub.pending.clear()
+    hub.publish_due()
+    assert {k[0] for k in subs[0].pending} == {"S4", "S5"}
+    for sub in subs:
+        sub.pending.clear()
+    hub.publish_due()
+    assert {k[0] for k in subs[0].pending} == {"S0"}
+
+
+def test_a_symbol_larger_than_the_budget_is_still_published(hub):
+    subs = _subscribers(hub, 25, ["AAPL"])
+    hub.record_changes({"AAPL": _data("AAPL", 1.0)})
+    assert hub.publish_due() == 25
+    assert all(s.pending for s in subs)
+
+
+def test_every_subscriber_is_served_under_a_tight_budget():
+    hub = MarketHub(FakeGateway(), initial_budget=3)
+    symbols = [f"S{i:02d}" for i in range(30)]
+    subs = [Subscriber(websocket=None) for _ in range(40)]
+    for i, sub in enumerate(subs):
+        hub.add(sub)
+        hub.subscribe(sub, symbols[i % 30: i % 30 + 3], ["market"])
+    received = dict.fromkeys(map(id, subs), 0)
+    for tick in range(40):  # every symbol changes on every poll
+        hub.record_changes({s: _data(s, float(tick)) for s in symbols})
+        hub.publish_due()
+        for sub in subs:
+            received[id(sub)] += len(sub.pending)
+            sub.pending.clear()
+    assert min(received.values()) > 0
+
+
+def test_budget_grows_while_writers_keep_up_and_shrinks_when_they_fall_behind(hub):
+    (sub,) = _subscribers(hub, 1, ["AAPL", "MSFT"])
+    hub.record_changes({"AAPL": _data("AAPL", 1.0), "MSFT": _data("MSFT", 1.0)})
+    hub.budget = 1
+    hub.publish_due()  # one of two published: the budget limited it
+    sub.pending.clear()
+    hub.adapt()
+    assert hub.budget > 1
+    grown = hub.budget
+    sub.pending.update({("A", "market"): "x", ("B", "market"): "y", ("C", "market"): "z"})
+    sub.pending.update({(f"X{i}", "market"): "x" for i in range(40)})
+    hub.adapt()
+    assert hub.budget < grown
+
+
+def test_unsubscribing_the_last_listener_forgets_the_symbol(hub):
+    (sub,) = _subscribers(hub, 1, ["AAPL"])
+    hub.record_changes({"AAPL": _data("AAPL", 1.0)})
+    hub.unsubscribe(sub, ["AAPL"], ["market"])
+    assert "AAPL" not in hub.latest
+    assert hub.publish_due() == 0
+
+
+def test_writer_sends_pending_frames_and_counts_them():
+    sent = []
+
+    class FakeSocket:
+        async def send_text(self, text):
+            sent.append(text)
+
+    async def run():
+        sub = Subscriber(FakeSocket())
+        task = asyncio.create_task(sub.writer())
+        sub.offer(("AAPL", "market"), "a")
+        sub.offer(("MSFT", "market"), "b")
+        await asyncio.sleep(0.01)
+        assert sub.unsent == 0
+        task.cancel()
+        return sub
+
+    sub = asyncio.run(run())
+    assert sent == ["a", "b"]
+    assert sub.sent == 2
