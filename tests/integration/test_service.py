@@ -59,7 +59,9 @@ def test_bars_are_oldest_first_with_talib_exact_sma(svc):
 
 
 def test_options_chain_iv_agrees_with_vollib(svc):
-    chain = OptionsChain.model_validate(get(svc, "/options/SPY").json())
+    response = get(svc, "/options/SPY")
+    assert response.status_code == 200, response.text
+    chain = OptionsChain.model_validate(response.json())
     assert chain.model.name == "black_scholes_merton"
     assert len(chain.contracts) > 50
     checked = 0
