@@ -20,7 +20,13 @@ from rag.chunking import (
 )
 from rag.clean import clean_pages
 from rag.metadata import DocumentMetadata, extract_metadata
-from rag.pdf import DEFAULT_MAX_BYTES, DEFAULT_MAX_PAGES, document_id_for, extract_pdf
+from rag.pdf import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_PAGES,
+    PageReader,
+    document_id_for,
+    extract_pdf,
+)
 
 CHUNK_COLUMNS = (
     "chunk_id", "document_id", "ordinal", "page", "text", "embed_text",
@@ -88,9 +94,14 @@ def process_document(
     max_pages: int = DEFAULT_MAX_PAGES,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
+    read_pages: PageReader | None = None,
 ) -> ProcessedDocument:
-    """Return the document parsed and chunked; raises ``rag.pdf.BadDocument`` when unusable."""
-    extracted = extract_pdf(data, max_bytes=max_bytes, max_pages=max_pages)
+    """Return the document parsed and chunked; raises ``rag.pdf.BadDocument`` when unusable.
+
+    ``read_pages`` replaces the in-process page loop (see ``rag.pdf.extract_pdf``).
+    """
+    extracted = extract_pdf(data, max_bytes=max_bytes, max_pages=max_pages,
+                            read_pages=read_pages)
     pages = clean_pages(extracted.pages)
     metadata = extract_metadata(uri, pages, extracted.pdf_title)
     chunks = chunk_pages(pages, count_tokens, max_tokens=max_tokens, overlap_tokens=overlap_tokens)

