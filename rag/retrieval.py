@@ -62,6 +62,10 @@ class HybridRetriever:
         doc_ids = snapshot.column("document_id") if len(snapshot) else np.array([], object)
         self._row_doc = np.fromiter((self._doc_position.get(d, -1) for d in doc_ids),
                                     np.int64, len(doc_ids))
+        # Rows of each document, ascending: a filter's candidates without a scan of all rows.
+        by_document = np.argsort(self._row_doc, kind="stable")
+        bounds = np.searchsorted(self._row_doc[by_document], np.arange(len(documents) + 1))
+        self._doc_rows = [by_document[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         self._alias_docs: dict[str, set[int]] = {}
         for position, document in enumerate(documents):
             for alias in document.get("aliases") or []:
@@ -85,7 +89,7 @@ class HybridRetriever:
         if len(self.snapshot) == 0:
             return []
         allowed, boost = self._documents_for(query, filters or {})
-        candidates = None if allowed is None else np.flatnonzero(np.isin(self._row_doc, allowed))
+        candidates = None if allowed is None else self._rows_of(allowed)
         depth = max(self.config.candidates, k * 4)
         ranked: list[tuple[float, npt.NDArray[np.int64]]] = []
         if mode in ("hybrid", "dense"):
@@ -108,6 +112,14 @@ class HybridRetriever:
                 fused[row] *= 1.0 + boost.get(int(self._row_doc[row]), 0.0)
         order = sorted(fused, key=lambda r: (-fused[r], r))
         return self._sources(order, fused, k)
+
+    def _rows_of(self, documents: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """Return the chunk rows of the documents at these positions, ascending."""
+        if len(documents) == 0:
+            return np.zeros(0, np.int64)
+        rows: npt.NDArray[np.int64] = np.sort(np.concatenate(
+            [self._doc_rows[p] for p in documents.tolist()]))
+        return rows
 
     def _documents_for(
         self, query: str, filters: dict[str, Any]

@@ -118,3 +118,24 @@ def test_dense_search_with_candidates_is_exact_over_the_subset(tmp_path):
     assert rows[0] == 7
     assert scores[0] == pytest.approx(1.0, abs=1e-5)
     assert set(rows.tolist()) <= set(candidates.tolist())
+
+
+@pytest.mark.parametrize("pattern", ["runs", "scattered", "unsorted"])
+def test_dense_search_over_row_runs_equals_brute_force(tmp_path, pattern):
+    rng = np.random.default_rng(11)
+    store = IndexStore(tmp_path)
+    store.add(*_as_args(_doc("a", 400, rng)))
+    snapshot = store.load()
+    candidates = {
+        "runs": np.concatenate([np.arange(10, 60), np.arange(61, 62), np.arange(200, 330)]),
+        "scattered": np.arange(3, 400, 2),  # 199 runs of one row each
+        "unsorted": rng.permutation(400)[:150],
+    }[pattern].astype(np.int64)
+    query = _unit(rng, 1)[0]
+
+    scores, rows = snapshot.dense_search(query, 25, candidates)
+
+    brute = snapshot.vectors[candidates] @ query
+    order = np.argsort(-brute, kind="stable")[:25]
+    assert rows.tolist() == candidates[order].tolist()
+    np.testing.assert_allclose(scores, brute[order], rtol=1e-6)
