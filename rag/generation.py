@@ -122,10 +122,12 @@ class HFGenerator:
 
     def __init__(
         self, model_path: str | Path, data_dir: str | Path = "./data", *,
-        device: str | None = None, num_threads: int | None = None,
+        device: str | None = None, num_threads: int | None = None, max_batch: int = 0,
     ) -> None:
         import torch
         import transformers
+
+        from rag.batching import BatchScheduler, supports_batching
 
         started = time.perf_counter()
         path = Path(model_path).expanduser()
@@ -143,23 +145,54 @@ class HFGenerator:
         self.model: Any = auto_model.from_pretrained(str(load_dir), dtype=dtype)
         self.model.to(self.device)
         self.model.eval()
+        self.scheduler: BatchScheduler | None = None
+        self._encode_lock = threading.Lock()
+        if max_batch > 1 and supports_batching(self.model):
+            self.scheduler = BatchScheduler(self.model, self.tokenizer, device=self.device,
+                                            max_batch=max_batch)
         self.load_s = time.perf_counter() - started
         self.model_dir = str(load_dir)
 
     def describe(self) -> dict[str, Any]:
         """Return backend, model and device."""
+        import torch
+
+        batching = self.scheduler.max_batch if self.scheduler is not None else "off"
         return {"backend": "local", "model": self.source, "loaded_from": self.model_dir,
-                "device": self.device, "load_s": round(self.load_s, 2)}
+                "device": self.device, "load_s": round(self.load_s, 2),
+                "batching": batching, "torch_threads": torch.get_num_threads()}
+
+    def scheduler_load(self) -> dict[str, Any]:
+        """Return the batch scheduler's running/waiting counts (empty when unbatched)."""
+        return self.scheduler.load() if self.scheduler is not None else {}
 
     def stream(
         self, messages: Messages, max_new_tokens: int = 256, *,
         evidence: Mapping[str, Any] | None = None, stop: threading.Event | None = None,
     ) -> Iterator[str]:
-        """Yield decoded text pieces as they are generated (greedy decoding)."""
+        """Yield decoded text pieces as they are generated (greedy decoding).
+
+        With a batch scheduler the request joins the running batch (same greedy output);
+        otherwise it runs ``model.generate`` on its own.
+        """
+        stop = stop or threading.Event()
+        if self.scheduler is not None:
+            from rag.batching import prefix_ids, prompt_ids
+
+            chat = [dict(m) for m in messages]
+            with self._encode_lock:  # many request threads share one fast tokenizer
+                ids = prompt_ids(self.tokenizer, chat)
+                prefix = prefix_ids(self.tokenizer, chat)
+            shared = len(prefix) if ids[:len(prefix)] == prefix else 0
+            yield from self.scheduler.submit(ids, max_new_tokens, stop, prefix_len=shared)
+            return
+        yield from self._generate(messages, max_new_tokens, stop)
+
+    def _generate(self, messages: Messages, max_new_tokens: int,
+                  stop: threading.Event) -> Iterator[str]:
         import torch
         from transformers import StoppingCriteriaList, TextIteratorStreamer
 
-        stop = stop or threading.Event()
         inputs: Any = self.tokenizer.apply_chat_template(
             [dict(m) for m in messages], add_generation_prompt=True, return_tensors="pt",
             return_dict=True,
@@ -355,13 +388,14 @@ class LoadReport:
 
 def load_generator(
     settings: Any, *, model: str | None = None, url: str | None = None,
-    num_threads: int | None = None,
+    num_threads: int | None = None, max_batch: int = 0,
 ) -> tuple[Generator, LoadReport]:
     """Return the first generator that loads: endpoint, then local model, then extractive.
 
     ``settings`` is a :class:`market.settings.Settings` (``llm_url``, ``llm_model``,
     ``data_dir``); ``model``/``url`` override it. ``MARKETRAY_LLM_MODEL=none`` disables
-    the local model.
+    the local model. ``max_batch`` > 1 batches a local model's concurrent generations
+    (:mod:`rag.batching`).
     """
     skipped: list[str] = []
     endpoint = url if url is not None else getattr(settings, "llm_url", None)
@@ -382,7 +416,7 @@ def load_generator(
         else:
             try:
                 local = HFGenerator(path, getattr(settings, "data_dir", Path("./data")),
-                                    num_threads=num_threads)
+                                    num_threads=num_threads, max_batch=max_batch)
                 return local, LoadReport("local", local.describe(), skipped)
             except Exception as exc:  # any failure means: fall back to extractive
                 skipped.append(f"local model {path}: {type(exc).__name__}: {exc}")

