@@ -33,7 +33,7 @@ ANSWER_INSTRUCTION = (
     "Answer in two or three sentences. Use only numbers copied from the snapshot or the "
     "passages above, and cite passages as [1]."
 )
-MAX_PASSAGE_CHARS = 600
+MAX_PASSAGE_CHARS = 420
 MAX_HISTORY_MESSAGES = 6
 MAX_HISTORY_CHARS = 600
 
@@ -68,6 +68,11 @@ FACT_LABELS: dict[str, str] = {
     "vwap": "VWAP",
 }
 _INTEGER_FACTS = {"volume", "open_interest", "call_volume", "put_volume", "contracts"}
+
+# Intents whose answers use the option-chain summary; others get it when the question asks.
+OPTION_INTENTS = {"options", "general"}
+_OPTION_WORDS = re.compile(r"\b(options?|calls?|puts?|implied|iv|max pain|chain|strikes?)\b",
+                           re.IGNORECASE)
 
 
 def format_number(value: float, key: str = "") -> str:
@@ -171,12 +176,19 @@ class Evidence:
         self, symbol: str, snapshot: Mapping[str, Any], options: Mapping[str, Any] | None = None,
         as_of: str | None = None, analysis: Mapping[str, Any] | None = None,
     ) -> None:
-        """Add one symbol's snapshot (MarketData dict), chain summary and analysis figures."""
+        """Add one symbol's snapshot (MarketData dict), chain summary and analysis figures.
+
+        The option summary is kept for option and general questions, or when the
+        question asks about options (it is ~70 prompt tokens, and prompt tokens cost
+        time to first token); what the prompt shows is what the grounding check accepts.
+        """
+        with_options = bool(options) and (self.intent in OPTION_INTENTS
+                                          or bool(_OPTION_WORDS.search(self.question)))
         self.market.append({
             "symbol": symbol,
             "as_of": as_of or str(snapshot.get("timestamp", "")),
             "facts": market_facts(snapshot),
-            "options": option_facts(options) if options else [],
+            "options": option_facts(options or {}) if with_options else [],
             "analysis": option_facts(analysis) if analysis else [],
         })
 

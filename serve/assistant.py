@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
@@ -51,7 +52,7 @@ class Assistant:
     """Answers chat messages and builds /analyze results from services."""
 
     def __init__(
-        self, services: Services, *, passages: int = 4, max_new_tokens: int = 160,
+        self, services: Services, *, passages: int = 3, max_new_tokens: int = 160,
         grounding_mode: Mode = "strip", history_messages: int = 20,
     ) -> None:
         self.services = services
@@ -161,6 +162,7 @@ class Assistant:
         principal: Principal,
     ) -> AsyncIterator[dict[str, Any]]:
         """Yield ``{"type": "token"}`` events, then one ``{"type": "done"}`` event."""
+        started = time.perf_counter()
         context = dict(context or {})
         subject = principal.subject
         session_id = await self.sessions.open(session_id, subject)
@@ -171,18 +173,30 @@ class Assistant:
             if isinstance(symbols, list) and symbols:
                 previous = [str(s) for s in symbols]
                 break
+        gather_started = time.perf_counter()
         plan, evidence, sources, used = await self.gather(message, context, previous)
         messages = build_messages(evidence, [m.model_dump() for m in history])
+        prompt_ready = time.perf_counter()
+        first_token = 0.0
         pieces: list[str] = []
         async for piece in self._tokens(messages, evidence, self.max_new_tokens):
+            if not pieces:
+                first_token = time.perf_counter()
             pieces.append(piece)
             yield {"type": "token", "content": piece}
+        generated = time.perf_counter()
         content, cited, report = self._finish("".join(pieces), evidence)
         user_message = ChatMessage(role="user", content=message,
                                    context={"symbols": list(plan.symbols), **_small(context)})
         reply = ChatMessage(role="assistant", content=content, context={
             "symbols": list(plan.symbols), "intent": plan.intent, "citations": cited,
             "grounding": report.to_dict(), "market": used,
+            "timings": {  # seconds, for profiling: session, gather+prompt, first token, rest
+                "session_s": round(gather_started - started, 4),
+                "gather_s": round(prompt_ready - gather_started, 4),
+                "first_token_s": round((first_token or generated) - prompt_ready, 4),
+                "generate_s": round(generated - prompt_ready, 4),
+                "pieces": len(pieces)},
         })
         await self.sessions.append(session_id, subject, user_message, reply)
         yield {"type": "done", "message": reply.model_dump(mode="json"), "sources": sources,

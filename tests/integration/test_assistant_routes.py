@@ -33,10 +33,16 @@ def extractive_app() -> Any:
 
 
 @pytest.fixture(scope="module")
-def local_service(tmp_path_factory: pytest.TempPathFactory) -> GeneratorService:
-    data_dir = Path(tmp_path_factory.mktemp("data"))
-    service = GeneratorService(Settings(secret_key=SECRET, data_dir=data_dir), max_concurrent=2)
+def model_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return Path(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module", params=[0, 8], ids=["generate", "batched"])
+def local_service(model_data_dir: Path, request: pytest.FixtureRequest) -> GeneratorService:
+    service = GeneratorService(Settings(secret_key=SECRET, data_dir=model_data_dir),
+                               max_concurrent=2, max_batch=request.param)
     assert service.status()["backend"] == "local", service.status()
+    assert service.status()["batching"] == (request.param or "off")
     return service
 
 
@@ -241,6 +247,7 @@ async def test_closing_the_stream_early_stops_the_local_model(local_service: Gen
     assert first
     assert local_service.active == 0
     assert time.perf_counter() - started < 20.0
+    assert local_service.status().get("scheduler", {}).get("running", 0) == 0
 
 
 def test_chat_is_rate_limited_per_subject(extractive_app: Any) -> None:

@@ -80,3 +80,50 @@ def test_evidence_round_trips_through_dict() -> None:
     evidence = _evidence()
 
     assert Evidence.from_dict(evidence.to_dict()) == evidence
+
+
+FULL_SNAPSHOT = {"price": 189.37, "volume": 41_234_567, "change_percent": 0.84, "bid": 189.36,
+                 "ask": 189.38, "timestamp": "2026-11-24T15:30:00Z",
+                 "indicators": {"sma_20": 187.12, "rsi_14": 57.31, "macd": 0.4123,
+                                "macd_signal": 0.3519, "bb_upper": 192.4, "vwap": 188.96}}
+CHAIN = {"put_call_volume_ratio": 0.82, "max_pain": 190.0}
+
+
+def _labels(question: str, intent: str) -> tuple[list[str], list[str]]:
+    evidence = Evidence(question=question, intent=intent)
+    evidence.add_market("AAPL", FULL_SNAPSHOT, CHAIN)
+    item = evidence.market[0]
+    return [label for label, _ in item["facts"]], [label for label, _ in item["options"]]
+
+
+def test_technical_question_gets_the_snapshot_but_no_chain() -> None:
+    facts, options = _labels("Is AAPL overbought?", "technical")
+
+    assert {"price", "bid", "RSI 14", "MACD", "Bollinger upper", "VWAP"} <= set(facts)
+    assert options == []
+
+
+def test_option_and_general_questions_get_the_chain() -> None:
+    assert _labels("What do AAPL's options say?", "options")[1] == ["put call volume ratio",
+                                                                    "max pain"]
+    assert _labels("How is AAPL doing?", "general")[1] == ["put call volume ratio", "max pain"]
+
+
+def test_chain_is_kept_when_the_question_asks_whatever_the_intent() -> None:
+    _, options = _labels("How did Apple's revenue grow, and what is the max pain on calls?",
+                         "fundamental")
+
+    assert options == ["put call volume ratio", "max pain"]
+
+
+def test_left_out_chain_is_not_in_the_grounding_reference() -> None:
+    evidence = Evidence(question="How much revenue did Apple make?", intent="fundamental")
+    evidence.add_market("AAPL", FULL_SNAPSHOT, CHAIN)
+
+    reference = reference_text(evidence)
+    user = build_messages(evidence)[-1]["content"]
+
+    assert "189.37" in reference
+    assert "189.37" in user
+    assert "0.82" not in reference  # put/call ratio: not shown, not accepted
+    assert "0.82" not in user
