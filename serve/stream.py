@@ -179,24 +179,29 @@ class MarketHub:
         self.published += frames
         return frames
 
-    def adapt(self) -> None:
+    def adapt(self, cycle_s: float | None = None) -> None:
         """Raise the budget while writers drain everything, cut it while they fall behind.
 
         Called before a poll publishes: frames still unsent then were not sent
-        within one poll interval.
+        within one poll interval. ``cycle_s``, the time since the previous poll
+        began, is the other signal: a cycle over twice the interval means the
+        replica's event loop is saturated (sends, handshakes and REST all wait),
+        so the budget is cut as well.
         """
         backlog = sum(s.unsent for s in self.subscribers)
-        if backlog == 0:
-            if self._waiting:  # the budget, not the market, limited the last publish
-                self.budget = min(float(self.max_budget), self.budget * 1.25 + 10)
-        elif backlog > 0.25 * self.budget:
+        overrun = cycle_s is not None and cycle_s > 2 * self.poll_interval_s
+        if backlog > 0.25 * self.budget or overrun:
             self.budget = max(1.0, self.budget * 0.7)
+        elif backlog == 0 and self._waiting:  # the budget, not the market, limited the last
+            self.budget = min(float(self.max_budget), self.budget * 1.25 + 10)
 
     async def _poll_market(self) -> None:
         shards = self.gateway.actors.shards
         loop = asyncio.get_running_loop()
+        previous: float | None = None
         while True:
             started = loop.time()
+            cycle_s, previous = (None if previous is None else started - previous), started
             wanted: dict[int, list[str]] = defaultdict(list)
             for symbol in self.audience["market"]:
                 wanted[shard_of(symbol, len(shards))].append(symbol)
@@ -210,7 +215,7 @@ class MarketHub:
                     continue
                 self._since[k] = sequence
                 self.record_changes(changed)
-            self.adapt()
+            self.adapt(cycle_s)
             self.publish_due()
             self.polls += 1
             await asyncio.sleep(max(0.0, self.poll_interval_s - (loop.time() - started)))

@@ -126,3 +126,12 @@ def test_writer_sends_pending_frames_and_counts_them():
     sub = asyncio.run(run())
     assert sent == ["a", "b"]
     assert sub.sent == 2
+
+
+def test_budget_shrinks_when_a_poll_cycle_overruns(hub):
+    _subscribers(hub, 1, ["AAPL"])
+    hub.budget = 1_000
+    hub.adapt(cycle_s=hub.poll_interval_s * 1.2)  # on time: unchanged (nothing waiting)
+    assert hub.budget == 1_000
+    hub.adapt(cycle_s=hub.poll_interval_s * 5)  # the event loop is saturated
+    assert hub.budget < 1_000
