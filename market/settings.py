@@ -55,6 +55,9 @@ class Settings(BaseSettings):
 
     llm_model: str | None = None
     llm_url: str | None = None
+    llm_threads: int = Field(
+        0, ge=0, description="torch threads of a local generator on CPU; 0 = every core "
+        "(its OpenMP threads wait passively, so they yield the cores when others need them)")
 
     # Market state and feeds.
     num_shards: int = Field(2, ge=1, le=256)

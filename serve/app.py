@@ -118,7 +118,11 @@ def build_app(args: AppArgs) -> Application:
     if args.with_assistant:
         models = importlib.import_module("serve.models")
         embedder = models.Embedder.options(ray_actor_options=resources).bind(payload)
-        generator = models.Generator.options(ray_actor_options=resources).bind(payload)
+        # OpenMP threads that wait passively yield a shared machine's cores instead of
+        # spinning on them (see serve.models.Generator).
+        generator = models.Generator.options(ray_actor_options={
+            **resources, "runtime_env": {"env_vars": {"OMP_WAIT_POLICY": "PASSIVE"}}},
+        ).bind(payload)
     if args.with_knowledge:
         knowledge_module = importlib.import_module("serve.knowledge")
         knowledge = knowledge_module.KnowledgeBase.options(

@@ -146,21 +146,23 @@ class Generator:
     A local model batches concurrent requests step by step (``max_batch`` rows); an
     endpoint or the extractive generator streams each request on its own.
 
-    On CPU the model runs ``num_threads`` torch threads (default 1). The replica shares
-    its cores with the feed, the shards and the other replicas; with the cores
-    oversubscribed, two OpenMP threads that wait on each other lost their slices and a
-    550-token prefill took 5.7 s against 1.6 s on one thread (2-core machine, load 8).
-    Parallelism comes from batching requests instead. Pass ``num_threads=None`` to use
-    every core on a machine of its own.
+    On CPU the model runs ``num_threads`` torch threads (default: the settings'
+    ``llm_threads``, 0 = every core). The replica shares its cores with the feed, the
+    shards and the other replicas: with spinning OpenMP threads on oversubscribed cores a
+    550-token prefill took 5.7 s against 1.6 s on one thread (2-core machine, load 8), so
+    :func:`build_app` starts this replica with ``OMP_WAIT_POLICY=PASSIVE``; on an idle
+    machine two threads prefill about 1.8x faster than one.
     """
 
     def __init__(
         self, settings: dict[str, Any], model: str | None = None, url: str | None = None,
-        max_concurrent: int = 32, max_batch: int = 8, num_threads: int | None = 1,
+        max_concurrent: int = 32, max_batch: int = 8, num_threads: int | None = None,
     ) -> None:
+        config = Settings(**settings)
         self.service = GeneratorService(
-            Settings(**settings), model=model, url=url, max_concurrent=max_concurrent,
-            num_threads=None if _gpu_visible() else _use_all_cores(num_threads),
+            config, model=model, url=url, max_concurrent=max_concurrent,
+            num_threads=None if _gpu_visible() else _use_all_cores(
+                num_threads or config.llm_threads or None),
             max_batch=max_batch,
         )
 
