@@ -33,10 +33,26 @@ def _settings(overrides: dict[str, Any]) -> Settings:
         raise SystemExit(f"marketray: invalid configuration: {problems}") from None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+# Ports this process hands out: below the kernel's ephemeral range (32768 and up on Linux),
+# where an outgoing connection of the starting cluster could take a port between the check
+# here and the bind of its user, and above Ray's worker ports (10002-19999). Replica
+# HTTP ports get 20000-22999 (their gRPC twins 3000 higher), single ports 26000-31999.
+REPLICA_PORTS = (20_000, 23_000)
+GRPC_OFFSET = 3_000
+SINGLE_PORTS = (26_000, 32_000)
+
+
+def pick_port(low: int = SINGLE_PORTS[0], high: int = SINGLE_PORTS[1]) -> int:
+    """A TCP port in [low, high) that is free on 127.0.0.1 now (random, checked by bind)."""
+    for _ in range(200):
+        port = low + secrets.randbelow(high - low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free TCP port in {low}-{high}")
 
 
 def _ingress_environment(settings: Settings) -> dict[str, str]:
@@ -53,15 +69,16 @@ def _ingress_environment(settings: Settings) -> dict[str, str]:
     base = Path(tempfile.gettempdir()) / f"mr-haproxy-{digest}"
     # Replica HTTP ports: Serve allocates them from a fixed range (30000-31000) per cluster;
     # a range of its own keeps two services on one host from meeting there.
-    first_port = secrets.randbelow(200) * 100 + 30_000
+    blocks = (REPLICA_PORTS[1] - REPLICA_PORTS[0]) // 100
+    first_port = REPLICA_PORTS[0] + secrets.randbelow(blocks) * 100
     base.mkdir(parents=True, exist_ok=True)
     return {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
-            "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port()),
-            "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port()),
+            "RAY_SERVE_HAPROXY_METRICS_PORT": str(pick_port()),
+            "RAY_SERVE_HAPROXY_STATS_PORT": str(pick_port()),
             "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(first_port),
             "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(first_port + 99),
-            "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": str(first_port + 20_000),
-            "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT": str(first_port + 20_099),
+            "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": str(first_port + GRPC_OFFSET),
+            "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT": str(first_port + GRPC_OFFSET + 99),
             "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(base / "haproxy.cfg"),
             "RAY_SERVE_HAPROXY_SOCKET_PATH": str(base / "admin.sock"),
             "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(base),

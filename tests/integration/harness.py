@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,16 +20,15 @@ from pathlib import Path
 import httpx
 
 from serve.auth import Role, TokenSigner
+from serve.cli import pick_port
 
 SECRET = "integration-test-secret-0123456789abcdef"
 REPO = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
-    """An unused TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """An unused TCP port on 127.0.0.1, outside the ephemeral range (see serve.cli)."""
+    return pick_port()
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -15,6 +14,7 @@ import redis
 
 from market.cache import make_cache
 from market.cache.redis_cache import RedisCache
+from serve.cli import pick_port
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(shutil.which("redis-server") is None, reason="no redis-server")]
@@ -89,12 +89,6 @@ async def test_atomic_bucket_under_concurrency(cache):
     assert sum(allowed for allowed, _ in outcomes) == 10
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_redis(port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
@@ -110,7 +104,7 @@ def _start_redis(port: int) -> subprocess.Popen[bytes]:
 
 
 async def test_redis_stop_degrades_then_recovers_without_restart():
-    port = _free_port()
+    port = pick_port()
     proc = _start_redis(port)
     cache = make_cache(f"redis://127.0.0.1:{port}/0", prefix="t:")
     assert isinstance(cache, RedisCache)
