@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     access_log: bool = Field(
         False, description="log every HTTP request (Serve's access log); errors are always "
         "logged. Off by default: at thousands of requests/s it costs ~5% of the ingress CPU")
+    stream_poll_ms: float = Field(
+        15.0, ge=5, le=1_000, description="how often the market stream asks the shards "
+        "for changed symbols (the newest data a frame can carry is this old)")
     max_ws_clients: int = Field(2_000, ge=1)
     rate_limit_per_minute: int = Field(600, ge=1)
     max_upload_mb: int = Field(50, ge=1)

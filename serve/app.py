@@ -93,7 +93,7 @@ def build_services(settings: Settings, knowledge: Any = None, embedder: Any = No
     services = Services(settings=settings, signer=TokenSigner(secret),
                         cache=make_cache(settings.redis_url), market=gateway,
                         knowledge=knowledge, embedder=embedder, generator=generator)
-    services.hub = MarketHub(gateway)
+    services.hub = MarketHub(gateway, poll_interval_s=settings.stream_poll_ms / 1e3)
     return services
 
 
