@@ -16,38 +16,14 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import time
-from collections.abc import Callable
-from typing import Any
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402 - after the thread setting
 from scipy.special import ndtr  # noqa: E402
 
-from bench.common import emit  # noqa: E402
+from bench.common import best_of, emit  # noqa: E402
 from market.greeks import bsm_greeks, bsm_greeks_arrays  # noqa: E402
-
-WALL: dict[str, float] = {}
-
-
-def best_of(func: Callable[[], Any], repeats: int, name: str = "") -> float:
-    """Smallest thread CPU time of ``repeats`` calls (after one warm-up call).
-
-    CPU time, not wall time: the benchmark machines are shared and a single-threaded
-    kernel's wall time there mostly measures other processes. The best wall time
-    is kept in ``WALL[name]`` and reported beside it.
-    """
-    func()
-    best = wall = float("inf")
-    for _ in range(repeats):
-        started, cpu = time.perf_counter(), time.thread_time()
-        func()
-        best = min(best, time.thread_time() - cpu)
-        wall = min(wall, time.perf_counter() - started)
-    if name:
-        WALL[name] = wall
-    return max(best, 1e-9)
 
 
 def inputs(n: int, seed: int = 1) -> dict[str, np.ndarray]:
@@ -89,7 +65,7 @@ def vollib_rate(x: dict[str, np.ndarray], n: int) -> float:
         for row in rows:
             for f in (price, delta, gamma, theta, vega, rho):
                 f(*row)
-    return n / best_of(run, 2)
+    return n / best_of(run, 2)[0]
 
 
 def quantlib_rate(x: dict[str, np.ndarray], n: int) -> float:
@@ -123,7 +99,7 @@ def quantlib_rate(x: dict[str, np.ndarray], n: int) -> float:
             option.theta()
             option.vega()
             option.rho()
-    return n / best_of(run, 2)
+    return n / best_of(run, 2)[0]
 
 
 def main() -> None:
@@ -134,12 +110,12 @@ def main() -> None:
     x = inputs(args.n)
     out = np.empty((6, args.n))
 
-    core = args.n / best_of(lambda: bsm_greeks_arrays(x["is_call"], x["S"], x["K"], x["T"],
-                                                      x["r"], x["q"], x["sigma"], out=out),
-                            args.repeats, "core")
+    core_cpu, core_wall = best_of(lambda: bsm_greeks_arrays(
+        x["is_call"], x["S"], x["K"], x["T"], x["r"], x["q"], x["sigma"], out=out), args.repeats)
+    core = args.n / core_cpu
     api = args.n / best_of(lambda: bsm_greeks(x["is_call"], x["S"], x["K"], x["T"], x["r"],
-                                              x["q"], x["sigma"]), args.repeats)
-    numpy_rate = args.n / best_of(lambda: numpy_greeks(x), 3)
+                                              x["q"], x["sigma"]), args.repeats)[0]
+    numpy_rate = args.n / best_of(lambda: numpy_greeks(x), 3)[0]
 
     chain = inputs(10_000, seed=2)
     chain_out = np.empty((6, 10_000))
@@ -149,7 +125,8 @@ def main() -> None:
         spot[0] *= 1.0001  # the underlying moved: every contract's Greeks change
         bsm_greeks_arrays(chain["is_call"], spot[0], chain["K"], chain["T"], 0.04, 0.01,
                           chain["sigma"], out=chain_out)
-    chain_ms = best_of(chain_move, 50, "chain") * 1e3
+    chain_cpu, chain_wall = best_of(chain_move, 50)
+    chain_ms = chain_cpu * 1e3
 
     vollib = vollib_rate(x, 3000)
     quantlib = quantlib_rate(x, 3000)
@@ -159,8 +136,8 @@ def main() -> None:
         "options_per_second": core, "options_per_second_dict_api": api,
         "chain_10k_ms": chain_ms,
         "timing": "best thread CPU time of several repeats (shared machine); wall below",
-        "wall_clock": {"options_per_second": args.n / WALL["core"],
-                       "chain_10k_ms": WALL["chain"] * 1e3},
+        "wall_clock": {"options_per_second": args.n / core_wall,
+                       "chain_10k_ms": chain_wall * 1e3},
         "baselines": {"vollib_scalar": vollib, "quantlib_analytic_european": quantlib,
                       "numpy_vectorised": numpy_rate},
         "ratios": {"vs_vollib": core / vollib, "vs_quantlib": core / quantlib,

@@ -365,18 +365,21 @@ class BatchScheduler:
         self._rows = [self._rows[i] for i in rows]
 
 
-def prompt_ids(tokenizer: Any, messages: Sequence[Mapping[str, str]]) -> list[int]:
-    """Return the chat template's token ids for ``messages`` with the generation prompt."""
-    encoded = tokenizer.apply_chat_template([dict(m) for m in messages],
-                                            add_generation_prompt=True, return_dict=True)
+def _template_ids(tokenizer: Any, messages: Sequence[Mapping[str, str]], **kwargs: Any
+                  ) -> list[int]:
+    encoded = tokenizer.apply_chat_template([dict(m) for m in messages], return_dict=True,
+                                            **kwargs)
     ids = encoded["input_ids"]
     return [int(i) for i in (ids[0] if ids and isinstance(ids[0], list) else ids)]
+
+
+def prompt_ids(tokenizer: Any, messages: Sequence[Mapping[str, str]]) -> list[int]:
+    """Return the chat template's token ids for ``messages`` with the generation prompt."""
+    return _template_ids(tokenizer, messages, add_generation_prompt=True)
 
 
 def prefix_ids(tokenizer: Any, messages: Sequence[Mapping[str, str]]) -> list[int]:
     """Return the token ids of the leading system turn, when the template renders it alone."""
     if not messages or messages[0].get("role") != "system":
         return []
-    encoded = tokenizer.apply_chat_template([dict(messages[0])], return_dict=True)
-    ids = encoded["input_ids"]
-    return [int(i) for i in (ids[0] if ids and isinstance(ids[0], list) else ids)]
+    return _template_ids(tokenizer, messages[:1])

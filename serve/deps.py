@@ -51,14 +51,15 @@ def install(services: Services) -> None:
     _installed = services
 
 
-def installed() -> Services | None:
-    """The replica's services once :func:`install` ran, else None."""
-    return _installed
+def services_for(app: Any) -> Services | None:
+    """The services of ``app`` (``app.state.services``), else the installed ones, else None."""
+    services: Services | None = getattr(app.state, "services", None) or _installed
+    return services
 
 
 def services_of(connection: HTTPConnection) -> Services:
     """Return the replica's services (for direct calls, e.g. in WebSocket handlers)."""
-    services: Services | None = getattr(connection.app.state, "services", None) or _installed
+    services = services_for(connection.app)
     if services is None:
         raise Unavailable("service is starting")
     return services

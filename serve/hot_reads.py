@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from market.errors import MarketrayError
 from market.shard import ChainFilter
-from serve.deps import Services, installed
+from serve.deps import services_for
 
 HOT_PATH = re.compile(r"^/(market|options)/([A-Za-z][A-Za-z0-9.\-]{0,9})$")
 _JSON_HEADERS = b"application/json"
@@ -65,8 +65,7 @@ class HotReads:
         await self.app(scope, receive, send)
 
     async def _read(self, kind: str, symbol: str, scope: Scope) -> bytes | None:
-        services: Services | None = (getattr(scope["app"].state, "services", None)
-                                     or installed())
+        services = services_for(scope["app"])
         token = _bearer(scope)
         if services is None or token is None:
             return None

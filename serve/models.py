@@ -161,8 +161,9 @@ class Generator:
         config = Settings(**settings)
         self.service = GeneratorService(
             config, model=model, url=url, max_concurrent=max_concurrent,
-            num_threads=None if _gpu_visible() else _use_all_cores(
-                num_threads or config.llm_threads or None),
+            # On CPU the loaded model sets torch's threads (Ray pins them to num_cpus).
+            num_threads=None if _gpu_visible() else (
+                num_threads or config.llm_threads or os.cpu_count()),
             max_batch=max_batch,
         )
 

@@ -8,12 +8,12 @@ map keyed by (symbol, channel): a new frame replaces an unsent one, so a slow
 reader gets the latest value per symbol (conflation) and never holds up the
 others; its writer task sends whatever is pending.
 
-The budget adapts to what the event loop can send (additive increase while the
-writers drain everything between polls, multiplicative decrease while frames
-are left over). Under a large fan-out each symbol is then published less often,
-but every published frame carries data at most one poll old and goes out at
-once, so latency stays bounded. Oldest-first order means no symbol, and so no
-client, starves.
+The budget adapts to what the event loop can send (it grows while the writers
+drain everything between polls, and shrinks while frames are left over or a
+poll cycle overruns twice the interval). Under a large fan-out each symbol is
+then published less often, but every published frame carries data at most one
+poll old and goes out at once, so latency stays bounded. Oldest-first order
+means no symbol, and so no client, starves.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ class Subscriber:
 class MarketHub:
     """Polls shards for subscribed symbols and fans frames out to subscribers."""
 
-    def __init__(self, gateway: Any, *, poll_interval_s: float = 0.025,
+    def __init__(self, gateway: Any, *, poll_interval_s: float = 0.015,
                  options_interval_s: float = 1.0, initial_budget: int = 2_000,
                  max_budget: int = 200_000) -> None:
         self.gateway = gateway

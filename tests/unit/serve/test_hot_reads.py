@@ -1,24 +1,18 @@
 """The short path for plain quote/chain reads answers exactly as the full routes do."""
 
 import pytest
-from fastapi.testclient import TestClient
 
-from serve.app import create_api
 from serve.hot_reads import HotReads
-from tests.unit.serve.fakes import make_services
 
 
 @pytest.fixture
-def setup():
-    api = create_api()
-    services = make_services()
-    api.state.services = services
-    with TestClient(api) as client:
-        client.get("/health")  # builds the middleware stack
-        node = api.middleware_stack
-        while not isinstance(node, HotReads):
-            node = node.app
-        yield client, services, node
+def setup(client_and_services):
+    client, services = client_and_services
+    client.get("/health")  # builds the middleware stack
+    node = client.app.middleware_stack
+    while not isinstance(node, HotReads):
+        node = node.app
+    return client, services, node
 
 
 def _token(services, role="viewer"):

@@ -1,19 +1,6 @@
 import orjson
 import pytest
-from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
-
-from serve.app import create_api
-from tests.unit.serve.fakes import make_services
-
-
-@pytest.fixture
-def client_and_services():
-    api = create_api()
-    services = make_services()
-    api.state.services = services
-    with TestClient(api) as client:
-        yield client, services
 
 
 def _auth(services, role="viewer"):
