@@ -11,6 +11,10 @@ costs when concurrent queries share a forward pass (as the deployment's ``@serve
 merges them): a single query's forward pass is bound by reading the model's weights.
 
     python bench/bench_search.py [--chunks 100000] [--queries 300]
+
+``--reload`` times instead what the serving side pays when a new version is published:
+loading it with the BM25 term counts saved beside it (figure) against the same load
+tokenising every chunk, as before the counts were saved (baseline), in the same run.
 """
 
 from __future__ import annotations
@@ -93,13 +97,65 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return float(np.percentile(values, 50)), float(np.percentile(values, 99))
 
 
+def reload_times(root: Path, repeats: int = 3) -> dict[str, float]:
+    """Time a version's load + retriever build with saved term counts and by tokenising."""
+    import dataclasses
+
+    from bench.common import best_of
+    from rag.index import IndexStore
+    from rag.lexical import BM25Index
+    from rag.retrieval import HybridRetriever
+
+    store = IndexStore(root)
+    snapshot = store.load()
+    assert snapshot.term_counts is not None, "the version has no saved term counts"
+    texts = snapshot.column("embed_text")
+    _, load_only = best_of(store.load, repeats)
+    _, with_counts = best_of(lambda: HybridRetriever(store.load()), repeats)
+    _, bm25_counts = best_of(lambda: BM25Index.from_counts(snapshot.term_counts), repeats)
+    started = time.perf_counter()  # one run: tokenising 100k chunks takes tens of seconds
+    from_texts = BM25Index(texts)
+    bm25_texts = time.perf_counter() - started
+    started = time.perf_counter()
+    HybridRetriever(dataclasses.replace(store.load(), term_counts=None))
+    tokenising = time.perf_counter() - started
+    loaded = BM25Index.from_counts(snapshot.term_counts)
+    deviation = max(float(np.max(np.abs(loaded.scores(q) - from_texts.scores(q))))
+                    for q in (t.format(c=COMPANIES[0], y=2018) for t in QUERIES))
+    return {"reload_with_counts_s": round(with_counts, 3),
+            "reload_tokenising_s": round(tokenising, 3), "load_only_s": round(load_only, 3),
+            "bm25_from_counts_s": round(bm25_counts, 3), "bm25_from_texts_s": round(bm25_texts, 3),
+            "max_score_difference": deviation, "vocabulary": len(loaded.vocabulary),
+            "term_entries": int(snapshot.term_counts.indptr[-1])}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--keep", type=Path, default=None,
                         help="data dir to build into once and reuse on later runs")
+    parser.add_argument("--reload", action="store_true",
+                        help="time loading a version with saved BM25 counts vs tokenising")
     args = parser.parse_args()
+    if args.reload:
+        work = args.keep or Path(tempfile.mkdtemp(prefix="bench-reload-"))
+        try:
+            started = time.perf_counter()
+            if not (work / "index" / "CURRENT").exists():
+                build(work / "index", args.chunks)
+            build_s = time.perf_counter() - started
+            times = reload_times(work / "index")
+        finally:
+            if args.keep is None:
+                shutil.rmtree(work, ignore_errors=True)
+        figure, baseline = times["reload_with_counts_s"], times["reload_tokenising_s"]
+        emit({"benchmark": "index_reload_s", "chunks": args.chunks, **times,
+              "figure": figure, "figure_name": "load + retriever build, saved BM25 counts (s)",
+              "baseline": baseline, "baseline_name": "same, tokenising every chunk (s)",
+              "ratio": round(figure / baseline, 4), "build_s": round(build_s, 1),
+              "load_average": [round(x, 2) for x in os.getloadavg()]})
+        return
 
     from market.settings import Settings
     from serve.knowledge import KnowledgeService

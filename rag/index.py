@@ -4,12 +4,15 @@ Layout under ``root`` (``<data_dir>/index``)::
 
     CURRENT                 name of the published version (replaced with os.replace)
     versions/v000007/       chunks.parquet (with a ``vector`` column), index.faiss,
-                            documents.json
+                            documents.json, lexical/ (BM25 term counts of ``embed_text``)
     .lock                   writers hold an flock while they read-modify-publish
 
 A version directory is complete before ``CURRENT`` names it, so readers never see a
-half-written index. Collections up to ``hnsw_threshold`` chunks use an exact inner
-product index; larger ones an HNSW graph.
+half-written index. Its term counts (``rag.lexical.TermCounts``) let a reader build BM25
+without tokenising; ``add`` tokenises only the new chunks and ``delete`` drops rows.
+Versions written before the counts existed still load (BM25 then tokenises).
+Collections up to ``hnsw_threshold`` chunks use an exact inner product index; larger
+ones an HNSW graph.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import re
 import shutil
@@ -34,6 +38,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rag.embedder import Vectors
+from rag.lexical import InvalidTermCounts, TermCounts
+
+log = logging.getLogger(__name__)
 
 DEFAULT_HNSW_THRESHOLD = 50_000
 DEFAULT_KEEP_VERSIONS = 3
@@ -42,6 +49,8 @@ HNSW_EF_SEARCH = 96
 EXACT_SUBSET_LIMIT = 60_000
 MAX_SLICED_RUNS = 256  # above this many runs of consecutive rows, gather them first
 _VERSION = re.compile(r"^v(\d{6,})$")
+LEXICAL_DIR = "lexical"
+LEXICAL_COLUMN = "embed_text"
 
 
 def build_faiss_index(vectors: Vectors, hnsw_threshold: int = DEFAULT_HNSW_THRESHOLD) -> Any:
@@ -61,13 +70,18 @@ def build_faiss_index(vectors: Vectors, hnsw_threshold: int = DEFAULT_HNSW_THRES
 
 @dataclass
 class IndexSnapshot:
-    """One published version held in memory: chunk table, vectors, FAISS index, documents."""
+    """One published version held in memory: chunk table, vectors, FAISS index, documents.
+
+    ``term_counts`` are the saved BM25 counts of ``embed_text`` (memory-mapped), ``None``
+    when the version has none that fit its chunks.
+    """
 
     version: str | None
     chunks: pa.Table
     vectors: Vectors
     documents: list[dict[str, Any]]
     faiss_index: Any
+    term_counts: TermCounts | None = None
     _columns: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -132,6 +146,13 @@ def _subset_scores(
     ends = np.concatenate((breaks, [len(rows)]))
     return np.concatenate([vectors[rows[a]: rows[b - 1] + 1] @ query
                            for a, b in zip(starts.tolist(), ends.tolist(), strict=True)])
+
+
+def _lexical_texts(table: pa.Table) -> list[str] | None:
+    """Return the text BM25 indexes (``embed_text``, nulls as ""), ``None`` without it."""
+    if LEXICAL_COLUMN not in table.column_names:
+        return None
+    return ["" if text is None else str(text) for text in table.column(LEXICAL_COLUMN).to_pylist()]
 
 
 def _top_k(scores: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64]:
@@ -210,14 +231,25 @@ class IndexStore:
         if isinstance(faiss_index, faiss.IndexHNSW):
             faiss_index.hnsw.efSearch = HNSW_EF_SEARCH
         chunks = table.drop_columns(["vector"])
-        return IndexSnapshot(version, chunks, vectors, documents, faiss_index)
+        term_counts = self._saved_term_counts(folder, len(table))
+        return IndexSnapshot(version, chunks, vectors, documents, faiss_index, term_counts)
 
-    def publish(self, table: pa.Table, documents: list[dict[str, Any]]) -> str:
+    def publish(
+        self, table: pa.Table, documents: list[dict[str, Any]],
+        term_counts: TermCounts | None = None,
+    ) -> str:
         """Write ``table`` (with vectors) and ``documents`` as a new version and make it current.
 
+        ``term_counts`` are the table's BM25 counts when the caller has them; otherwise
+        they are computed here from its ``embed_text`` column (none without that column).
         Call under :meth:`writer_lock` when other writers may run.
         """
         vectors = vectors_from_table(table) if len(table) else np.zeros((0, 384), np.float32)
+        if term_counts is None:
+            texts = _lexical_texts(table)
+            term_counts = None if texts is None else TermCounts.from_texts(texts)
+        if term_counts is not None and term_counts.rows != len(table):
+            raise ValueError(f"term counts of {term_counts.rows} rows for {len(table)} chunks")
         staging = self.root / f".staging-{uuid.uuid4().hex}"
         staging.mkdir(parents=True)
         try:
@@ -225,6 +257,8 @@ class IndexStore:
             faiss.write_index(build_faiss_index(vectors, self.hnsw_threshold),
                               str(staging / "index.faiss"))
             (staging / "documents.json").write_text(json.dumps(documents, indent=1))
+            if term_counts is not None:
+                term_counts.save(staging / LEXICAL_DIR)
             version = self._next_version()
             os.rename(staging, self.root / "versions" / version)
         except BaseException:
@@ -243,31 +277,42 @@ class IndexStore:
         new, no version is published and the current one is returned.
         """
         with self.writer_lock():
-            current = self._read_current_table()
-            known = {d["content_hash"] for d in current[1]}
+            version, current, catalogue = self._read_current()
+            known = {d["content_hash"] for d in catalogue}
             fresh = [d for d in documents if d["content_hash"] not in known]
             duplicates = [d["document_id"] for d in documents if d["content_hash"] in known]
             if not fresh:
-                return self.current_version(), duplicates
+                return version, duplicates
             fresh_ids = pa.array([d["document_id"] for d in fresh])
             if len(table):
                 table = table.filter(pc.is_in(table.column("document_id"), fresh_ids))
-            merged = pa.concat_tables([current[0], table], promote_options="default") \
-                if current[0] is not None else table
-            return self.publish(merged, current[1] + fresh), duplicates
+            merged = pa.concat_tables([current, table], promote_options="default") \
+                if current is not None else table
+            counts = None
+            new_texts = _lexical_texts(table)
+            if current is None:
+                counts = None if new_texts is None else TermCounts.from_texts(new_texts)
+            elif new_texts is not None and LEXICAL_COLUMN in current.column_names:
+                counts = self._term_counts_of(version, current).append(new_texts)
+            return self.publish(merged, catalogue + fresh, counts), duplicates
 
     def delete(self, document_id: str) -> str | None:
         """Remove one document and publish; return the new version, ``None`` if unknown."""
         with self.writer_lock():
-            table, documents = self._read_current_table()
+            version, table, documents = self._read_current()
             if not any(d["document_id"] == document_id for d in documents):
                 return None
             remaining = [d for d in documents if d["document_id"] != document_id]
+            counts = None
             if table is not None:
-                table = table.filter(pc.not_equal(table.column("document_id"), document_id))
+                keep = pc.fill_null(pc.not_equal(table.column("document_id"), document_id), False)
+                if LEXICAL_COLUMN in table.column_names:
+                    rows = np.flatnonzero(keep.to_numpy(zero_copy_only=False))
+                    counts = self._term_counts_of(version, table).take(rows)
+                table = table.filter(keep)
             else:
                 table = pa.table({})
-            return self.publish(table, remaining)
+            return self.publish(table, remaining, counts)
 
     def documents(self) -> list[dict[str, Any]]:
         """Return the current version's document catalogue."""
@@ -276,14 +321,35 @@ class IndexStore:
             return []
         return list(json.loads((self.root / "versions" / version / "documents.json").read_text()))
 
-    def _read_current_table(self) -> tuple[pa.Table | None, list[dict[str, Any]]]:
+    def _read_current(self) -> tuple[str | None, pa.Table | None, list[dict[str, Any]]]:
         version = self.current_version()
         if version is None:
-            return None, []
+            return None, None, []
         folder = self.root / "versions" / version
-        return pq.read_table(folder / "chunks.parquet"), json.loads(
+        return version, pq.read_table(folder / "chunks.parquet"), json.loads(
             (folder / "documents.json").read_text()
         )
+
+    def _saved_term_counts(self, folder: Path, rows: int) -> TermCounts | None:
+        """Return the version's saved term counts, or ``None`` (logged) when unusable."""
+        if not (folder / LEXICAL_DIR).exists():
+            if rows:
+                log.info("index version %s has no saved term counts (written before they "
+                         "were saved): BM25 will tokenise its %d chunks", folder.name, rows)
+            return None
+        try:
+            return TermCounts.load(folder / LEXICAL_DIR, rows)
+        except InvalidTermCounts as exc:
+            log.warning("ignoring the term counts of index version %s (%s): BM25 will "
+                        "tokenise its %d chunks", folder.name, exc, rows)
+            return None
+
+    def _term_counts_of(self, version: str | None, table: pa.Table) -> TermCounts:
+        """Return the saved counts of ``version`` (its chunks are ``table``), else tokenise."""
+        saved = None
+        if version is not None:
+            saved = self._saved_term_counts(self.root / "versions" / version, len(table))
+        return saved if saved is not None else TermCounts.from_texts(_lexical_texts(table) or [])
 
     def _versions(self) -> list[str]:
         names = [p.name for p in (self.root / "versions").iterdir() if _VERSION.match(p.name)]

@@ -56,7 +56,11 @@ class HybridRetriever:
         self.snapshot = snapshot
         self.embed_query = embed_query
         self.config = config or RetrievalConfig()
-        self.bm25 = BM25Index(snapshot.column("embed_text") if len(snapshot) else [])
+        counts = snapshot.term_counts
+        if counts is not None and counts.rows == len(snapshot):
+            self.bm25 = BM25Index.from_counts(counts)  # saved with the version: no tokenising
+        else:  # a version saved without counts (the store logged why): tokenise its chunks
+            self.bm25 = BM25Index(snapshot.column("embed_text") if len(snapshot) else [])
         documents = snapshot.documents
         self._doc_position = {d["document_id"]: i for i, d in enumerate(documents)}
         doc_ids = snapshot.column("document_id") if len(snapshot) else np.array([], object)

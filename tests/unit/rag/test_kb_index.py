@@ -1,12 +1,18 @@
-"""rag.index: versioned publish, incremental add/delete, exact vs HNSW."""
+"""rag.index: versioned publish, incremental add/delete, exact vs HNSW, saved BM25 counts."""
 
 from __future__ import annotations
+
+import logging
+import shutil
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
+from rag import lexical
 from rag.index import IndexStore, build_faiss_index, table_with_vectors
+from rag.lexical import BM25Index, TermCounts, tokenize
+from rag.retrieval import HybridRetriever
 
 
 def _unit(rng: np.random.Generator, n: int, d: int = 16) -> np.ndarray:
@@ -139,3 +145,154 @@ def test_dense_search_over_row_runs_equals_brute_force(tmp_path, pattern):
     order = np.argsort(-brute, kind="stable")[:25]
     assert rows.tolist() == candidates[order].tolist()
     np.testing.assert_allclose(scores, brute[order], rtol=1e-6)
+
+
+WORDS = ["revenue", "gross", "margin", "FY2023", "10-K", "dividends", "lease", "debt",
+         "covenant", "impairment", "goodwill", "pension", "hedging", "backlog"]
+LEXICAL_QUERIES = ["gross margin FY2023", "debt covenant", "turbine backlog", "laser orders",
+                   "10-K goodwill impairment", "nothing matches"]
+
+
+def _text_doc(doc_id: str, n: int, rng: np.random.Generator,
+              extra: tuple[str, ...] = ()) -> tuple[pa.Table, list[dict]]:
+    words = WORDS + list(extra)
+    texts = [" ".join(rng.choice(words, size=rng.integers(3, 12))) for _ in range(n)]
+    columns = {"chunk_id": [f"{doc_id}:{i}" for i in range(n)], "document_id": [doc_id] * n,
+               "page": list(range(1, n + 1)), "text": texts,
+               "embed_text": [f"{doc_id} report\n{t}" for t in texts]}
+    record = {"document_id": doc_id, "content_hash": doc_id * 4, "uri": f"{doc_id}.pdf"}
+    return table_with_vectors(columns, _unit(rng, n)), [record]
+
+
+def _assert_scores_like_texts(snapshot) -> None:
+    assert snapshot.term_counts is not None
+    loaded = BM25Index.from_counts(snapshot.term_counts)
+    direct = BM25Index(snapshot.column("embed_text"))
+    for query in LEXICAL_QUERIES:
+        np.testing.assert_allclose(loaded.scores(query), direct.scores(query),
+                                   rtol=1e-6, atol=1e-7)
+
+
+def _counting_tokenizer(monkeypatch) -> list[str]:
+    seen: list[str] = []
+
+    def counting(text: str) -> list[str]:
+        seen.append(text)
+        return tokenize(text)
+
+    monkeypatch.setattr(lexical, "tokenize", counting)
+    return seen
+
+
+def test_published_version_loads_counts_that_score_like_its_texts(tmp_path):
+    rng = np.random.default_rng(21)
+    store = IndexStore(tmp_path)
+    table, records = _text_doc("a", 40, rng)
+
+    store.publish(table, records)
+    snapshot = store.load()
+
+    assert (tmp_path / "versions" / "v000001" / "lexical" / "indptr.npy").exists()
+    _assert_scores_like_texts(snapshot)
+
+
+def test_add_appends_new_chunks_with_new_terms_and_scores_like_all_texts(tmp_path):
+    rng = np.random.default_rng(22)
+    store = IndexStore(tmp_path)
+    store.add(*_text_doc("a", 30, rng))
+
+    store.add(*_text_doc("b", 20, rng, extra=("turbine", "laser", "orders")))
+    snapshot = store.load()
+
+    assert len(snapshot) == 50
+    assert {"turbine", "laser", "order"} <= set(snapshot.term_counts.vocabulary)
+    _assert_scores_like_texts(snapshot)
+
+
+def test_add_tokenises_only_the_new_chunks(tmp_path, monkeypatch):
+    rng = np.random.default_rng(23)
+    store = IndexStore(tmp_path)
+    store.add(*_text_doc("a", 30, rng))
+    new_table, records = _text_doc("b", 7, rng, extra=("turbine",))
+    tokenised = _counting_tokenizer(monkeypatch)
+
+    store.add(new_table, records)
+
+    assert sorted(tokenised) == sorted(new_table.column("embed_text").to_pylist())
+
+
+def test_delete_drops_rows_without_tokenising_and_scores_like_remaining_texts(
+    tmp_path, monkeypatch
+):
+    rng = np.random.default_rng(24)
+    store = IndexStore(tmp_path)
+    store.add(*_text_doc("a", 25, rng))
+    store.add(*_text_doc("b", 15, rng, extra=("laser",)))
+    store.add(*_text_doc("c", 10, rng))
+    tokenised = _counting_tokenizer(monkeypatch)
+
+    store.delete("b")
+
+    assert tokenised == []
+    monkeypatch.undo()
+    snapshot = store.load()
+    assert set(snapshot.column("document_id")) == {"a", "c"}
+    assert "laser" not in snapshot.term_counts.vocabulary
+    _assert_scores_like_texts(snapshot)
+
+
+def test_retriever_over_a_loaded_version_does_not_tokenise_chunks(tmp_path, monkeypatch):
+    rng = np.random.default_rng(25)
+    store = IndexStore(tmp_path)
+    store.add(*_text_doc("a", 30, rng))
+    snapshot = store.load()
+    tokenised = _counting_tokenizer(monkeypatch)
+
+    HybridRetriever(snapshot)
+
+    assert tokenised == []
+
+
+def test_version_without_saved_counts_loads_and_tokenises_instead(tmp_path, caplog):
+    rng = np.random.default_rng(26)
+    store = IndexStore(tmp_path)
+    version = store.publish(*_text_doc("a", 30, rng))
+    shutil.rmtree(tmp_path / "versions" / version / "lexical")  # as written before the counts
+
+    with caplog.at_level(logging.INFO, logger="rag.index"):
+        snapshot = store.load()
+    retriever = HybridRetriever(snapshot)
+
+    assert snapshot.term_counts is None
+    assert "no saved term counts" in caplog.text
+    want = BM25Index(snapshot.column("embed_text"))
+    for query in LEXICAL_QUERIES:
+        np.testing.assert_allclose(retriever.bm25.scores(query), want.scores(query))
+
+
+def test_saved_counts_of_another_row_count_are_ignored_with_a_warning(tmp_path, caplog):
+    rng = np.random.default_rng(27)
+    store = IndexStore(tmp_path)
+    version = store.publish(*_text_doc("a", 30, rng))
+    folder = tmp_path / "versions" / version / "lexical"
+    shutil.rmtree(folder)
+    TermCounts.from_texts(["only one chunk"]).save(folder)
+
+    with caplog.at_level(logging.WARNING, logger="rag.index"):
+        snapshot = store.load()
+
+    assert snapshot.term_counts is None
+    assert "1 rows for 30 chunks" in caplog.text
+
+
+def test_add_onto_a_version_without_counts_saves_counts_of_all_chunks(tmp_path):
+    rng = np.random.default_rng(28)
+    store = IndexStore(tmp_path)
+    version = store.publish(*_text_doc("a", 20, rng))
+    shutil.rmtree(tmp_path / "versions" / version / "lexical")
+
+    store.add(*_text_doc("b", 10, rng, extra=("turbine",)))
+    snapshot = store.load()
+
+    assert len(snapshot) == 30
+    _assert_scores_like_texts(snapshot)
