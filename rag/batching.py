@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import copy
+import inspect
 import logging
 import queue
 import statistics
@@ -49,6 +50,21 @@ def supports_batching(model: Any) -> bool:
     except Exception:  # an exotic cache layout: keep generate()
         return False
     return all(type(layer) is DynamicLayer for layer in cache.layers)
+
+
+def last_logits_only(model: Any) -> dict[str, int]:
+    """Return the forward kwargs that make a prefill compute logits for its last position only.
+
+    A prefill needs the next-token scores of the last prompt position alone; the LM head
+    over every position is a vocabulary-sized matrix product per prompt token (about a
+    fifth of a small model's prefill FLOPs, plus a ``(tokens, vocab)`` float tensor).
+    Models whose ``forward`` has no ``logits_to_keep`` get no extra argument.
+    """
+    try:
+        parameters = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
 
 
 @dataclass
@@ -91,6 +107,7 @@ class BatchScheduler:
         self.device = device
         self.max_batch = max_batch
         self.penalty = repetition_penalty
+        self._prefill_kwargs = last_logits_only(model)
         eos = model.generation_config.eos_token_id
         if eos is None:
             eos = tokenizer.eos_token_id
@@ -225,7 +242,7 @@ class BatchScheduler:
 
         cache: Any = DynamicCache()
         self.model(input_ids=torch.tensor([list(key)], device=self.device),
-                   past_key_values=cache, use_cache=True)
+                   past_key_values=cache, use_cache=True, **self._prefill_kwargs)
         prefix = _Prefix(key, [layer.keys for layer in cache.layers],
                          [layer.values for layer in cache.layers])
         if len(self._prefixes) >= MAX_PREFIXES:
@@ -261,7 +278,8 @@ class BatchScheduler:
         attention = torch.ones((1, len(ids)), dtype=torch.long, device=self.device)
         position_ids = torch.arange(len(ids) - len(rest), len(ids), device=self.device)[None]
         out = self.model(input_ids=input_ids, attention_mask=attention,
-                         position_ids=position_ids, past_key_values=cache, use_cache=True)
+                         position_ids=position_ids, past_key_values=cache, use_cache=True,
+                         **self._prefill_kwargs)
         vocab = out.logits.shape[-1]
         seen = torch.zeros((1, vocab), dtype=torch.bool, device=self.device)
         seen[0, torch.tensor(ids, device=self.device)] = True

@@ -11,7 +11,13 @@ from typing import Any
 
 import pytest
 
-from rag.batching import BatchScheduler, prefix_ids, prompt_ids, supports_batching
+from rag.batching import (
+    BatchScheduler,
+    last_logits_only,
+    prefix_ids,
+    prompt_ids,
+    supports_batching,
+)
 from rag.generation import HFGenerator, default_model_path
 from rag.prompt import Evidence, build_messages
 
@@ -58,6 +64,30 @@ def _reference(hf: HFGenerator, ids: list[int], new_tokens: int = NEW_TOKENS) ->
             max_new_tokens=new_tokens, do_sample=False, repetition_penalty=1.1,
             pad_token_id=hf.tokenizer.eos_token_id)
     return str(hf.tokenizer.decode(out[0, len(ids):], skip_special_tokens=True))
+
+
+def test_last_logits_only_prefill_equals_last_row_of_full_logits(hf: HFGenerator) -> None:
+    import torch
+
+    # Arrange: a real prompt, and the kwargs the scheduler's prefill uses
+    ids, _ = _prompts(hf)[0]
+    kwargs = last_logits_only(hf.model)
+    # Act
+    with torch.inference_mode():
+        full = hf.model(input_ids=torch.tensor([ids])).logits
+        last = hf.model(input_ids=torch.tensor([ids]), **kwargs).logits
+    # Assert: one position of scores, the same as the full forward's last position
+    assert kwargs == {"logits_to_keep": 1}
+    assert tuple(last.shape) == (1, 1, full.shape[-1])
+    torch.testing.assert_close(last[0, -1], full[0, -1], rtol=1e-4, atol=1e-4)
+
+
+def test_last_logits_only_leaves_other_models_alone() -> None:
+    class NoKeep:
+        def forward(self, input_ids: Any, past_key_values: Any = None) -> None:
+            return None
+
+    assert last_logits_only(NoKeep()) == {}
 
 
 def _prompts(hf: HFGenerator) -> list[tuple[list[int], int]]:
