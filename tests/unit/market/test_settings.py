@@ -54,3 +54,19 @@ def test_json_payload_rebuilds_settings_with_real_secrets_but_repr_masks():
     assert rebuilt.resolved_secret() == ("k" * 40, False)
     assert rebuilt.alpaca_secret_key.get_secret_value() == "shh"
     assert "shh" not in repr(settings)
+
+
+def test_shard_count_unset_is_one_per_thousand_symbols() -> None:
+    few = Settings(symbols="AAPL,MSFT,NVDA")
+    many = Settings(symbols=",".join(f"S{i:04d}" for i in range(2_500)))
+
+    assert few.num_shards == 1
+    assert many.num_shards == 3
+
+
+def test_shard_count_set_explicitly_is_kept_and_survives_a_json_round_trip() -> None:
+    settings = Settings(symbols="AAPL,MSFT,NVDA", num_shards=2)
+
+    rebuilt = Settings(**settings.model_dump(mode="json"))
+
+    assert settings.num_shards == rebuilt.num_shards == 2
