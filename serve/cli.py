@@ -73,6 +73,7 @@ def _ingress_environment(settings: Settings) -> dict[str, str]:
     first_port = REPLICA_PORTS[0] + secrets.randbelow(blocks) * 100
     base.mkdir(parents=True, exist_ok=True)
     return {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+            "RAY_SERVE_HAPROXY_METRICS_ENABLED": "1" if settings.ingress_metrics else "0",
             "RAY_SERVE_HAPROXY_METRICS_PORT": str(pick_port()),
             "RAY_SERVE_HAPROXY_STATS_PORT": str(pick_port()),
             "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(first_port),

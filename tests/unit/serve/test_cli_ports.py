@@ -30,3 +30,11 @@ def test_haproxy_environment_uses_ranges_that_cannot_meet(tmp_path):
     for key in ("RAY_SERVE_HAPROXY_METRICS_PORT", "RAY_SERVE_HAPROXY_STATS_PORT"):
         assert SINGLE_PORTS[0] <= int(env[key]) < SINGLE_PORTS[1]
     assert grpc_last < _ephemeral_low()
+
+
+def test_haproxy_request_metrics_follow_the_ingress_metrics_setting(tmp_path):
+    off = _ingress_environment(Settings(data_dir=tmp_path))
+    on = _ingress_environment(Settings(data_dir=tmp_path, ingress_metrics=True))
+
+    assert off["RAY_SERVE_HAPROXY_METRICS_ENABLED"] == "0"
+    assert on["RAY_SERVE_HAPROXY_METRICS_ENABLED"] == "1"
