@@ -22,7 +22,8 @@ INDICATORS = ("sma_20", "ema_20", "rsi_14", "macd", "macd_signal", "macd_hist", 
 
 @pytest.fixture(scope="module")
 def svc():
-    with start_service({"MARKETRAY_SYMBOLS": "AAPL,MSFT,SPY"},
+    # Two shards although three symbols would get one: reads must find each symbol's shard.
+    with start_service({"MARKETRAY_SYMBOLS": "AAPL,MSFT,SPY", "MARKETRAY_NUM_SHARDS": "2"},
                        args=("--no-knowledge", "--no-assistant")) as running:
         yield running
 

@@ -12,6 +12,7 @@ from market.feeds.base import (
     NS_PER_MINUTE,
     QUOTE,
     TRADE,
+    BarBatch,
     OptionContracts,
     OptionTickBatch,
     TickBatch,
@@ -145,3 +146,26 @@ def test_underlying_move_refreshes_greeks(shard):
     chain = orjson.loads(shard.chain_json("AAPL"))
     assert chain["underlying_price"] == pytest.approx(SPOT * 1.01)
     assert chain["contracts"][4]["greeks"]["delta"] != before
+
+
+def _trade(ts_ns, price, size=100.0):
+    return TickBatch.from_columns(kind=[TRADE], symbol_id=[1], ts_ns=[ts_ns], price=[price],
+                                  size=[size], bid=[np.nan], ask=[np.nan],
+                                  bid_size=[np.nan], ask_size=[np.nan])
+
+
+def test_vendor_bar_arriving_with_next_minutes_trade_replaces_the_bar_built_from_trades():
+    # Arrange: MSFT trades in minute m; the vendor's bar for m (whole-market volume, its own
+    # close) comes in the same batch as the first trade of m+1, as Alpaca's stream sends it.
+    shard = Shard(["MSFT"], ["AAPL", "MSFT"], ShardConfig())
+    minute = NOW // NS_PER_MINUTE * NS_PER_MINUTE
+    shard.ingest(_trade(minute + 1_000_000_000, 400.0))
+    shard.ingest(_trade(minute + 30_000_000_000, 401.0))
+    vendor = BarBatch.from_columns(symbol_id=[1], ts_ns=[minute], open=[400.0], high=[402.5],
+                                   low=[399.5], close=[401.25], volume=[12_345.0])
+    # Act
+    shard.ingest(_trade(minute + NS_PER_MINUTE + 1_000_000, 401.5), bars=vendor)
+    # Assert: the closed minute is the vendor's bar, not the two trades' OHLCV
+    bar = shard.bars("MSFT", 1)[-1]
+    assert (bar["open"], bar["high"], bar["low"], bar["close"], bar["volume"]) == (
+        400.0, 402.5, 399.5, 401.25, 12_345.0)
