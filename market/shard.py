@@ -98,17 +98,25 @@ class Shard:
             owned = {self.market.slot_of[u]: c for u, c in chains.items()
                      if u in self.market.slot_of}
             self.chains.set_chains(owned)
+        # History (warm-up, backfill) goes in before the ticks. A vendor's bar for the minute
+        # still forming goes in after them: Alpaca streams minute m's bar with or after the
+        # first trade of m+1, so once the ticks have closed m it replaces the bar built from
+        # the streamed trades (the vendor's volume covers the whole market).
+        late = BarBatch.empty()
+        if bars is not None and len(bars):
+            slots = self.market.slots_for(bars.symbol_id)
+            forming = np.where(slots >= 0, self.market.bar_start[slots], 0)
+            closing = (forming > 0) & (bars.ts_ns >= forming)
+            late = bars.take(closing)
+            self.market.load_bars(bars.take(~closing))
         closed = 0
         if ticks is not None and len(ticks):
             closed = self.market.apply(ticks)
             self._persist(self.market.closed)
             moved = self.market.touched
             self.chains.dirty[moved[self.chains.count[moved] > 0]] = True
-        # Bars after ticks: a vendor's bar for minute m comes with or after the first trade of
-        # m+1, so the trades have closed m by now and the vendor's bar replaces the one built
-        # from trades (its volume covers the whole market, not only the trades streamed).
-        if bars is not None and len(bars):
-            self.market.load_bars(bars)
+        if len(late):
+            self.market.load_bars(late)
         if option_ticks is not None and len(option_ticks):
             self.chains.apply(option_ticks, self.market.slots_for(option_ticks.symbol_id))
             self.option_ticks += len(option_ticks)

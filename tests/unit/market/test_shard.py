@@ -169,3 +169,21 @@ def test_vendor_bar_arriving_with_next_minutes_trade_replaces_the_bar_built_from
     bar = shard.bars("MSFT", 1)[-1]
     assert (bar["open"], bar["high"], bar["low"], bar["close"], bar["volume"]) == (
         400.0, 402.5, 399.5, 401.25, 12_345.0)
+
+
+def test_warmup_batch_with_history_and_a_current_tick_serves_a_snapshot_with_indicators():
+    # Arrange: the simulator's warm-up: past sessions' bars plus a tick at the current time
+    import asyncio
+
+    from market.feeds.sim import SimulatedFeed
+
+    feed = SimulatedFeed(("AAPL", "MSFT"), seed=3, rate=100.0, option_rate=10.0)
+    warm = asyncio.run(feed.warmup())
+    shard = Shard(["AAPL", "MSFT"], ["AAPL", "MSFT"], ShardConfig())
+    # Act
+    shard.ingest(warm.ticks, warm.option_ticks, warm.bars, warm.chains)
+    # Assert: history went in before the tick, so the bars and the forming minute both hold
+    snapshot = shard.snapshot("AAPL")
+    assert snapshot["price"] > 0
+    assert snapshot["indicators"]["sma_20"] is not None
+    assert len(shard.bars("AAPL", 50)) == 50
