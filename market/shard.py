@@ -104,11 +104,9 @@ class Shard:
         # the streamed trades (the vendor's volume covers the whole market).
         late = BarBatch.empty()
         if bars is not None and len(bars):
-            slots = self.market.slots_for(bars.symbol_id)
-            forming = np.where(slots >= 0, self.market.bar_start[slots], 0)
-            closing = (forming > 0) & (bars.ts_ns >= forming)
-            late = bars.take(closing)
-            self.market.load_bars(bars.take(~closing))
+            forming = self.market.at_or_after_forming(bars)
+            late = bars.take(forming)
+            self.market.load_bars(bars.take(~forming))
         closed = 0
         if ticks is not None and len(ticks):
             closed = self.market.apply(ticks)

@@ -285,6 +285,12 @@ class MarketState:
                                   v[:, 4].copy())
         self.ring.extend(s, t, v, values)
 
+    def at_or_after_forming(self, bars: BarBatch) -> npt.NDArray[np.bool_]:
+        """Mark bars at or after their symbol's forming bar: live ticks still cover them."""
+        slots = self.slots_for(bars.symbol_id)
+        forming = np.where(slots >= 0, self.bar_start[slots], 0)
+        return (forming > 0) & (bars.ts_ns >= forming)
+
     def load_bars(self, bars: BarBatch) -> int:
         """Merge completed bars (warm-up history or a backfill after a gap).
 
@@ -299,11 +305,8 @@ class MarketState:
         slots = self.slots_for(bars.symbol_id)
         ohlcv = np.column_stack([bars.open, bars.high, bars.low, bars.close, bars.volume])
         order = np.lexsort((bars.ts_ns, slots))
-        order = order[slots[order] >= 0]
+        order = order[(slots[order] >= 0) & ~self.at_or_after_forming(bars)[order]]
         s, t = slots[order], bars.ts_ns[order]
-        forming = self.bar_start[s]
-        live = (forming == 0) | (t < forming)
-        order, s, t = order[live], s[live], t[live]
         if len(order) == 0:
             return 0
         first = np.r_[True, s[1:] != s[:-1]]

@@ -288,11 +288,12 @@ class IndexStore:
                 table = table.filter(pc.is_in(table.column("document_id"), fresh_ids))
             merged = pa.concat_tables([current, table], promote_options="default") \
                 if current is not None else table
+            # Append the new chunks' counts to the current ones; publish() counts a first
+            # version itself.
             counts = None
             new_texts = _lexical_texts(table)
-            if current is None:
-                counts = None if new_texts is None else TermCounts.from_texts(new_texts)
-            elif new_texts is not None and LEXICAL_COLUMN in current.column_names:
+            if current is not None and new_texts is not None \
+                    and LEXICAL_COLUMN in current.column_names:
                 counts = self._term_counts_of(version, current).append(new_texts)
             return self.publish(merged, catalogue + fresh, counts), duplicates
 

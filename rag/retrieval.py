@@ -56,9 +56,9 @@ class HybridRetriever:
         self.snapshot = snapshot
         self.embed_query = embed_query
         self.config = config or RetrievalConfig()
-        counts = snapshot.term_counts
-        if counts is not None and counts.rows == len(snapshot):
-            self.bm25 = BM25Index.from_counts(counts)  # saved with the version: no tokenising
+        # Counts saved with the version (the store checked they fit): no tokenising.
+        if snapshot.term_counts is not None:
+            self.bm25 = BM25Index.from_counts(snapshot.term_counts)
         else:  # a version saved without counts (the store logged why): tokenise its chunks
             self.bm25 = BM25Index(snapshot.column("embed_text") if len(snapshot) else [])
         documents = snapshot.documents
