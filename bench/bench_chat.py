@@ -153,8 +153,10 @@ async def _run(call: Any, users: int, rounds: int) -> dict[str, Any]:
 
 async def _users(call: Any, args: argparse.Namespace) -> dict[str, Any]:
     await call(questions()[0])  # warm-up
-    return {"users_1": await _run(call, 1, args.rounds),
-            "users_8": await _run(call, 8, args.rounds_8)}
+    result = {"users_1": await _run(call, 1, args.rounds)}
+    if args.rounds_8:
+        result["users_8"] = await _run(call, 8, args.rounds_8)
+    return result
 
 
 async def direct(args: argparse.Namespace) -> dict[str, Any]:
@@ -212,7 +214,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--http", action="store_true", help="measure through marketray serve")
     parser.add_argument("--rounds", type=int, default=6, help="sequential requests at 1 user")
-    parser.add_argument("--rounds-8", type=int, default=2, help="rounds of 8 concurrent users")
+    parser.add_argument("--rounds-8", type=int, default=2,
+                        help="rounds of 8 concurrent users (0: skip)")
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--max-concurrent", type=int, default=4,
                         help="concurrent generate() calls of the unbatched variant")

@@ -193,14 +193,62 @@ class Evidence:
         })
 
     def add_passages(self, sources: Sequence[Mapping[str, Any]]) -> None:
-        """Number passages from 1 in the given order (Source dicts)."""
+        """Number passages from 1 in the given order (Source dicts), each cut to the
+        sentences that bear on the question (:func:`focus_passage`)."""
         for source in sources:
             self.passages.append({
                 "n": len(self.passages) + 1,
                 "title": sanitize_document_text(str(source.get("title", "")), 120),
                 "page": int(source.get("page", 1) or 1),
-                "text": sanitize_document_text(str(source.get("text", ""))),
+                "text": focus_passage(str(source.get("text", "")), self.question),
             })
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+(?=[\"'(\[]?[A-Z0-9$])")
+
+
+def focus_passage(text: str, question: str, limit: int = MAX_PASSAGE_CHARS) -> str:
+    """Return the sentences of ``text`` that share most terms with ``question``, in order.
+
+    A retrieved chunk is up to 256 word-pieces, of which the prompt can afford about a
+    third; its first characters are often a heading, not the answer. Sentences are
+    ranked by how many distinct question terms (BM25's tokenizer: numbers, periods and
+    plurals folded) they contain, earlier first on ties, and taken while they fit in
+    ``limit`` characters; gaps are marked with "...". With no term in common the
+    chunk's beginning is kept.
+    """
+    from rag.lexical import tokenize  # noqa: PLC0415 - keeps this module light to import
+
+    cleaned = sanitize_document_text(text, limit=len(text) + 1)
+    if len(cleaned) <= limit:
+        return cleaned
+    wanted = set(tokenize(question))
+    sentences = [part for part in _SENTENCE_END.split(cleaned) if part]
+    scores = [len(wanted.intersection(tokenize(sentence))) for sentence in sentences]
+    if not wanted or max(scores, default=0) == 0:
+        return sanitize_document_text(cleaned, limit)
+    chosen: list[int] = []
+    used = 0
+    for index in sorted(range(len(sentences)), key=lambda i: (-scores[i], i)):
+        if scores[index] == 0:
+            break
+        size = len(sentences[index]) + 1
+        if used + size > limit:
+            if not chosen:  # the best sentence alone is too long: cut it
+                return sanitize_document_text(sentences[index], limit)
+            continue
+        chosen.append(index)
+        used += size
+    pieces: list[str] = []
+    previous = -1
+    for index in sorted(chosen):
+        if index != previous + 1:
+            pieces.append("...")
+        pieces.append(sentences[index])
+        previous = index
+    if previous < len(sentences) - 1:
+        pieces.append("...")
+    return " ".join(pieces)
 
 
 def render_snapshot(evidence: Evidence) -> str:

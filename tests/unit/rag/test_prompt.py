@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from rag.prompt import ANSWER_INSTRUCTION, Evidence, build_messages, format_number, reference_text
+from rag.prompt import (
+    ANSWER_INSTRUCTION,
+    Evidence,
+    build_messages,
+    focus_passage,
+    format_number,
+    reference_text,
+    sanitize_document_text,
+)
 
 SNAPSHOT = {"symbol": "AAPL", "price": 189.234, "volume": 1234567.0,
             "timestamp": "2026-11-24T15:00:00Z", "indicators": {"rsi_14": 55.2, "macd": None}}
@@ -127,3 +135,49 @@ def test_left_out_chain_is_not_in_the_grounding_reference() -> None:
     assert "189.37" in user
     assert "0.82" not in reference  # put/call ratio: not shown, not accepted
     assert "0.82" not in user
+
+
+FILING_CHUNK = (
+    "Item 7. Management's Discussion and Analysis of Financial Condition. "
+    "The following discussion should be read together with the consolidated financial "
+    "statements and the related notes included elsewhere in this report. "
+    "We operate in three segments and report them to the chief operating decision maker. "
+    "Revenue increased $33.9 billion or 16% to $245.1 billion, driven by growth across "
+    "each of our segments. "
+    "Operating expenses increased 6% as we invested in cloud engineering. "
+    "Gross margin percentage decreased slightly, driven by a sales mix shift."
+)
+
+
+def test_focused_passage_keeps_the_sentences_that_answer_the_question() -> None:
+    text = focus_passage(FILING_CHUNK, "How much did revenue grow?", limit=200)
+
+    assert "Revenue increased $33.9 billion or 16% to $245.1 billion" in text
+    assert "Item 7." not in text  # the heading gave way to the answer
+    assert text.startswith("...")  # sentences before it were left out
+    assert len(text.replace("...", "")) <= 200
+
+
+def test_focused_passage_keeps_document_order_and_marks_gaps() -> None:
+    text = focus_passage(FILING_CHUNK, "revenue and gross margin by segment", limit=300)
+
+    revenue = text.index("Revenue increased")
+    margin = text.index("Gross margin percentage")
+    assert revenue < margin
+    assert "... Gross margin" in text  # the operating-expenses sentence between them is cut
+
+
+def test_passage_without_question_terms_or_short_is_kept_from_its_start() -> None:
+    unrelated = focus_passage(FILING_CHUNK, "Who audits the books?", limit=120)
+    short = "Net sales were $391.0 billion."
+
+    assert unrelated == sanitize_document_text(FILING_CHUNK, 120)
+    assert focus_passage(short, "revenue?") == short
+
+
+def test_focused_passage_is_still_sanitised() -> None:
+    text = focus_passage(INJECTION + " " + FILING_CHUNK, "revenue grew", limit=150)
+
+    assert "<|im_start|>" not in text
+    assert "<<<END PASSAGE" not in text
+    assert "Revenue" in text
