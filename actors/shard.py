@@ -54,9 +54,10 @@ class ShardActor:
     async def chain_arrays(self, symbol: str) -> dict[str, Any]:
         return self.shard.chain_arrays(symbol)
 
-    async def market_changes(self, since: int, symbols: Sequence[str]
-                             ) -> tuple[int, dict[str, Any]]:
-        return self.shard.market_changes(since, symbols)
+    async def market_changes(self, since: int, symbols: Sequence[str],
+                             first: Sequence[str] = (), limit: int | None = None
+                             ) -> tuple[int, list[str], dict[str, Any]]:
+        return self.shard.market_changes(since, symbols, first, limit)
 
     async def chain_versions(self, symbols: Sequence[str]) -> dict[str, int]:
         return self.shard.chain_versions(symbols)

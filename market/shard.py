@@ -288,13 +288,27 @@ class Shard:
         }
 
     # ---- change feed for streaming ------------------------------------------------------
-    def market_changes(self, since: int, symbols: Sequence[str]) -> tuple[int, dict[str, Any]]:
-        """Snapshots of the ``symbols`` updated after ``since``; returns (sequence, data)."""
-        wanted = [s for s in symbols if s in self.market.slot_of]
-        slots = np.array([self.market.slot_of[s] for s in wanted], np.int64)
+    def market_changes(self, since: int, symbols: Sequence[str], first: Sequence[str] = (),
+                       limit: int | None = None) -> tuple[int, list[str], dict[str, Any]]:
+        """Which ``symbols`` changed after ``since``, and snapshots to publish.
+
+        Returns (sequence, changed symbols, snapshots): snapshots of the symbols of
+        ``first`` (the caller's oldest-waiting, changed earlier) in order, then of the
+        other changed ones, at most ``limit`` of them (None: no limit). A snapshot costs
+        far more than a name, and a hub that can publish one symbol per poll need not
+        fetch a hundred.
+        """
+        slot_of = self.market.slot_of
+        wanted = [s for s in symbols if s in slot_of]
+        slots = np.array([slot_of[s] for s in wanted], np.int64)
         changed = [wanted[i] for i in np.flatnonzero(self.market.version[slots] > since)] \
             if len(slots) else []
-        return self.market.sequence, self.snapshots(changed)
+        fetch = list(dict.fromkeys(s for s in first if s in slot_of))
+        queued = set(fetch)
+        fetch += [s for s in changed if s not in queued]
+        if limit is not None:
+            fetch = fetch[:max(0, limit)]
+        return self.market.sequence, changed, self.snapshots(fetch)
 
     def chain_versions(self, symbols: Sequence[str]) -> dict[str, int]:
         """Chain refresh counters of the symbols that have chains."""

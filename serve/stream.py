@@ -1,12 +1,14 @@
 """Market WebSocket fan-out: one poll loop per replica, one writer per client.
 
 Every ``poll_interval_s`` the hub asks each shard for the subscribed symbols
-that changed and keeps the latest data per symbol. It then publishes the
-symbols that have waited longest, each encoded once, up to a frame budget per
-poll: a symbol with 100 subscribers costs 100 frames. Every client has a pending
-map keyed by (symbol, channel): a new frame replaces an unsent one, so a slow
-reader gets the latest value per symbol (conflation) and never holds up the
-others; its writer task sends whatever is pending.
+that changed, and for the snapshots of those it can publish this poll: all of
+them when the budget covers every subscription, else about as many as the
+budget allows, those that have waited longest first. It then publishes the
+waiting symbols whose data this poll fetched, oldest first, each encoded once,
+up to a frame budget per poll: a symbol with 100 subscribers costs 100 frames.
+Every client has a pending map keyed by (symbol, channel): a new frame replaces
+an unsent one, so a slow reader gets the latest value per symbol (conflation)
+and never holds up the others; its writer task sends whatever is pending.
 
 The budget adapts to what the event loop can send (it grows while the writers
 drain everything between polls, and shrinks while frames are left over or a
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -95,6 +98,7 @@ class MarketHub:
         self.sequence: Counter[str] = Counter()
         self.latest: dict[str, dict[str, Any]] = {}  # symbol -> newest polled MarketData
         self._waiting: dict[str, None] = {}  # changed, unpublished symbols, oldest first
+        self._fresh: set[str] = set()  # symbols whose data in ``latest`` is this poll's
         self._since: dict[int, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._options_task: asyncio.Task[None] | None = None
@@ -144,6 +148,7 @@ class MarketHub:
                         if channel == "market":  # unpolled from now on: forget, not go stale
                             self.latest.pop(symbol, None)
                             self._waiting.pop(symbol, None)
+                            self._fresh.discard(symbol)
                 subscriber.pending.pop((symbol, channel), None)
             if not held:
                 subscriber.subscriptions.pop(symbol, None)
@@ -158,21 +163,46 @@ class MarketHub:
         for subscriber in self.audience[channel].get(symbol, ()):
             subscriber.offer((symbol, channel), frame)
 
-    def record_changes(self, changed: dict[str, dict[str, Any]]) -> None:
-        """Keep the newest data of changed symbols; they queue for publishing once."""
-        self.latest.update(changed)
-        for symbol in changed:
+    def note_changed(self, symbols: Iterable[str]) -> None:
+        """Queue changed symbols for publishing (once each, keeping their place)."""
+        for symbol in symbols:
             self._waiting.setdefault(symbol, None)
 
+    def record_changes(self, changed: dict[str, dict[str, Any]]) -> None:
+        """Keep fetched data of changed symbols; they queue for publishing once."""
+        self.latest.update(changed)
+        self._fresh.update(changed)
+        self.note_changed(changed)
+
+    def fetch_plan(self) -> tuple[list[str], int | None]:
+        """Return the waiting symbols to fetch first and how many snapshots to fetch.
+
+        None: no limit, every waiting and changed symbol (the budget covers every
+        subscription). Otherwise about as many symbols as the budget can publish at
+        the mean audience size.
+        """
+        audience = self.audience["market"]
+        subscriptions = sum(len(listeners) for listeners in audience.values())
+        if subscriptions <= self.budget:
+            return list(self._waiting), None
+        limit = max(1, math.ceil(self.budget * len(audience) / subscriptions))
+        return list(self._waiting)[:limit], limit
+
     def publish_due(self) -> int:
-        """Publish waiting symbols, oldest first, within the frame budget; return frames."""
+        """Publish fetched waiting symbols, oldest first, within the frame budget; return frames.
+
+        A waiting symbol whose data this poll did not fetch keeps its place for later.
+        """
         audience = self.audience["market"]
         frames = 0
         for symbol in list(self._waiting):
+            if symbol not in self._fresh:
+                continue
             listeners = len(audience.get(symbol, ()))
             if listeners and frames and frames + listeners > self.budget:
                 break
             del self._waiting[symbol]
+            self._fresh.discard(symbol)
             if listeners:
                 self._publish(symbol, "market", self.market_frame(symbol, self.latest[symbol]))
                 frames += listeners
@@ -195,29 +225,38 @@ class MarketHub:
         elif backlog == 0 and self._waiting:  # the budget, not the market, limited the last
             self.budget = min(float(self.max_budget), self.budget * 1.25 + 10)
 
-    async def _poll_market(self) -> None:
+    async def poll_once(self, cycle_s: float | None = None) -> int:
+        """One poll: fetch changes from the shards, adapt the budget, publish; return frames."""
         shards = self.gateway.actors.shards
+        self._fresh.clear()  # only data fetched by this poll is published
+        wanted: dict[int, list[str]] = defaultdict(list)
+        for symbol in self.audience["market"]:
+            wanted[shard_of(symbol, len(shards))].append(symbol)
+        first, limit = self.fetch_plan()
+        refs = {k: shards[k].market_changes.remote(
+                    self._since.get(k, 0), symbols,
+                    [s for s in first if shard_of(s, len(shards)) == k], limit)
+                for k, symbols in wanted.items()}
+        for k, ref in refs.items():
+            try:
+                sequence, changed, data = await ref
+            except Exception:  # a restarting shard: skip this round, retry next
+                self.errors += 1
+                continue
+            self._since[k] = sequence
+            self.note_changed(changed)
+            self.record_changes(data)
+        self.adapt(cycle_s)
+        self.polls += 1
+        return self.publish_due()
+
+    async def _poll_market(self) -> None:
         loop = asyncio.get_running_loop()
         previous: float | None = None
         while True:
             started = loop.time()
             cycle_s, previous = (None if previous is None else started - previous), started
-            wanted: dict[int, list[str]] = defaultdict(list)
-            for symbol in self.audience["market"]:
-                wanted[shard_of(symbol, len(shards))].append(symbol)
-            refs = {k: shards[k].market_changes.remote(self._since.get(k, 0), symbols)
-                    for k, symbols in wanted.items()}
-            for k, ref in refs.items():
-                try:
-                    sequence, changed = await ref
-                except Exception:  # a restarting shard: skip this round, retry next
-                    self.errors += 1
-                    continue
-                self._since[k] = sequence
-                self.record_changes(changed)
-            self.adapt(cycle_s)
-            self.publish_due()
-            self.polls += 1
+            await self.poll_once(cycle_s)
             await asyncio.sleep(max(0.0, self.poll_interval_s - (loop.time() - started)))
 
     async def _poll_options(self) -> None:

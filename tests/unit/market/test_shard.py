@@ -187,3 +187,30 @@ def test_warmup_batch_with_history_and_a_current_tick_serves_a_snapshot_with_ind
     assert snapshot["price"] > 0
     assert snapshot["indicators"]["sma_20"] is not None
     assert len(shard.bars("AAPL", 50)) == 50
+
+
+def _trades(shard, symbol_ids, ts, price):
+    n = len(symbol_ids)
+    shard.ingest(TickBatch.from_columns(
+        kind=[TRADE] * n, symbol_id=symbol_ids, ts_ns=[ts] * n, price=[price] * n,
+        size=[100.0] * n, bid=[np.nan] * n, ask=[np.nan] * n, bid_size=[np.nan] * n,
+        ask_size=[np.nan] * n), None, None, None)
+
+
+def test_market_changes_names_every_change_but_fetches_within_the_limit():
+    symbols = ["AAPL", "MSFT", "NVDA", "TSLA"]
+    shard = Shard(symbols, symbols, ShardConfig())
+    _trades(shard, [0, 1, 2, 3], NOW, 100.0)
+    since, _, _ = shard.market_changes(0, symbols)
+    _trades(shard, [1, 2, 3], NOW + 1_000_000, 101.0)  # AAPL unchanged after `since`
+
+    sequence, changed, every = shard.market_changes(since, symbols)
+    _, named, limited = shard.market_changes(since, symbols, first=["AAPL", "XXXX"], limit=2)
+
+    assert sequence > since
+    assert changed == named == ["MSFT", "NVDA", "TSLA"]
+    assert sorted(every) == ["MSFT", "NVDA", "TSLA"]
+    assert list(limited) == ["AAPL", "MSFT"]  # the caller's waiting symbol first, then changes
+    assert limited["MSFT"]["price"] == 101.0
+    assert limited["AAPL"]["price"] == 100.0
+    assert shard.market_changes(since, symbols, limit=0)[2] == {}

@@ -35,9 +35,12 @@ class FakeShard:
         self.market_changes = _Remote(self._changes)
         self.chain_json = _Remote(lambda symbol, flt: gateway.chain_body(symbol))
 
-    def _changes(self, since: int, symbols: list[str]) -> tuple[int, dict[str, Any]]:
+    def _changes(self, since: int, symbols: list[str], first: list[str],
+                 limit: int | None) -> tuple[int, list[str], dict[str, Any]]:
         seq = self.gateway.sequence
-        return seq, {s: self.gateway.data(s) for s in symbols} if seq > since else {}
+        changed = list(symbols) if seq > since else []
+        fetch = list(dict.fromkeys([*first, *changed]))[:limit]
+        return seq, changed, {s: self.gateway.data(s) for s in fetch}
 
 
 class FakeGateway:

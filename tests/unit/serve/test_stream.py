@@ -135,3 +135,38 @@ def test_budget_shrinks_when_a_poll_cycle_overruns(hub):
     assert hub.budget == 1_000
     hub.adapt(cycle_s=hub.poll_interval_s * 5)  # the event loop is saturated
     assert hub.budget < 1_000
+
+
+def test_a_light_fan_out_fetches_every_change_and_a_heavy_one_what_it_can_publish(hub):
+    _subscribers(hub, 1, ["S0", "S1"])
+    hub.note_changed(["S1"])
+    assert hub.fetch_plan() == (["S1"], None)  # 2 subscriptions, budget 10
+
+    symbols = [f"S{i}" for i in range(6)]
+    _subscribers(hub, 4, symbols)  # 26 subscriptions over 6 symbols, budget 10
+    hub.record_changes({s: _data(s, 1.0) for s in symbols})
+    hub.publish_due()  # S1 (5 listeners, waiting first) and S0 (5) go out; S2..S5 wait
+
+    assert hub.fetch_plan() == (["S2", "S3", "S4"], 3)  # ceil(10 * 6 / 26)
+
+
+def test_a_poll_publishes_only_data_it_fetched_and_waiting_symbols_come_next():
+    gateway = FakeGateway()  # AAPL and MSFT, on one fake shard
+    hub = MarketHub(gateway, initial_budget=1)
+    subs = _subscribers(hub, 3, ["AAPL", "MSFT"])  # 6 subscriptions > budget: fetch 1
+
+    async def poll():
+        frames = await hub.poll_once()
+        sent = [orjson.loads(frame) for frame in subs[0].pending.values()]
+        for sub in subs:
+            sub.pending.clear()
+        return frames, sent
+
+    frames, sent = asyncio.run(poll())
+    assert frames == 3
+    assert [f["data"]["symbol"] for f in sent] == ["AAPL"]
+
+    gateway.price = 105.0  # MSFT waited a poll; it must go out with the newest data
+    frames, sent = asyncio.run(poll())
+    assert frames == 3
+    assert [(f["data"]["symbol"], f["data"]["price"]) for f in sent] == [("MSFT", 105.0)]
