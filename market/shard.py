@@ -102,7 +102,7 @@ class Shard:
         # still forming goes in after them: Alpaca streams minute m's bar with or after the
         # first trade of m+1, so once the ticks have closed m it replaces the bar built from
         # the streamed trades (the vendor's volume covers the whole market).
-        late = BarBatch.empty()
+        late = None
         if bars is not None and len(bars):
             forming = self.market.at_or_after_forming(bars)
             late = bars.take(forming)
@@ -113,7 +113,7 @@ class Shard:
             self._persist(self.market.closed)
             moved = self.market.touched
             self.chains.dirty[moved[self.chains.count[moved] > 0]] = True
-        if len(late):
+        if late is not None and len(late):
             self.market.load_bars(late)
         if option_ticks is not None and len(option_ticks):
             self.chains.apply(option_ticks, self.market.slots_for(option_ticks.symbol_id))

@@ -94,7 +94,16 @@ def format_number(value: float, key: str = "") -> str:
 
 def sanitize_document_text(text: str, limit: int = MAX_PASSAGE_CHARS) -> str:
     """Return document text with control tokens and fence markers removed, shortened."""
-    cleaned = _WHITESPACE.sub(" ", _CONTROL.sub(" ", text)).strip()
+    return _shorten(_clean(text), limit)
+
+
+def _clean(text: str) -> str:
+    """Remove control tokens and fence markers; collapse whitespace."""
+    return _WHITESPACE.sub(" ", _CONTROL.sub(" ", text)).strip()
+
+
+def _shorten(cleaned: str, limit: int) -> str:
+    """Cut cleaned text to ``limit`` characters at a word boundary, marking the cut."""
     if len(cleaned) <= limit:
         return cleaned
     cut = cleaned[:limit]
@@ -219,14 +228,14 @@ def focus_passage(text: str, question: str, limit: int = MAX_PASSAGE_CHARS) -> s
     """
     from rag.lexical import tokenize  # noqa: PLC0415 - keeps this module light to import
 
-    cleaned = sanitize_document_text(text, limit=len(text) + 1)
+    cleaned = _clean(text)
     if len(cleaned) <= limit:
         return cleaned
     wanted = set(tokenize(question))
     sentences = [part for part in _SENTENCE_END.split(cleaned) if part]
     scores = [len(wanted.intersection(tokenize(sentence))) for sentence in sentences]
     if not wanted or max(scores, default=0) == 0:
-        return sanitize_document_text(cleaned, limit)
+        return _shorten(cleaned, limit)
     chosen: list[int] = []
     used = 0
     for index in sorted(range(len(sentences)), key=lambda i: (-scores[i], i)):
@@ -235,7 +244,7 @@ def focus_passage(text: str, question: str, limit: int = MAX_PASSAGE_CHARS) -> s
         size = len(sentences[index]) + 1
         if used + size > limit:
             if not chosen:  # the best sentence alone is too long: cut it
-                return sanitize_document_text(sentences[index], limit)
+                return _shorten(sentences[index], limit)
             continue
         chosen.append(index)
         used += size

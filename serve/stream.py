@@ -98,7 +98,8 @@ class MarketHub:
         self.sequence: Counter[str] = Counter()
         self.latest: dict[str, dict[str, Any]] = {}  # symbol -> newest polled MarketData
         self._waiting: dict[str, None] = {}  # changed, unpublished symbols, oldest first
-        self._fresh: set[str] = set()  # symbols whose data in ``latest`` is this poll's
+        self._fresh: set[str] = set()  # waiting symbols whose ``latest`` is this poll's
+        self._market_subscriptions = 0  # (client, symbol) pairs on the market channel
         self._since: dict[int, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._options_task: asyncio.Task[None] | None = None
@@ -129,7 +130,10 @@ class MarketHub:
         for symbol in symbols:
             for channel in channels:
                 subscriber.subscriptions[symbol].add(channel)
-                self.audience[channel][symbol].add(subscriber)
+                audience = self.audience[channel][symbol]
+                if channel == "market" and subscriber not in audience:
+                    self._market_subscriptions += 1
+                audience.add(subscriber)
 
     def unsubscribe(self, subscriber: Subscriber, symbols: Iterable[str],
                     channels: Iterable[str]) -> None:
@@ -141,8 +145,10 @@ class MarketHub:
                     continue
                 held.discard(channel)
                 audience = self.audience[channel].get(symbol)
-                if audience is not None:
+                if audience is not None and subscriber in audience:
                     audience.discard(subscriber)
+                    if channel == "market":
+                        self._market_subscriptions -= 1
                     if not audience:
                         del self.audience[channel][symbol]
                         if channel == "market":  # unpolled from now on: forget, not go stale
@@ -181,11 +187,10 @@ class MarketHub:
         subscription). Otherwise about as many symbols as the budget can publish at
         the mean audience size.
         """
-        audience = self.audience["market"]
-        subscriptions = sum(len(listeners) for listeners in audience.values())
+        subscriptions = self._market_subscriptions
         if subscriptions <= self.budget:
             return list(self._waiting), None
-        limit = max(1, math.ceil(self.budget * len(audience) / subscriptions))
+        limit = max(1, math.ceil(self.budget * len(self.audience["market"]) / subscriptions))
         return list(self._waiting)[:limit], limit
 
     def publish_due(self) -> int:
@@ -196,6 +201,8 @@ class MarketHub:
         audience = self.audience["market"]
         frames = 0
         for symbol in list(self._waiting):
+            if not self._fresh:  # every fetched symbol is out
+                break
             if symbol not in self._fresh:
                 continue
             listeners = len(audience.get(symbol, ()))
@@ -233,9 +240,11 @@ class MarketHub:
         for symbol in self.audience["market"]:
             wanted[shard_of(symbol, len(shards))].append(symbol)
         first, limit = self.fetch_plan()
-        refs = {k: shards[k].market_changes.remote(
-                    self._since.get(k, 0), symbols,
-                    [s for s in first if shard_of(s, len(shards)) == k], limit)
+        first_of: dict[int, list[str]] = defaultdict(list)
+        for symbol in first:
+            first_of[shard_of(symbol, len(shards))].append(symbol)
+        refs = {k: shards[k].market_changes.remote(self._since.get(k, 0), symbols,
+                                                   first_of[k], limit)
                 for k, symbols in wanted.items()}
         for k, ref in refs.items():
             try:

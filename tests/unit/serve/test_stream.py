@@ -170,3 +170,14 @@ def test_a_poll_publishes_only_data_it_fetched_and_waiting_symbols_come_next():
     frames, sent = asyncio.run(poll())
     assert frames == 3
     assert [(f["data"]["symbol"], f["data"]["price"]) for f in sent] == [("MSFT", 105.0)]
+
+
+def test_fetch_plan_follows_subscribes_repeats_and_disconnects(hub):
+    symbols = [f"S{i}" for i in range(6)]
+    subs = _subscribers(hub, 4, symbols)  # 24 subscriptions > budget 10
+    hub.subscribe(subs[0], symbols, ["market"])  # a repeat adds nothing
+    assert hub.fetch_plan()[1] == 3  # ceil(10 * 6 / 24)
+
+    for sub in subs[1:]:
+        hub.remove(sub)  # 6 subscriptions left: the budget covers them all
+    assert hub.fetch_plan() == ([], None)
