@@ -60,7 +60,7 @@ class FeedActor:
                 self.recorder.write(warm, self.universe, warmup=True)
             self.warm_bars = warm.bars
             self.chains.update(warm.chains)
-            await self._route(warm)
+            await self._route(warm, warmup=True)
             await self.flush()  # return once every shard holds the warm-up, not just sent it
             self._task = asyncio.get_running_loop().create_task(self._run())
             self.started.set()
@@ -91,7 +91,7 @@ class FeedActor:
         owned = {u: c for u, c in chains.items() if shard_of(u, len(self.shards)) == k}
         return owned or None
 
-    async def _route(self, batch: FeedBatch) -> None:
+    async def _route(self, batch: FeedBatch, *, warmup: bool = False) -> None:
         for k, shard in enumerate(self.shards):
             ticks, options, bars = self._parts(batch, k)
             chains = self._chains_of(batch.chains, k) if batch.chains else None
@@ -100,7 +100,7 @@ class FeedActor:
             previous = self.pending.get(k)
             if previous is not None:
                 await self._settle(k, previous)
-            self.pending[k] = shard.ingest.remote(ticks, options, bars, chains)
+            self.pending[k] = shard.ingest.remote(ticks, options, bars, chains, warmup)
         self.counters["batches"] += 1
         self.counters["ticks"] += len(batch.ticks)
         self.counters["option_ticks"] += len(batch.option_ticks)
@@ -122,7 +122,8 @@ class FeedActor:
             self.counters["reseeds"] += 1
             log.warning("shard %d restarted; re-seeding history and chains", k)
             bars = self.warm_bars.take(self.shard_of_id[self.warm_bars.symbol_id] == k)
-            await self.shards[k].ingest.remote(None, None, bars, self._chains_of(self.chains, k))
+            await self.shards[k].ingest.remote(None, None, bars, self._chains_of(self.chains, k),
+                                               True)
 
     async def flush(self) -> None:
         """Wait until every shard has applied what was sent to it."""

@@ -35,8 +35,9 @@ class ShardActor:
 
     async def ingest(self, ticks: TickBatch | None, option_ticks: OptionTickBatch | None,
                      bars: BarBatch | None,
-                     chains: Mapping[str, OptionContracts] | None) -> dict[str, Any]:
-        return self.shard.ingest(ticks, option_ticks, bars, chains)
+                     chains: Mapping[str, OptionContracts] | None, warmup: bool = False
+                     ) -> dict[str, Any]:
+        return self.shard.ingest(ticks, option_ticks, bars, chains, warmup=warmup)
 
     async def snapshot(self, symbol: str) -> dict[str, Any]:
         return self.shard.snapshot(symbol)

@@ -63,6 +63,21 @@ class ShardConfig:
     history_flush_s: float = 30.0
 
 
+NS_PER_SECOND = 1_000_000_000
+MAX_WAITING_BARS_PER_SYMBOL = 4
+
+
+def _last_per_minute(bars: BarBatch) -> BarBatch:
+    """Keep the last of several bars for one symbol and minute (a vendor's correction)."""
+    if len(bars) < 2:
+        return bars
+    key = bars.symbol_id.astype(np.int64) * (1 << 40) + bars.ts_ns // NS_PER_SECOND
+    _, last = np.unique(key[::-1], return_index=True)
+    if len(last) == len(key):
+        return bars
+    return bars.take(np.sort(len(key) - 1 - last))
+
+
 def _none_if_nan(values: list[float]) -> list[float | None]:
     return [None if v != v else v for v in values]
 
@@ -88,33 +103,41 @@ class Shard:
         cfg = self.config
         self.history = HistoryStore(cfg.history_dir) if cfg.history_dir is not None else None
         self._history_flushed = time.monotonic()
+        # Streamed bars of minutes still forming, loaded once the ticks close them.
+        self._waiting_bars = BarBatch.empty()
+        self.bars_loaded = 0
+        self.bars_dropped = 0
 
     # ---- ingest -------------------------------------------------------------------------
     def ingest(self, ticks: TickBatch | None = None, option_ticks: OptionTickBatch | None = None,
                bars: BarBatch | None = None,
-               chains: Mapping[str, OptionContracts] | None = None) -> dict[str, Any]:
-        """Apply one routed batch; return counters and this shard's incarnation id."""
+               chains: Mapping[str, OptionContracts] | None = None, *,
+               warmup: bool = False) -> dict[str, Any]:
+        """Apply one routed batch; return counters and this shard's incarnation id.
+
+        ``warmup`` marks start-up history (the feed's warm-up, a re-seed after a restart):
+        it is loaded but not written to the history store, which holds what was streamed.
+        """
         if chains:
             owned = {self.market.slot_of[u]: c for u, c in chains.items()
                      if u in self.market.slot_of}
             self.chains.set_chains(owned)
-        # History (warm-up, backfill) goes in before the ticks. A vendor's bar for the minute
-        # still forming goes in after them: Alpaca streams minute m's bar with or after the
-        # first trade of m+1, so once the ticks have closed m it replaces the bar built from
-        # the streamed trades (the vendor's volume covers the whole market).
-        late = None
+        # History (warm-up, backfill) goes in before the ticks. A vendor's bar for a minute
+        # the ticks have not closed yet waits: Alpaca streams minute m's bar just after m
+        # ends, with or before the first trade of m+1. Once the ticks close m it replaces
+        # the bar built from the streamed trades (the vendor's volume covers the whole
+        # market), in the shard's bars and in the history store.
         if bars is not None and len(bars):
-            forming = self.market.at_or_after_forming(bars)
-            late = bars.take(forming)
-            self.market.load_bars(bars.take(~forming))
+            self._load_bars(bars, persist=not warmup)
         closed = 0
         if ticks is not None and len(ticks):
             closed = self.market.apply(ticks)
             self._persist(self.market.closed)
             moved = self.market.touched
             self.chains.dirty[moved[self.chains.count[moved] > 0]] = True
-        if late is not None and len(late):
-            self.market.load_bars(late)
+            if len(self._waiting_bars):
+                waiting, self._waiting_bars = self._waiting_bars, BarBatch.empty()
+                self._load_bars(waiting, persist=True)
         if option_ticks is not None and len(option_ticks):
             self.chains.apply(option_ticks, self.market.slots_for(option_ticks.symbol_id))
             self.option_ticks += len(option_ticks)
@@ -122,6 +145,24 @@ class Shard:
         self.batches += 1
         return {"incarnation": self.incarnation, "ticks": 0 if ticks is None else len(ticks),
                 "bars_closed": closed, "contracts_refreshed": refreshed}
+
+    def _load_bars(self, bars: BarBatch, *, persist: bool) -> None:
+        """Load the bars of minutes the ticks have closed; streamed ones wait for the rest."""
+        bars = _last_per_minute(bars.take(self.market.slots_for(bars.symbol_id) >= 0))
+        forming = self.market.at_or_after_forming(bars)
+        ready = bars.take(~forming) if forming.any() else bars
+        if len(ready):
+            self.bars_loaded += self.market.load_bars(ready)
+            if persist:  # the history store names symbols by local slot, as closed bars do
+                self._persist(BarBatch.from_columns(
+                    **{**ready.to_dict(), "symbol_id": self.market.slots_for(ready.symbol_id)}))
+        if persist and forming.any():
+            waiting = _last_per_minute(BarBatch.concat([self._waiting_bars, bars.take(forming)]))
+            excess = len(waiting) - MAX_WAITING_BARS_PER_SYMBOL * len(self.market.symbols)
+            if excess > 0:  # a symbol that stopped trading: keep the newest bars
+                waiting = waiting.take(np.argsort(waiting.ts_ns, kind="stable")[excess:])
+                self.bars_dropped += excess
+            self._waiting_bars = waiting
 
     def _persist(self, bars: BarBatch) -> None:
         """Buffer closed bars for the history store; write them out every ``history_flush_s``."""
@@ -322,4 +363,6 @@ class Shard:
             "ticks": self.market.ticks, "option_ticks": self.option_ticks,
             "rejected": self.market.rejected + self.chains.rejected, "batches": self.batches,
             "contracts": int(self.chains.count.sum()), "event_time_ns": self.now_ns(),
+            "bars_loaded": self.bars_loaded, "bars_waiting": len(self._waiting_bars),
+            "bars_dropped": self.bars_dropped,
         }

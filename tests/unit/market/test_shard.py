@@ -171,6 +171,92 @@ def test_vendor_bar_arriving_with_next_minutes_trade_replaces_the_bar_built_from
         400.0, 402.5, 399.5, 401.25, 12_345.0)
 
 
+def _vendor_bar(minute, close, volume, open_=400.0, high=402.5, low=399.5):
+    return BarBatch.from_columns(symbol_id=[1], ts_ns=[minute], open=[open_], high=[high],
+                                 low=[low], close=[close], volume=[volume])
+
+
+def _ohlcv(bar):
+    return bar["open"], bar["high"], bar["low"], bar["close"], bar["volume"]
+
+
+def test_vendor_bar_arriving_before_the_next_minutes_trade_waits_for_the_minute_to_close():
+    # Arrange: minute m traded; the vendor's bar for m arrives while m is still forming
+    # (no trade of m+1 yet), then a correction of it
+    shard = Shard(["MSFT"], ["AAPL", "MSFT"], ShardConfig())
+    minute = NOW // NS_PER_MINUTE * NS_PER_MINUTE
+    shard.ingest(_trade(minute + 1_000_000_000, 400.0))
+    shard.ingest(_trade(minute + 30_000_000_000, 401.0))
+    shard.ingest(bars=_vendor_bar(minute, 401.0, 12_000.0))
+    shard.ingest(bars=_vendor_bar(minute, 401.25, 12_345.0))
+    waiting = shard.stats()["bars_waiting"]
+    # Act: the first trade of m+1 closes m
+    shard.ingest(_trade(minute + NS_PER_MINUTE + 1_000_000, 401.5))
+    # Assert: the closed minute is the vendor's corrected bar; nothing is left waiting
+    assert waiting == 1
+    assert _ohlcv(shard.bars("MSFT", 1)[-1]) == (400.0, 402.5, 399.5, 401.25, 12_345.0)
+    assert shard.stats()["bars_waiting"] == 0
+
+
+def test_streamed_vendor_bars_and_backfills_replace_trade_bars_in_the_history_store(tmp_path):
+    # Arrange: a shard that persists closed bars; minutes m and m+1 built from trades
+    from market.history import HistoryStore
+
+    shard = Shard(["MSFT"], ["AAPL", "MSFT"], ShardConfig(history_dir=tmp_path))
+    minute = NOW // NS_PER_MINUTE * NS_PER_MINUTE
+    for k, price in enumerate((400.0, 401.0, 402.0)):
+        shard.ingest(_trade(minute + k * NS_PER_MINUTE + 1_000_000, price))
+    # Act: the vendor's bar for m+1 (live) and a backfill of m, then a flush
+    shard.ingest(bars=_vendor_bar(minute + NS_PER_MINUTE, 401.1, 9_000.0))
+    shard.ingest(bars=_vendor_bar(minute, 400.2, 7_000.0, open_=399.0))
+    shard.flush_history()
+    # Assert: the stored bars are the vendor's, in time order, one per minute
+    stored = HistoryStore(tmp_path).read_bars("MSFT")
+    assert stored.ts_ns.tolist() == [minute, minute + NS_PER_MINUTE]
+    assert stored.close.tolist() == [400.2, 401.1]
+    assert stored.volume.tolist() == [7_000.0, 9_000.0]
+    assert [b["close"] for b in shard.bars("MSFT", 2)] == [400.2, 401.1]
+
+
+def test_warmup_bars_are_loaded_but_not_written_to_the_history_store(tmp_path):
+    # Arrange: start-up history for MSFT (it is history already, or simulated)
+    from market.history import HistoryStore
+
+    shard = Shard(["MSFT"], ["AAPL", "MSFT"], ShardConfig(history_dir=tmp_path))
+    minute = NOW // NS_PER_MINUTE * NS_PER_MINUTE
+    warm = BarBatch.from_columns(
+        symbol_id=[1, 1], ts_ns=[minute - 2 * NS_PER_MINUTE, minute - NS_PER_MINUTE],
+        open=[399.0, 400.0], high=[401.0, 401.0], low=[398.0, 399.0], close=[400.0, 400.5],
+        volume=[1_000.0, 1_100.0])
+    # Act
+    shard.ingest(bars=warm, warmup=True)
+    shard.flush_history()
+    # Assert
+    assert [b["close"] for b in shard.bars("MSFT", 2)] == [400.0, 400.5]
+    assert len(HistoryStore(tmp_path).read_bars("MSFT")) == 0
+
+
+def test_waiting_bars_of_a_symbol_that_stopped_trading_are_bounded_and_counted():
+    # Arrange: MSFT trades once; then the vendor streams bars for many later minutes
+    from market.shard import MAX_WAITING_BARS_PER_SYMBOL
+
+    shard = Shard(["MSFT"], ["AAPL", "MSFT"], ShardConfig())
+    minute = NOW // NS_PER_MINUTE * NS_PER_MINUTE
+    shard.ingest(_trade(minute + 1_000_000, 400.0))
+    extra = 3
+    # Act
+    for k in range(MAX_WAITING_BARS_PER_SYMBOL + extra):
+        shard.ingest(bars=_vendor_bar(minute + k * NS_PER_MINUTE, 400.0 + k, 100.0))
+    shard.ingest(_trade(minute + 30 * NS_PER_MINUTE, 410.0))
+    # Assert: the newest bars were kept and loaded once trading resumed
+    stats = shard.stats()
+    assert stats["bars_dropped"] == extra
+    assert stats["bars_waiting"] == 0
+    closes = [b["close"] for b in shard.bars("MSFT", MAX_WAITING_BARS_PER_SYMBOL + 1)]
+    assert closes[-MAX_WAITING_BARS_PER_SYMBOL:] == [
+        400.0 + k for k in range(extra, MAX_WAITING_BARS_PER_SYMBOL + extra)]
+
+
 def test_warmup_batch_with_history_and_a_current_tick_serves_a_snapshot_with_indicators():
     # Arrange: the simulator's warm-up: past sessions' bars plus a tick at the current time
     import asyncio
