@@ -250,13 +250,41 @@ def _bar_ok(high: float, low: float, close: float, volume: float) -> bool:
 
 @numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _update_kernel(state: F64, ring: F64, count: npt.NDArray[np.int64], last: F64,
-                   slots: npt.NDArray[np.int32], high: F64, low: F64, close: F64,
-                   volume: F64, out: F64) -> None:
+                   undo_state: F64, undo_ring: F64, undo_last: F64,
+                   undo_ok: npt.NDArray[np.bool_], keep_undo: bool, slots: npt.NDArray[np.int32],
+                   high: F64, low: F64, close: F64, volume: F64, out: F64) -> None:
     for i in range(slots.shape[0]):
         s = slots[i]
         if _bar_ok(high[i], low[i], close[i], volume[i]):
+            undo_ok[s] = keep_undo
+            if keep_undo:  # what this commit overwrites, so replace_last can take it back
+                pos = count[s] & _MASK
+                undo_state[s, :] = state[s]
+                undo_ring[s, :] = ring[s, :, pos]
+                undo_last[s, :] = last[s]
             _step(state[s], ring[s], count[s], high[i], low[i], close[i], volume[i], last[s])
             count[s] += 1
+        else:
+            undo_ok[s] = False
+        out[i] = last[s]
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+def _replace_kernel(state: F64, ring: F64, count: npt.NDArray[np.int64], last: F64,
+                    undo_state: F64, undo_ring: F64, undo_last: F64,
+                    undo_ok: npt.NDArray[np.bool_], slots: npt.NDArray[np.int32], high: F64,
+                    low: F64, close: F64, volume: F64, out: F64,
+                    done: npt.NDArray[np.bool_]) -> None:
+    for i in range(slots.shape[0]):
+        s = slots[i]
+        done[i] = undo_ok[s] and count[s] > 0 and _bar_ok(high[i], low[i], close[i], volume[i])
+        if not done[i]:
+            continue
+        t = count[s] - 1
+        state[s, :] = undo_state[s]
+        ring[s, :, t & _MASK] = undo_ring[s]
+        last[s, :] = undo_last[s]
+        _step(state[s], ring[s], t, high[i], low[i], close[i], volume[i], last[s])
         out[i] = last[s]
 
 
@@ -271,14 +299,21 @@ class IndicatorBank:
         self._ring = np.zeros((capacity, 5, _RING))
         self._count = np.zeros(capacity, np.int64)
         self._last = np.full((capacity, _N_OUT), np.nan)
+        # Each slot's state, overwritten ring column and values before its last commit.
+        self._undo_state = np.zeros((capacity, _N_STATE))
+        self._undo_ring = np.zeros((capacity, 5))
+        self._undo_last = np.full((capacity, _N_OUT), np.nan)
+        self._undo_ok = np.zeros(capacity, np.bool_)
 
     def update(self, slots: npt.ArrayLike, high: npt.ArrayLike, low: npt.ArrayLike,
-               close: npt.ArrayLike, volume: npt.ArrayLike) -> F64:
+               close: npt.ArrayLike, volume: npt.ArrayLike, *, undo: bool = True) -> F64:
         """Commit closed bars in row order (a slot may appear several times).
 
         Returns a ``(len(slots), len(INDICATOR_NAMES))`` array: the values as of
         each committed bar (NaN while warming up). A bar with non-finite prices
         or a bad volume is skipped and its row repeats the slot's last values.
+        With ``undo`` (the default) each slot's last commit can be replaced by
+        :meth:`replace_last`; bulk loads turn it off.
         """
         s = np.ascontiguousarray(slots, dtype=np.int32)
         cols = [np.ascontiguousarray(a, dtype=np.float64) for a in (high, low, close, volume)]
@@ -287,9 +322,46 @@ class IndicatorBank:
         if s.size and (int(s.min()) < 0 or int(s.max()) >= self.capacity):
             raise IndexError("slot out of range")
         out = np.empty((s.shape[0], _N_OUT))
-        _update_kernel(self._state, self._ring, self._count, self._last, s,
+        _update_kernel(self._state, self._ring, self._count, self._last, self._undo_state,
+                       self._undo_ring, self._undo_last, self._undo_ok, undo, s,
                        cols[0], cols[1], cols[2], cols[3], out)
         return out
+
+    def replace_last(self, slots: npt.ArrayLike, high: npt.ArrayLike, low: npt.ArrayLike,
+                     close: npt.ArrayLike, volume: npt.ArrayLike
+                     ) -> tuple[npt.NDArray[np.bool_], F64]:
+        """Replace each slot's last committed bar by another (a vendor's bar for the minute).
+
+        O(1) per slot: the state before that commit is restored and the new bar committed
+        in its place, giving the values a full recomputation would. Returns ``(done,
+        values)``; ``done`` is False (values NaN) where it cannot be done in place: nothing
+        committed, the last commit kept no undo, was skipped or reset since, the new bar
+        is bad, or the slot appears twice in ``slots``. A session reset between that
+        commit and this call (:meth:`reset_session`) is undone as well, so callers check
+        session boundaries.
+        """
+        s = np.ascontiguousarray(slots, dtype=np.int32)
+        cols = [np.ascontiguousarray(a, dtype=np.float64) for a in (high, low, close, volume)]
+        if any(c.shape != s.shape for c in cols) or s.ndim != 1:
+            raise ValueError("slots, high, low, close and volume must be 1-D of one length")
+        if s.size and (int(s.min()) < 0 or int(s.max()) >= self.capacity):
+            raise IndexError("slot out of range")
+        out = np.full((s.shape[0], _N_OUT), np.nan)
+        done = np.zeros(s.shape[0], np.bool_)
+        unique = np.ones(s.shape[0], np.bool_)
+        if s.size > 1:
+            _, first, counts = np.unique(s, return_index=True, return_counts=True)
+            unique[:] = False
+            unique[first[counts == 1]] = True
+        rows = np.flatnonzero(unique)
+        sub_out = np.full((rows.shape[0], _N_OUT), np.nan)
+        sub_done = np.zeros(rows.shape[0], np.bool_)
+        _replace_kernel(self._state, self._ring, self._count, self._last, self._undo_state,
+                        self._undo_ring, self._undo_last, self._undo_ok, s[rows],
+                        cols[0][rows], cols[1][rows], cols[2][rows], cols[3][rows],
+                        sub_out, sub_done)
+        out[rows], done[rows] = sub_out, sub_done
+        return done, out
 
     def peek(self, slot: int, high: float, low: float, close: float,
              volume: float) -> dict[str, float]:
@@ -324,3 +396,4 @@ class IndicatorBank:
         self._ring[s] = 0.0
         self._count[s] = 0
         self._last[s] = np.nan
+        self._undo_ok[s] = False

@@ -156,3 +156,49 @@ def test_fresh_slot_is_all_nan_and_out_of_range_slot_raises() -> None:
     assert all(np.isnan(v) for v in bank.values(2).values())
     with pytest.raises(IndexError):
         bank.update(np.array([3], np.int32), np.ones(1), np.ones(1), np.ones(1), np.ones(1))
+
+
+def test_replacing_the_last_bar_gives_the_values_of_a_series_that_had_it_all_along() -> None:
+    # Arrange: 3 slots; after every commit of slot 0 the bar is replaced (once or twice,
+    # like a vendor's bar and then its correction), and slots 1-2 keep committing between
+    high, low, close, volume = _bars(3, 120, seed=41)
+    vendor = _bars(3, 120, seed=42)
+    bank = IndicatorBank(3)
+    got = np.full((120, len(INDICATOR_NAMES)), np.nan)
+    # Act
+    for t in range(120):
+        bank.update(np.array([0, 1, 2], np.int32), high[:, t], low[:, t], close[:, t],
+                    volume[:, t])
+        for _ in range(1 + t % 2):
+            done, values = bank.replace_last(np.array([0], np.int32), vendor[0][0, t:t + 1],
+                                             vendor[1][0, t:t + 1], vendor[2][0, t:t + 1],
+                                             vendor[3][0, t:t + 1])
+            assert done.tolist() == [True]
+        got[t] = values[0]
+    # Assert: slot 0 matches the batch indicators over the vendor's bars; the others their own
+    _assert_columns_match(got, _batch(vendor[0][0], vendor[1][0], vendor[2][0], vendor[3][0]))
+    np.testing.assert_allclose(got[-1, INDICATOR_NAMES.index("adx_14")],
+                               talib.ADX(vendor[0][0], vendor[1][0], vendor[2][0], 14)[-1],
+                               rtol=1e-9)
+    slot1 = bank.update(np.array([1], np.int32), high[1, -1:], low[1, -1:], close[1, -1:],
+                        volume[1, -1:])
+    expected = _batch(*(np.r_[a[1], a[1, -1]] for a in (high, low, close, volume)))
+    np.testing.assert_allclose(slot1[0, 0], expected["sma_20"][-1], rtol=1e-9)
+
+
+def test_replace_last_refuses_what_it_cannot_do_in_place() -> None:
+    # Arrange: slot 0 never committed, slot 1 skipped its last (bad) bar, slot 2 reset
+    high, low, close, volume = _bars(3, 30, seed=43)
+    bank = IndicatorBank(4)
+    bank.update(np.array([1, 2, 3] * 30, np.int32), *(a.T.ravel() for a in (high, low, close,
+                                                                            volume)))
+    bank.update(np.array([1], np.int32), [np.nan], [1.0], [1.0], [1.0])
+    bank.reset([2])
+    before = bank.values(3)
+    # Act
+    done, values = bank.replace_last(np.array([0, 1, 2, 3, 3], np.int32), np.full(5, 101.0),
+                                     np.full(5, 99.0), np.full(5, 100.0), np.full(5, 10.0))
+    # Assert: nothing was done (slot 3 appears twice) and no state changed
+    assert done.tolist() == [False] * 5
+    assert np.isnan(values).all()
+    np.testing.assert_array_equal(list(bank.values(3).values()), list(before.values()))

@@ -168,3 +168,58 @@ def test_multi_day_warmup_seeds_session_figures_from_the_last_day():
     assert (snap.price, snap.previous_close, snap.open, snap.volume) == (21.0, 12.0, 19.9, 9.0)
     assert (snap.high, snap.low) == (22.0, 19.0)
     assert snap.indicators["vwap"] == pytest.approx(((21 + 19 + 20) / 3 * 4 + 21 * 5) / 9)
+
+
+def test_vendor_bar_for_the_minute_just_closed_replaces_it_in_place(monkeypatch):
+    # Arrange: 60 warm-up bars, then trades build minute m and the first trade of m+1 closes it
+    rng = np.random.default_rng(21)
+    close = 100 + np.cumsum(rng.normal(0, 0.3, 60))
+    ts = T0 + np.arange(60) * NS_PER_MINUTE
+    state = MarketState(["IBM"], ["IBM"])
+    state.load_bars(_bar_batch(ts, close))
+    m = ts[-1] + NS_PER_MINUTE
+    state.apply(trades(0, m + np.array([1, 20, 40]) * 10**9, np.array([101.0, 103.0, 99.0]),
+                       np.array([10.0, 10.0, 10.0])))
+    state.apply(trades(0, np.array([m + NS_PER_MINUTE + 10**9]), np.array([100.7]),
+                       np.array([5.0])))
+    monkeypatch.setattr(state, "_rebuild", lambda *a: pytest.fail("took the rebuild path"))
+    # Act: the vendor's bar for m, then its correction
+    for vendor_close in (100.2, 100.4):
+        vendor = BarBatch.from_columns(symbol_id=[0], ts_ns=[m], open=[101.0], high=[103.5],
+                                       low=[98.5], close=[vendor_close], volume=[9_000.0])
+        assert state.load_bars(vendor) == 1
+    # Assert: every closed bar, and the live values, as TA-Lib computes them over the series
+    bars = state.bars("IBM", 100)
+    assert (bars[-1].high, bars[-1].low, bars[-1].close, bars[-1].volume) == (
+        103.5, 98.5, 100.4, 9_000.0)
+    closes, highs = np.r_[close, 100.4], np.r_[close + 0.5, 103.5]
+    lows = np.r_[close - 0.5, 98.5]
+    got = {name: np.array([b.model_extra[name] for b in bars], dtype=float)
+           for name in ("sma_20", "rsi_14", "atr_14")}
+    np.testing.assert_allclose(got["sma_20"], talib.SMA(closes, 20), rtol=1e-9, equal_nan=True)
+    np.testing.assert_allclose(got["rsi_14"], talib.RSI(closes, 14), rtol=1e-9, equal_nan=True)
+    np.testing.assert_allclose(got["atr_14"], talib.ATR(highs, lows, closes, 14), rtol=1e-9,
+                               equal_nan=True)
+    live = state.snapshot("IBM").indicators
+    assert live["ema_20"] == pytest.approx(talib.EMA(np.r_[closes, 100.7], 20)[-1], rel=1e-9)
+
+
+def test_vendor_bar_from_the_previous_session_rebuilds_the_series():
+    # Arrange: the last bar of one day; the next day's first trade opened a new session
+    close = 100 + np.cumsum(np.random.default_rng(22).normal(0, 0.3, 40))
+    ts = T0 + np.arange(40) * NS_PER_MINUTE
+    state = MarketState(["IBM"], ["IBM"])
+    state.load_bars(_bar_batch(ts, close))
+    next_day = ts[-1] + 86_400 * 10**9
+    state.apply(trades(0, np.array([next_day]), np.array([close[-1]]), np.array([5.0])))
+    vendor = BarBatch.from_columns(symbol_id=[0], ts_ns=[ts[-1]], open=[close[-1]],
+                                   high=[close[-1] + 2.0], low=[close[-1] - 2.0],
+                                   close=[close[-1] + 1.0], volume=[7_000.0])
+    # Act
+    state.load_bars(vendor)
+    # Assert: the replaced bar is in, and the series still matches TA-Lib
+    closes = np.r_[close[:-1], close[-1] + 1.0]
+    bars = state.bars("IBM", 100)
+    assert bars[-1].close == close[-1] + 1.0
+    sma = np.array([b.model_extra["sma_20"] for b in bars], dtype=float)
+    np.testing.assert_allclose(sma, talib.SMA(closes, 20), rtol=1e-9, equal_nan=True)
