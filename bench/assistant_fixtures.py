@@ -30,16 +30,36 @@ SNAPSHOTS: dict[str, dict[str, Any]] = {
                             "bb_middle": 412.8, "bb_lower": 404.1, "atr_14": 5.02,
                             "vwap": 414.7}},
 }
+def _chain(spot: float, ivs: tuple[float, float, float], skews: tuple[float, float, float],
+           pains: tuple[float, float, float], volumes: tuple[float, float],
+           interest: tuple[float, float], gamma: float) -> dict[str, Any]:
+    """A chain summary in the shape of ``market.chain_analytics.chain_summary``."""
+    terms = [{"expiration": expiration, "days_to_expiry": days, "contracts": 120,
+              "volume": 0.0, "open_interest": 0.0, "atm_iv": iv, "skew_25d": skew,
+              "put_iv_25d": iv + skew / 2, "call_iv_25d": iv - skew / 2, "max_pain": pain}
+             for (expiration, days), iv, skew, pain in zip(
+                 (("2026-11-27", 3), ("2026-12-04", 10), ("2027-01-01", 38)), ivs, skews, pains,
+                 strict=True)]
+    calls, puts = volumes
+    call_oi, put_oi = interest
+    return {"underlying_price": spot, "contracts": 360,
+            "put_call": {"call_volume": calls, "put_volume": puts, "call_open_interest": call_oi,
+                         "put_open_interest": put_oi, "volume_ratio": puts / calls,
+                         "open_interest_ratio": put_oi / call_oi},
+            "term_structure": terms,
+            "exposure": {"multiplier": 100, "total_gamma_exposure": gamma,
+                         "call_gamma_exposure": gamma * 1.6, "put_gamma_exposure": -gamma * 0.6,
+                         "total_delta_exposure": gamma * 40}}
+
+
 OPTIONS: dict[str, dict[str, Any]] = {
-    "AAPL": {"put_call_volume_ratio": 0.82, "atm_implied_volatility": 0.2431,
-             "expected_move_1w": 6.15, "max_pain": 190.0, "call_volume": 48_210,
-             "put_volume": 39_532},
-    "NVDA": {"put_call_volume_ratio": 1.27, "atm_implied_volatility": 0.5212,
-             "expected_move_1w": 9.8, "max_pain": 130.0, "call_volume": 310_992,
-             "put_volume": 395_011},
-    "MSFT": {"put_call_volume_ratio": 0.64, "atm_implied_volatility": 0.2104,
-             "expected_move_1w": 11.9, "max_pain": 415.0, "call_volume": 51_003,
-             "put_volume": 32_640},
+    "AAPL": _chain(189.37, (0.2431, 0.2318, 0.2255), (0.0312, 0.0287, 0.0264),
+                   (190.0, 187.5, 185.0), (48_210, 39_532), (402_118, 356_940), 1_254_300.0),
+    "NVDA": _chain(131.88, (0.5212, 0.4876, 0.4631), (0.0455, 0.0412, 0.0398),
+                   (130.0, 128.0, 125.0), (310_992, 395_011), (2_104_553, 2_390_117),
+                   -3_418_900.0),
+    "MSFT": _chain(415.12, (0.2104, 0.2032, 0.1987), (0.0221, 0.0209, 0.0194),
+                   (415.0, 410.0, 410.0), (51_003, 32_640), (301_772, 254_006), 845_120.0),
 }
 PASSAGES: dict[str, list[dict[str, Any]]] = {
     "AAPL": [

@@ -133,8 +133,98 @@ def market_facts(snapshot: Mapping[str, Any]) -> list[list[str]]:
     return facts
 
 
+# The quote facts each intent's answers draw on (None: all of them). Prompt tokens cost
+# time to first token (~2-4 ms each on a CPU), and a small model copies what it is shown.
+_INTENT_MARKET: dict[str, tuple[str, ...] | None] = {
+    "options": ("price", "change %", "volume", "bid", "ask"),
+    "fundamental": ("price", "change %", "volume"),
+}
+_WORD = re.compile(r"[a-z]+")
+
+
+def relevant_facts(facts: Sequence[Sequence[str]], intent: str,
+                   question: str) -> list[list[str]]:
+    """Keep the facts ``intent`` uses, plus any whose name the question mentions."""
+    wanted = _INTENT_MARKET.get(intent)
+    if wanted is None:
+        return [list(fact) for fact in facts]
+    asked = set(_WORD.findall(question.lower()))
+    return [list(fact) for fact in facts
+            if fact[0] in wanted or _first_word(fact[0]) in asked]
+
+
+def _first_word(label: str) -> str:
+    words = _WORD.findall(label.lower())
+    return words[0] if words else ""
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _percent(value: float) -> str:
+    return f"{value * 100:.2f}%"
+
+
+def chain_facts(summary: Mapping[str, Any], question: str = "",
+                horizon_days: int = 7) -> list[list[str]]:
+    """Return the figures of a chain summary that answer option questions, as facts.
+
+    ``summary`` is :func:`market.chain_analytics.chain_summary`'s output. Per expiry —
+    the nearest (at least a day out) and the one nearest ``horizon_days`` — ATM implied
+    volatility, the one-standard-deviation expected move to expiry (spot × ATM IV ×
+    √(days/365)), the 25-delta put-minus-call skew and max pain; then the put/call
+    volume and open-interest ratios with the volumes, and the dealer gamma exposure
+    when the question asks about gamma.
+    """
+    facts: list[list[str]] = []
+    spot = _number(summary.get("underlying_price"))
+    terms = [t for t in summary.get("term_structure") or []
+             if isinstance(t, Mapping) and (_number(t.get("days_to_expiry")) or 0) >= 1]
+    picked: list[Mapping[str, Any]] = []
+    if terms:
+        nearest = min(terms, key=lambda t: t["days_to_expiry"])
+        horizon = min(terms, key=lambda t: (abs(t["days_to_expiry"] - horizon_days),
+                                            t["days_to_expiry"]))
+        picked = [nearest] if horizon is nearest else [nearest, horizon]
+    for term in picked:
+        days = int(term["days_to_expiry"])
+        figures: list[str] = []
+        iv = _number(term.get("atm_iv"))
+        if iv is not None:
+            figures.append(f"ATM IV {_percent(iv)}")
+            if spot:
+                move = spot * iv * math.sqrt(days / 365.0)
+                figures.append(f"expected move ±{format_number(move)} ({_percent(move / spot)})")
+        skew = _number(term.get("skew_25d"))
+        if skew is not None:
+            figures.append(f"25-delta put-call IV skew {_percent(skew)}")
+        pain = _number(term.get("max_pain"))
+        if pain is not None:
+            figures.append(f"max pain {format_number(pain)}")
+        if figures:
+            facts.append([f"{term.get('expiration', '')} expiry ({days} days)",
+                          ", ".join(figures)])
+    ratios = summary.get("put_call")
+    if isinstance(ratios, Mapping):
+        for key, label in (("volume_ratio", "put/call volume ratio"),
+                           ("open_interest_ratio", "put/call open interest ratio"),
+                           ("call_volume", "call volume"), ("put_volume", "put volume")):
+            value = _number(ratios.get(key))
+            if value is not None:
+                facts.append([label, format_number(value, key)])
+    exposure = summary.get("exposure")
+    if isinstance(exposure, Mapping) and "gamma" in question.lower():
+        value = _number(exposure.get("total_gamma_exposure"))
+        if value is not None:
+            facts.append(["dealer gamma exposure per 1% move", format_number(value)])
+    return facts
+
+
 def option_facts(summary: Mapping[str, Any], limit: int = 16) -> list[list[str]]:
-    """Return ``[label, value]`` pairs from an option-chain summary (scalars, one level deep)."""
+    """Return ``[label, value]`` pairs from a flat summary (scalars, one level deep)."""
     facts: list[list[str]] = []
 
     def visit(prefix: str, value: Any) -> None:
@@ -155,6 +245,13 @@ def option_facts(summary: Mapping[str, Any], limit: int = 16) -> list[list[str]]
             continue
         visit(str(key), value)
     return facts
+
+
+def _as_of(timestamp: str) -> str:
+    """``2026-11-24T15:30:00.123456Z`` → ``2026-11-24 15:30:00 UTC`` (fewer prompt tokens)."""
+    match = re.fullmatch(r"(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(?:\.\d+)?(?:Z|\+00:00)",
+                         timestamp)
+    return f"{match.group(1)} {match.group(2)} UTC" if match else timestamp
 
 
 @dataclass
@@ -187,17 +284,22 @@ class Evidence:
     ) -> None:
         """Add one symbol's snapshot (MarketData dict), chain summary and analysis figures.
 
-        The option summary is kept for option and general questions, or when the
-        question asks about options (it is ~70 prompt tokens, and prompt tokens cost
-        time to first token); what the prompt shows is what the grounding check accepts.
+        The prompt gets the quote facts the intent uses (:func:`relevant_facts`) and the
+        chain's figures (:func:`chain_facts`) for option and general questions, or when
+        the question asks about options: prompt tokens cost time to first token, and
+        what the prompt shows is what the grounding check accepts.
         """
         with_options = bool(options) and (self.intent in OPTION_INTENTS
                                           or bool(_OPTION_WORDS.search(self.question)))
+        chain: list[list[str]] = []
+        if options and with_options:
+            structured = "term_structure" in options or "put_call" in options
+            chain = chain_facts(options, self.question) if structured else option_facts(options)
         self.market.append({
             "symbol": symbol,
-            "as_of": as_of or str(snapshot.get("timestamp", "")),
-            "facts": market_facts(snapshot),
-            "options": option_facts(options or {}) if with_options else [],
+            "as_of": _as_of(as_of or str(snapshot.get("timestamp", ""))),
+            "facts": relevant_facts(market_facts(snapshot), self.intent, self.question),
+            "options": chain,
             "analysis": option_facts(analysis) if analysis else [],
         })
 

@@ -44,6 +44,25 @@ def test_extractive_answer_uses_only_evidence_figures_and_cites() -> None:
     assert check_answer(answer, reference_text(evidence)).ratio == 1.0
 
 
+def test_extractive_option_answer_gives_the_chain_figures_of_the_live_summary() -> None:
+    # Arrange: a chain summary in market.chain_analytics.chain_summary's shape
+    term = {"expiration": "2026-11-27", "days_to_expiry": 3, "atm_iv": 0.2431,
+            "skew_25d": 0.0312, "max_pain": 190.0}
+    summary = {"underlying_price": 189.23, "term_structure": [term],
+               "put_call": {"volume_ratio": 0.82, "call_volume": 48_210.0,
+                            "put_volume": 39_532.0}}
+    evidence = Evidence(question="What do AAPL's options say about next week?",
+                        intent="options")
+    evidence.add_market("AAPL", {"price": 189.23, "timestamp": "2026-11-24T15:00:00Z"},
+                        summary)
+    # Act
+    answer = "".join(ExtractiveGenerator().stream([], evidence=evidence.to_dict()))
+    # Assert: ATM IV and the expected move to expiry (189.23 x 0.2431 x sqrt(3/365) = 4.17)
+    assert "2026-11-27 expiry (3 days) ATM IV 24.31%, expected move ±4.17 (2.20%)" in answer
+    assert "put/call volume ratio 0.82" in answer
+    assert check_answer(answer, reference_text(evidence)).ratio == 1.0
+
+
 def test_extractive_stream_stops_when_asked() -> None:
     stop = threading.Event()
     stream = ExtractiveGenerator().stream([], evidence=_evidence().to_dict(), stop=stop)

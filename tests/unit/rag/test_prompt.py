@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
 from rag.prompt import (
     ANSWER_INSTRUCTION,
     Evidence,
     build_messages,
+    chain_facts,
     focus_passage,
     format_number,
+    market_facts,
     reference_text,
+    relevant_facts,
+    render_snapshot,
     sanitize_document_text,
 )
 
@@ -181,3 +187,65 @@ def test_focused_passage_is_still_sanitised() -> None:
     assert "<|im_start|>" not in text
     assert "<<<END PASSAGE" not in text
     assert "Revenue" in text
+
+
+def _live_chain(days: tuple[int, ...] = (0, 3, 10, 38)) -> dict:
+    """A summary shaped like market.chain_analytics.chain_summary's output."""
+    terms = [{"expiration": f"2026-12-{d + 1:02d}", "days_to_expiry": d, "contracts": 40,
+              "volume": 10.0, "open_interest": 100.0, "atm_iv": 0.20 + d / 1000,
+              "skew_25d": 0.03, "put_iv_25d": 0.215, "call_iv_25d": 0.185,
+              "max_pain": 190.0 + d} for d in days]
+    return {"underlying_price": 200.0, "contracts": 160,
+            "put_call": {"call_volume": 48_210.0, "put_volume": 39_532.0,
+                         "call_open_interest": 1000.0, "put_open_interest": 1250.0,
+                         "volume_ratio": 39_532 / 48_210, "open_interest_ratio": 1.25},
+            "term_structure": terms,
+            "exposure": {"multiplier": 100, "total_gamma_exposure": 1_254_300.0}}
+
+
+def test_chain_facts_give_the_nearest_and_the_weekly_expiry_with_expected_moves() -> None:
+    facts = dict(chain_facts(_live_chain(), "What do the options say about next week?"))
+
+    # today's expiry is skipped; 3 days is the nearest, 10 days the nearest to a week
+    assert list(facts)[:2] == ["2026-12-04 expiry (3 days)", "2026-12-11 expiry (10 days)"]
+    move = 200.0 * 0.203 * math.sqrt(3 / 365)
+    assert facts["2026-12-04 expiry (3 days)"] == (
+        f"ATM IV 20.30%, expected move ±{move:.2f} ({move / 200:.2%}), "
+        "25-delta put-call IV skew 3.00%, max pain 193.00")
+    assert facts["put/call volume ratio"] == "0.82"
+    assert facts["put/call open interest ratio"] == "1.25"
+    assert "dealer gamma exposure per 1% move" not in facts  # only when asked about gamma
+    assert "dealer gamma exposure per 1% move" in dict(chain_facts(_live_chain(), "gamma?"))
+
+
+def test_chain_facts_with_one_expiry_or_missing_figures() -> None:
+    chain = _live_chain((5,))
+    chain["term_structure"][0]["atm_iv"] = None
+
+    facts = dict(chain_facts(chain))
+
+    assert facts["2026-12-06 expiry (5 days)"] == (
+        "25-delta put-call IV skew 3.00%, max pain 195.00")
+    assert chain_facts({}) == []
+
+
+def test_option_question_gets_quote_facts_and_the_chain_but_not_every_indicator() -> None:
+    evidence = Evidence(question="What do AAPL's options say about next week?", intent="options")
+    evidence.add_market("AAPL", FULL_SNAPSHOT, _live_chain())
+    item = evidence.market[0]
+
+    assert [label for label, _ in item["facts"]] == ["price", "change %", "volume", "bid",
+                                                     "ask"]
+    assert item["options"][0][0] == "2026-12-04 expiry (3 days)"
+    assert item["as_of"] == "2026-11-24 15:30:00 UTC"
+    assert "expected move ±" in render_snapshot(evidence)
+
+
+def test_a_fact_the_question_names_is_kept_whatever_the_intent() -> None:
+    facts = relevant_facts(market_facts(FULL_SNAPSHOT), "options",
+                           "Do AAPL's options agree with its RSI and VWAP?")
+
+    assert [label for label, _ in facts] == ["price", "change %", "volume", "bid", "ask",
+                                             "RSI 14", "VWAP"]
+    assert relevant_facts(market_facts(FULL_SNAPSHOT), "general", "") == market_facts(
+        FULL_SNAPSHOT)
