@@ -271,7 +271,8 @@ class AlpacaFeed:
 
     async def _update_subscriptions(self) -> None:
         stocks = set(self.symbols[: self.settings.alpaca_stock_budget])
-        await self.stock.set_wanted({"trades": stocks, "quotes": stocks, "bars": stocks})
+        await self.stock.set_wanted({"trades": stocks, "quotes": stocks, "bars": stocks,
+                                     "updatedBars": stocks})
         contracts = set(self.select_contracts())
         await self.option.set_wanted({"trades": contracts, "quotes": contracts})
 

@@ -92,6 +92,8 @@ class MessageBuffer:
         kind = message.get("T")
         symbol = message.get("S")
         ts = timestamp_ns(message.get("t"))
+        if kind == "u":  # an updated (corrected) bar replaces the bar of its minute
+            kind = "b"
         if kind not in ("t", "q", "b") or (option and kind == "b"):
             self.dropped["unexpected_type"] += 1
             return False

@@ -6,14 +6,16 @@ One port serves both:
   (option chain), ``GET /v2/options/contracts`` (with open interest), paged
   with ``next_page_token`` like Alpaca's, authenticated by the
   ``APCA-API-KEY-ID`` / ``APCA-API-SECRET-KEY`` headers;
-* WebSocket streams ``/v2/{feed}`` (stocks: trades, quotes, bars) and
+* WebSocket streams ``/v2/{feed}`` (stocks: trades, quotes, bars, updated bars) and
   ``/v1beta1/{feed}`` (options: trades, quotes), msgpack-framed: ``connected``
   → auth → subscription → arrays of data messages whose ``t`` is a msgpack
   Timestamp. A second authenticated connection to the same stream is refused
   with 406, as Alpaca does.
 
 Prices are a deterministic function of (symbol, minute), so the bars served
-over REST equal the bars streamed live: a client that misses live bars can
+over REST equal the bars streamed live (a minute's bar is streamed when it ends,
+short of its late trades' volume, then again as an updated bar 30 market-seconds
+later with the final figures REST serves): a client that misses live bars can
 count exactly what backfill must recover. ``time_scale`` speeds the clock
 (60 = one market minute per real second). Faults: :meth:`drop`,
 :meth:`silence`, :meth:`garbage`, :meth:`refuse_next`, and the ``reject_key``
@@ -42,6 +44,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 NS_MIN = 60_000_000_000
+UPDATED_BAR_DELAY_NS = 30 * 1_000_000_000  # Alpaca sends updated bars ~30 s after the minute
+LATE_VOLUME = 100.0
 GARBAGE_FRAMES: tuple[bytes, ...] = (
     b"\xc1\xc1 not msgpack",
     msgpack.packb({"T": "t", "S": "AAPL"}),  # a map, not an array
@@ -65,12 +69,22 @@ def price_at(symbol: str, minute: float) -> float:
 
 
 def bar_at(symbol: str, minute: int) -> dict[str, float]:
-    """Return the OHLCV bar of ``symbol`` for the minute starting at ``minute``."""
+    """Return the final OHLCV bar of ``symbol`` for the minute starting at ``minute``."""
     o, c = price_at(symbol, minute), price_at(symbol, minute + 1)
     mid = price_at(symbol, minute + 0.5)
     return {"o": o, "h": round(max(o, c, mid) + 0.05, 4), "l": round(min(o, c, mid) - 0.05, 4),
             "c": c, "v": float(1_000 + (zlib.crc32(f"{symbol}{minute}".encode()) % 500)),
             "n": 10, "vw": round((o + c + mid) / 3, 4)}
+
+
+def first_bar_at(symbol: str, minute: int) -> dict[str, float]:
+    """The bar streamed just after the minute: the final bar less its late trades' volume.
+
+    Late prints reach the bar ``UPDATED_BAR_DELAY_NS`` later, as an updated bar (``"u"``)
+    equal to :func:`bar_at`; REST serves the final bar.
+    """
+    bar = bar_at(symbol, minute)
+    return {**bar, "v": bar["v"] - LATE_VOLUME, "n": bar["n"] - 1}
 
 
 def _iso(ns: int) -> str:
@@ -400,7 +414,8 @@ class FakeAlpacaServer:
         self._streams[kind] = conn
         self.stats[f"{kind}_authenticated"] += 1
         await self._send(conn, [{"T": "success", "msg": "authenticated"}])
-        subs: dict[str, set[str]] = {"trades": set(), "quotes": set(), "bars": set()}
+        subs: dict[str, set[str]] = {"trades": set(), "quotes": set(), "bars": set(),
+                                     "updatedBars": set()}
         pump = asyncio.create_task(self._pump(conn, kind, subs))
         try:
             async for raw in conn:
@@ -429,6 +444,7 @@ class FakeAlpacaServer:
 
     async def _pump(self, conn: ServerConnection, kind: str, subs: dict[str, set[str]]) -> None:
         last_minute = self.now_ns() // NS_MIN
+        last_updated = last_minute  # the first minute whose updated bar is not sent yet
         try:
             while True:
                 await asyncio.sleep(self.tick_interval_s)
@@ -437,8 +453,10 @@ class FakeAlpacaServer:
                     self.stats["garbage"] += 1
                 now = self.now_ns()
                 minute = now // NS_MIN
+                updated = (now - UPDATED_BAR_DELAY_NS) // NS_MIN  # minutes now final
                 if time.monotonic() < self._silent_until:
                     last_minute = minute  # bars of silent minutes are lost, like a dead link
+                    last_updated = max(last_updated, updated)
                     continue
                 stamp = msgpack.Timestamp.from_unix_nano(now)
                 messages: list[dict[str, Any]] = []
@@ -455,10 +473,16 @@ class FakeAlpacaServer:
                     self.stats["trades"] += 1
                 for m in range(last_minute, minute):
                     for symbol in sorted(subs["bars"]):
-                        messages.append({"T": "b", "S": symbol, **bar_at(symbol, m),
+                        messages.append({"T": "b", "S": symbol, **first_bar_at(symbol, m),
                                          "t": msgpack.Timestamp.from_unix_nano(m * NS_MIN)})
                         self.bars_streamed[symbol] += 1
+                for m in range(last_updated, updated):
+                    for symbol in sorted(subs["updatedBars"]):
+                        messages.append({"T": "u", "S": symbol, **bar_at(symbol, m),
+                                         "t": msgpack.Timestamp.from_unix_nano(m * NS_MIN)})
+                        self.stats["updated_bars"] += 1
                 last_minute = minute
+                last_updated = max(last_updated, updated)
                 if messages:
                     await self._send(conn, messages)
                     self.stats[f"{kind}_messages"] += len(messages)

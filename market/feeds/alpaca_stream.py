@@ -34,7 +34,8 @@ import msgpack
 from alpaca.data.live.websocket import DataStream
 
 log = logging.getLogger(__name__)
-DATA_TYPES = {"t": "trades", "q": "quotes", "b": "bars"}
+# "u": a minute bar corrected after late trades (Alpaca sends it about 30 s after the minute).
+DATA_TYPES = {"t": "trades", "q": "quotes", "b": "bars", "u": "updatedBars"}
 FATAL_MARKERS = ("auth failed", "not authenticated", "forbidden", "insufficient subscription",
                  "unauthorized", "invalid key")
 
@@ -76,7 +77,7 @@ class StreamRunner:
         self.backoff_max_s = backoff_max_s
         self.fatal_retry_s = fatal_retry_s
         self._rng = random.Random(seed)
-        self.wanted: dict[str, set[str]] = {"trades": set(), "quotes": set(), "bars": set()}
+        self.wanted: dict[str, set[str]] = {channel: set() for channel in DATA_TYPES.values()}
         self.connected = False
         self.error: str | None = None
         self.fatal = False

@@ -77,6 +77,22 @@ def test_market_bars_and_options_come_from_alpaca(svc, fake):
     assert feed["connected"] is True
 
 
+def test_streamed_bars_are_replaced_by_their_updated_bars(svc, fake):
+    # Arrange: minutes streamed live from now on (the warm-up's REST bars are final already)
+    start = fake.now_ns() // NS_MIN + 1
+    deadline = time.monotonic() + 30
+    while fake.now_ns() // NS_MIN < start + 8 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    # Act
+    bars = get(svc, "/market/AAPL/bars?limit=100")["bars"]
+    # Assert: each bar was streamed short of its late trades' volume and then replaced by its
+    # updated bar 30 market-seconds later; the newest closed bars may still wait for theirs
+    live = [b for b in bars[:-3] if _minute(b["timestamp"]) >= start]
+    assert len(live) >= 4, bars[-10:]
+    final = [b["volume"] == bar_at("AAPL", _minute(b["timestamp"]))["v"] for b in live]
+    assert sum(final) >= len(live) - 1, live
+
+
 def test_dropped_connection_heals_and_bars_keep_coming(svc, fake):
     before = get(svc, "/market/AAPL/bars?limit=5")["bars"][-1]["timestamp"]
 

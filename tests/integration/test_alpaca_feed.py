@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from market.feeds.alpaca import AlpacaFeed
-from market.feeds.alpaca_fake import NS_MIN, FakeAlpacaServer, bar_at
+from market.feeds.alpaca_fake import NS_MIN, FakeAlpacaServer, bar_at, first_bar_at
 from market.feeds.base import FeedBatch
 from market.settings import Settings
 
@@ -102,6 +102,29 @@ async def test_warmup_and_stream_deliver_bars_chains_and_ticks(server):
     status = feed.status()
     assert status.dropped == 0
     assert status.detail["streams"]["option"]["subscribed"]["quotes"] == 12
+
+
+async def test_a_minute_bar_is_streamed_then_updated_with_its_late_trades(server):
+    # Arrange: the stream sends minute m's bar when m ends, then an updated bar ("u") with
+    # the late trades' volume 30 market-seconds later (half a second at 60x)
+    feed = AlpacaFeed(_settings(server))
+    await feed.warmup()
+    run = Collector(feed)
+    # Act
+    await run.wait_for(lambda: server.stats["updated_bars"] >= 6)
+    await asyncio.sleep(0.3)
+    await run.stop()
+    # Assert: for a minute that got both, the preliminary bar comes first, the final one later
+    seen: dict[int, list[float]] = {}
+    for batch in run.batches:
+        rows = batch.bars.take(batch.bars.symbol_id == 0)
+        for t, volume in zip(rows.ts_ns, rows.volume, strict=True):
+            seen.setdefault(int(t) // NS_MIN, []).append(float(volume))
+    both = [m for m, volumes in seen.items() if len(volumes) == 2]
+    assert both, seen
+    for minute in both:
+        assert seen[minute] == [first_bar_at("AAPL", minute)["v"], bar_at("AAPL", minute)["v"]]
+    assert feed.status().detail["streams"]["stock"]["subscribed"]["updatedBars"] == 2
 
 
 async def test_every_fault_is_survived_and_backfill_recovers_every_bar(server):
