@@ -21,7 +21,7 @@ from ray.actor import ActorHandle
 
 from actors.sharding import shard_index_array, shard_of
 from market.feeds import make_feed
-from market.feeds.base import BarBatch, Feed, FeedBatch, OptionContracts
+from market.feeds.base import NS_PER_MINUTE, BarBatch, Feed, FeedBatch, OptionContracts
 from market.feeds.recorder import TickRecorder, recorder_from_settings
 from market.settings import Settings
 
@@ -45,8 +45,9 @@ class FeedActor:
         self.incarnations: dict[int, str] = {}
         self.pending: dict[int, ray.ObjectRef[Any]] = {}
         self.counters = {"batches": 0, "ticks": 0, "option_ticks": 0, "bars": 0,
-                         "shard_errors": 0, "reseeds": 0}
+                         "shard_errors": 0, "reseeds": 0, "restored_bars": 0}
         self.last_batch_wall = 0.0
+        self.started_ns = time.time_ns()
         self.started = asyncio.Event()
         self.error: str | None = None
         self._task: asyncio.Task[None] | None = None
@@ -55,6 +56,7 @@ class FeedActor:
     async def start(self) -> dict[str, Any]:
         """Warm the shards up and start streaming (idempotent)."""
         if self._task is None:
+            self.started_ns = time.time_ns()
             warm = await self.feed.warmup()
             if self.recorder is not None:
                 self.recorder.write(warm, self.universe, warmup=True)
@@ -124,6 +126,11 @@ class FeedActor:
             bars = self.warm_bars.take(self.shard_of_id[self.warm_bars.symbol_id] == k)
             await self.shards[k].ingest.remote(None, None, bars, self._chains_of(self.chains, k),
                                                True)
+            # Then what it closed since this feed started, from its history store.
+            newest_warm = int(bars.ts_ns.max()) + 1 if len(bars) else 0
+            since = max(newest_warm, self.started_ns // NS_PER_MINUTE * NS_PER_MINUTE)
+            restored = await self.shards[k].restore_history.remote(since)
+            self.counters["restored_bars"] += restored
 
     async def flush(self) -> None:
         """Wait until every shard has applied what was sent to it."""

@@ -39,6 +39,9 @@ class ShardActor:
                      ) -> dict[str, Any]:
         return self.shard.ingest(ticks, option_ticks, bars, chains, warmup=warmup)
 
+    async def restore_history(self, since_ns: int) -> int:
+        return self.shard.restore_history(since_ns)
+
     async def snapshot(self, symbol: str) -> dict[str, Any]:
         return self.shard.snapshot(symbol)
 

@@ -174,6 +174,26 @@ class Shard:
             self.history.flush()
             self._history_flushed = time.monotonic()
 
+    def restore_history(self, since_ns: int) -> int:
+        """Load the closed bars the history store holds from ``since_ns`` on; return how many.
+
+        After a restart the feed re-seeds this shard with the warm-up; the minutes between
+        the warm-up and the crash were flushed to the history store (all but the last
+        ``history_flush_s``), so the indicator series go on without a gap.
+        """
+        if self.history is None:
+            return 0
+        ids = {symbol: i for i, symbol in enumerate(self.universe)}
+        bars = BarBatch.concat([self.history.read_bars(symbol, start_ns=since_ns,
+                                                       symbol_id=ids[symbol])
+                                for symbol in self.market.symbols])
+        if not len(bars):
+            return 0
+        ready = bars.take(~self.market.at_or_after_forming(bars))
+        taken = self.market.load_bars(ready)
+        self.bars_loaded += taken
+        return taken
+
     def flush_history(self) -> None:
         """Write buffered bars to the history store now."""
         if self.history is not None:

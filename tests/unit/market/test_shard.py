@@ -300,3 +300,28 @@ def test_market_changes_names_every_change_but_fetches_within_the_limit():
     assert limited["MSFT"]["price"] == 101.0
     assert limited["AAPL"]["price"] == 100.0
     assert shard.market_changes(since, symbols, limit=0)[2] == {}
+
+
+def test_a_restarted_shard_restores_the_bars_it_closed_since_the_warmup(tmp_path):
+    # Arrange: a shard warmed up with 30 bars closes 5 more minutes from trades, flushes
+    # them to its history store, and dies
+    minute = NOW // NS_PER_MINUTE * NS_PER_MINUTE
+    closes = 400 + np.cumsum(np.random.default_rng(8).normal(0, 0.4, 30))
+    warm = BarBatch.from_columns(
+        symbol_id=np.ones(30), ts_ns=minute - np.arange(30, 0, -1) * NS_PER_MINUTE,
+        open=closes, high=closes + 0.5, low=closes - 0.5, close=closes, volume=np.full(30, 1e3))
+    config = ShardConfig(history_dir=tmp_path)
+    before = Shard(["MSFT"], ["AAPL", "MSFT"], config)
+    before.ingest(bars=warm, warmup=True)
+    for k in range(6):
+        before.ingest(_trade(minute + k * NS_PER_MINUTE + 1_000_000, 401.0 + k))
+    before.flush_history()
+    expected = before.bars("MSFT", 35)
+    # Act: the new incarnation gets a live tick, the warm-up again, then its history
+    after = Shard(["MSFT"], ["AAPL", "MSFT"], config)
+    after.ingest(_trade(minute + 6 * NS_PER_MINUTE + 1_000_000, 407.0))
+    after.ingest(bars=warm, warmup=True)
+    restored = after.restore_history(minute)
+    # Assert: the same 35 bars with the same indicator values, no gap
+    assert restored == 5  # minutes 0-4; minute 5 was still forming when it died
+    assert after.bars("MSFT", 35) == expected
