@@ -348,12 +348,8 @@ class IndicatorBank:
             raise IndexError("slot out of range")
         out = np.full((s.shape[0], _N_OUT), np.nan)
         done = np.zeros(s.shape[0], np.bool_)
-        unique = np.ones(s.shape[0], np.bool_)
-        if s.size > 1:
-            _, first, counts = np.unique(s, return_index=True, return_counts=True)
-            unique[:] = False
-            unique[first[counts == 1]] = True
-        rows = np.flatnonzero(unique)
+        _, first, counts = np.unique(s, return_index=True, return_counts=True)
+        rows = np.sort(first[counts == 1])  # a slot named twice is not replaced
         sub_out = np.full((rows.shape[0], _N_OUT), np.nan)
         sub_done = np.zeros(rows.shape[0], np.bool_)
         _replace_kernel(self._state, self._ring, self._count, self._last, self._undo_state,
