@@ -200,7 +200,7 @@ def chain_facts(summary: Mapping[str, Any], question: str = "",
                 figures.append(f"expected move ±{format_number(move)} ({_percent(move / spot)})")
         skew = _number(term.get("skew_25d"))
         if skew is not None:
-            figures.append(f"25-delta put-call IV skew {_percent(skew)}")
+            figures.append(f"25-delta put-call IV skew {skew * 100:.2f} vol pts")
         pain = _number(term.get("max_pain"))
         if pain is not None:
             figures.append(f"max pain {format_number(pain)}")
@@ -219,7 +219,7 @@ def chain_facts(summary: Mapping[str, Any], question: str = "",
     if isinstance(exposure, Mapping) and "gamma" in question.lower():
         value = _number(exposure.get("total_gamma_exposure"))
         if value is not None:
-            facts.append(["dealer gamma exposure per 1% move", format_number(value)])
+            facts.append(["dealer gamma exposure ($ per 1% move)", format_number(value)])
     return facts
 
 

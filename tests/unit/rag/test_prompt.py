@@ -211,11 +211,12 @@ def test_chain_facts_give_the_nearest_and_the_weekly_expiry_with_expected_moves(
     move = 200.0 * 0.203 * math.sqrt(3 / 365)
     assert facts["2026-12-04 expiry (3 days)"] == (
         f"ATM IV 20.30%, expected move ±{move:.2f} ({move / 200:.2%}), "
-        "25-delta put-call IV skew 3.00%, max pain 193.00")
+        "25-delta put-call IV skew 3.00 vol pts, max pain 193.00")
     assert facts["put/call volume ratio"] == "0.82"
     assert facts["put/call open interest ratio"] == "1.25"
-    assert "dealer gamma exposure per 1% move" not in facts  # only when asked about gamma
-    assert "dealer gamma exposure per 1% move" in dict(chain_facts(_live_chain(), "gamma?"))
+    assert "dealer gamma exposure ($ per 1% move)" not in facts  # only when asked about gamma
+    assert dict(chain_facts(_live_chain(), "gamma?"))["dealer gamma exposure ($ per 1% move)"] == (
+        "1,254,300")
 
 
 def test_chain_facts_with_one_expiry_or_missing_figures() -> None:
@@ -225,7 +226,7 @@ def test_chain_facts_with_one_expiry_or_missing_figures() -> None:
     facts = dict(chain_facts(chain))
 
     assert facts["2026-12-06 expiry (5 days)"] == (
-        "25-delta put-call IV skew 3.00%, max pain 195.00")
+        "25-delta put-call IV skew 3.00 vol pts, max pain 195.00")
     assert chain_facts({}) == []
 
 
