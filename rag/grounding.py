@@ -9,6 +9,7 @@ as ``[2]`` are not figures. Ungrounded figures are flagged ``(unverified)`` or r
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Literal
@@ -21,7 +22,7 @@ _SCALES = {
 }
 _NUMBER = re.compile(
     r"(?<![\w.\[])(?P<sign>-(?=[\d$]))?\$?"
-    r"(?P<digits>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
+    r"(?P<digits>\d+(?:\.\d+){2,}|\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
     r"(?![\w]*\])"  # not a citation marker like [12]
     r"(?P<percent>\s?%|\s?percent\b)?"
     r"(?:\s?(?P<scale>thousand|million|billion|trillion|bn|mn|mm|tn|[kKmMbBtT])(?![A-Za-z]))?"
@@ -68,6 +69,11 @@ def extract_figures(text: str) -> list[Figure]:
     figures: list[Figure] = []
     for match in _NUMBER.finditer(masked):
         digits = match.group("digits")
+        if digits.count(".") > 1:  # a dotted date or version ("10.10.2024"): one token, no value
+            figures.append(Figure(text=digits, start=match.start("digits"),
+                                  end=match.end("digits"), value=math.nan, decimals=0,
+                                  percent=False))
+            continue
         decimals = len(digits.split(".", 1)[1]) if "." in digits else 0
         value = float(digits.replace(",", ""))
         if match.group("sign"):
@@ -97,11 +103,18 @@ class GroundingChecker:
     """Holds the reference numbers of one answer's evidence."""
 
     def __init__(self, reference_text: str) -> None:
-        self._references = [f.value * f.scale for f in extract_figures(reference_text)]
+        figures = extract_figures(reference_text)
+        self._references = [f.value * f.scale for f in figures if not math.isnan(f.value)]
         self._exact = {round(abs(v), 6) for v in self._references}
+        self._tokens = {f.text for f in figures if math.isnan(f.value)}
 
     def is_grounded(self, figure: Figure) -> bool:
-        """Return True when the reference text holds this figure at its shown precision."""
+        """Return True when the reference text holds this figure at its shown precision.
+
+        A dotted token such as ``10.10.2024`` is grounded only if the references hold it.
+        """
+        if math.isnan(figure.value):
+            return figure.text in self._tokens
         if round(abs(figure.value * figure.scale), 6) in self._exact:
             return True
         return any(_matches(figure, reference) for reference in self._references)

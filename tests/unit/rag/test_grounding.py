@@ -69,3 +69,15 @@ def test_resolve_citations_drops_markers_for_missing_passages() -> None:
 
     assert text == "A [2]. B . C [1][2]."
     assert cited == [2, 1]
+
+
+def test_a_dotted_date_is_one_token_stripped_whole_unless_the_references_hold_it() -> None:
+    # A small model wrote "10.10.2024"; stripping "10.10" alone used to leave ".2024" behind,
+    # a new unverified figure, so what users got was not fully checked.
+    stripped = check_answer("Filed 10.10.2024, price 189.23.", REFERENCE, "strip")
+    held = check_answer("Filed 10.10.2024.", "Report dated 10.10.2024.")
+
+    assert stripped.text == "Filed [figure removed], price 189.23."
+    assert check_answer(stripped.text, REFERENCE, "report").ratio == 1.0
+    assert [f.text for f in extract_figures("release 1.2.3 and 4.5")] == ["1.2.3", "4.5"]
+    assert held.ratio == 1.0
