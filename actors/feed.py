@@ -129,8 +129,10 @@ class FeedActor:
             # Then what it closed since this feed started, from its history store.
             newest_warm = int(bars.ts_ns.max()) + 1 if len(bars) else 0
             since = max(newest_warm, self.started_ns // NS_PER_MINUTE * NS_PER_MINUTE)
-            restored = await self.shards[k].restore_history.remote(since)
-            self.counters["restored_bars"] += restored
+            try:
+                self.counters["restored_bars"] += await self.shards[k].restore_history.remote(since)
+            except Exception as exc:  # an unreadable history file: serve from the warm-up
+                log.warning("shard %d could not restore its history: %s", k, exc)
 
     async def flush(self) -> None:
         """Wait until every shard has applied what was sent to it."""
