@@ -47,7 +47,7 @@ class FeedActor:
         self.counters = {"batches": 0, "ticks": 0, "option_ticks": 0, "bars": 0,
                          "shard_errors": 0, "reseeds": 0, "restored_bars": 0}
         self.last_batch_wall = 0.0
-        self.started_ns = time.time_ns()
+        self.started_ns = time.time_ns()  # bars closed after this are this run's own
         self.started = asyncio.Event()
         self.error: str | None = None
         self._task: asyncio.Task[None] | None = None
@@ -56,7 +56,6 @@ class FeedActor:
     async def start(self) -> dict[str, Any]:
         """Warm the shards up and start streaming (idempotent)."""
         if self._task is None:
-            self.started_ns = time.time_ns()
             warm = await self.feed.warmup()
             if self.recorder is not None:
                 self.recorder.write(warm, self.universe, warmup=True)

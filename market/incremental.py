@@ -272,12 +272,13 @@ def _update_kernel(state: F64, ring: F64, count: npt.NDArray[np.int64], last: F6
 @numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _replace_kernel(state: F64, ring: F64, count: npt.NDArray[np.int64], last: F64,
                     undo_state: F64, undo_ring: F64, undo_last: F64,
-                    undo_ok: npt.NDArray[np.bool_], slots: npt.NDArray[np.int32], high: F64,
-                    low: F64, close: F64, volume: F64, out: F64,
-                    done: npt.NDArray[np.bool_]) -> None:
+                    undo_ok: npt.NDArray[np.bool_], once: npt.NDArray[np.bool_],
+                    slots: npt.NDArray[np.int32], high: F64, low: F64, close: F64, volume: F64,
+                    out: F64, done: npt.NDArray[np.bool_]) -> None:
     for i in range(slots.shape[0]):
         s = slots[i]
-        done[i] = undo_ok[s] and count[s] > 0 and _bar_ok(high[i], low[i], close[i], volume[i])
+        done[i] = (once[i] and undo_ok[s] and count[s] > 0
+                   and _bar_ok(high[i], low[i], close[i], volume[i]))
         if not done[i]:
             continue
         t = count[s] - 1
@@ -315,12 +316,7 @@ class IndicatorBank:
         With ``undo`` (the default) each slot's last commit can be replaced by
         :meth:`replace_last`; bulk loads turn it off.
         """
-        s = np.ascontiguousarray(slots, dtype=np.int32)
-        cols = [np.ascontiguousarray(a, dtype=np.float64) for a in (high, low, close, volume)]
-        if any(c.shape != s.shape for c in cols) or s.ndim != 1:
-            raise ValueError("slots, high, low, close and volume must be 1-D of one length")
-        if s.size and (int(s.min()) < 0 or int(s.max()) >= self.capacity):
-            raise IndexError("slot out of range")
+        s, cols = self._columns(slots, high, low, close, volume)
         out = np.empty((s.shape[0], _N_OUT))
         _update_kernel(self._state, self._ring, self._count, self._last, self._undo_state,
                        self._undo_ring, self._undo_last, self._undo_ok, undo, s,
@@ -340,24 +336,28 @@ class IndicatorBank:
         commit and this call (:meth:`reset_session`) is undone as well, so callers check
         session boundaries.
         """
+        s, cols = self._columns(slots, high, low, close, volume)
+        out = np.full((s.shape[0], _N_OUT), np.nan)
+        done = np.zeros(s.shape[0], np.bool_)
+        _, first, counts = np.unique(s, return_index=True, return_counts=True)
+        once = np.zeros(s.shape[0], np.bool_)
+        once[first[counts == 1]] = True  # a slot named twice is not replaced
+        _replace_kernel(self._state, self._ring, self._count, self._last, self._undo_state,
+                        self._undo_ring, self._undo_last, self._undo_ok, once, s,
+                        cols[0], cols[1], cols[2], cols[3], out, done)
+        return done, out
+
+    def _columns(self, slots: npt.ArrayLike, high: npt.ArrayLike, low: npt.ArrayLike,
+                 close: npt.ArrayLike, volume: npt.ArrayLike) -> tuple[npt.NDArray[np.int32],
+                                                                       list[F64]]:
+        """Slots and the four bar columns as contiguous arrays, checked."""
         s = np.ascontiguousarray(slots, dtype=np.int32)
         cols = [np.ascontiguousarray(a, dtype=np.float64) for a in (high, low, close, volume)]
         if any(c.shape != s.shape for c in cols) or s.ndim != 1:
             raise ValueError("slots, high, low, close and volume must be 1-D of one length")
         if s.size and (int(s.min()) < 0 or int(s.max()) >= self.capacity):
             raise IndexError("slot out of range")
-        out = np.full((s.shape[0], _N_OUT), np.nan)
-        done = np.zeros(s.shape[0], np.bool_)
-        _, first, counts = np.unique(s, return_index=True, return_counts=True)
-        rows = np.sort(first[counts == 1])  # a slot named twice is not replaced
-        sub_out = np.full((rows.shape[0], _N_OUT), np.nan)
-        sub_done = np.zeros(rows.shape[0], np.bool_)
-        _replace_kernel(self._state, self._ring, self._count, self._last, self._undo_state,
-                        self._undo_ring, self._undo_last, self._undo_ok, s[rows],
-                        cols[0][rows], cols[1][rows], cols[2][rows], cols[3][rows],
-                        sub_out, sub_done)
-        out[rows], done[rows] = sub_out, sub_done
-        return done, out
+        return s, cols
 
     def peek(self, slot: int, high: float, low: float, close: float,
              volume: float) -> dict[str, float]:

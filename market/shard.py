@@ -135,7 +135,7 @@ class Shard:
             self._persist(self.market.closed)
             moved = self.market.touched
             self.chains.dirty[moved[self.chains.count[moved] > 0]] = True
-            if len(self._waiting_bars):
+            if closed and len(self._waiting_bars):  # only a closed bar moves a forming one
                 waiting, self._waiting_bars = self._waiting_bars, BarBatch.empty()
                 self._load_bars(waiting, persist=True)
         if option_ticks is not None and len(option_ticks):
@@ -187,10 +187,7 @@ class Shard:
         bars = BarBatch.concat([self.history.read_bars(symbol, start_ns=since_ns,
                                                        symbol_id=ids[symbol])
                                 for symbol in self.market.symbols])
-        if not len(bars):
-            return 0
-        ready = bars.take(~self.market.at_or_after_forming(bars))
-        taken = self.market.load_bars(ready)
+        taken = self.market.load_bars(bars)  # skips minutes the ticks still cover
         self.bars_loaded += taken
         return taken
 

@@ -181,12 +181,6 @@ def _session_day(ts_ns: int) -> int:
     return (ts_ns - SESSION_OFFSET_NS) // NS_PER_DAY
 
 
-def _session_days(ts_ns: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    """:func:`_session_day` of many timestamps."""
-    days: npt.NDArray[np.int64] = (ts_ns - SESSION_OFFSET_NS) // NS_PER_DAY
-    return days
-
-
 def _to_datetime(ts_ns: int) -> datetime:
     return datetime.fromtimestamp(ts_ns / 1e9, UTC)
 
@@ -331,8 +325,9 @@ class MarketState:
         sizes = np.diff(np.r_[starts, len(s)])
         newest = in_past & (sizes == 1) & (t[starts] == newest_held[starts])
         replaced = self._replace_newest(starts[newest], s, t, ohlcv[order])
-        past_slots = s[first][in_past & ~np.isin(s[first], replaced)]
-        append = ~np.isin(s, s[first][in_past])
+        heads = s[starts]
+        past_slots = heads[in_past & ~np.isin(heads, replaced)]
+        append = ~np.isin(s, heads[in_past])
         self._append_bars(s[append], t[append], ohlcv[order[append]])
         for slot in past_slots:
             rows = s == slot
@@ -353,7 +348,9 @@ class MarketState:
         slots: npt.NDArray[np.int32] = s[rows]
         ts = t[rows]
         forming = self.bar_start[slots]
-        ok = (forming > ts) & (_session_days(forming) == _session_days(ts))
+        same_session = ((forming - SESSION_OFFSET_NS) // NS_PER_DAY
+                        == (ts - SESSION_OFFSET_NS) // NS_PER_DAY)
+        ok = (forming > ts) & same_session
         slots, bars = slots[ok], ohlcv[rows[ok]]
         if len(slots) == 0:
             return slots
