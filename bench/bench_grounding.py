@@ -2,9 +2,11 @@
 
 Runs the question set (bench/questions_assistant.jsonl) through the assistant's prompt
 with the default local model and with the extractive generator, and checks every figure
-with :mod:`rag.grounding`. Reports the model's raw ratio (before the post-check), the
-ratio of what users receive (after the post-check flags or strips the rest), and the
-extractive generator's. figure = delivered ratio (strip mode); baseline = 0.95 target.
+with :mod:`rag.grounding`. The local model runs twice: as served (its decoder keeps to
+the evidence's figures, :class:`rag.grounding.FigureGuard`) and unguarded, the model
+alone. Reports each one's raw ratio (before the post-check), the ratio of what users
+receive (after the post-check strips the rest), and the extractive generator's.
+figure = delivered ratio of the served model; baseline = 0.95 target.
 """
 
 from __future__ import annotations
@@ -61,16 +63,23 @@ def main() -> None:
 
     model, report = load_generator(Settings(data_dir=Path(args.data_dir)))
     local = run(model, args.max_new_tokens)
+    unguarded = None
+    if hasattr(model, "guard_figures"):
+        model.guard_figures = False
+        unguarded = run(model, args.max_new_tokens)
     extractive = run(ExtractiveGenerator(), args.max_new_tokens)
     if not args.examples:
-        local.pop("examples")
-        extractive.pop("examples")
+        for result in (local, unguarded, extractive):
+            if result is not None:
+                result.pop("examples")
     emit({"benchmark": "groundedness of numbers in answers",
           "figure": local["delivered_ratio"], "unit": "share of figures found in evidence, "
           "default model after post-check", "baseline": TARGET, "baseline_name": "target",
           "ratio": round(local["delivered_ratio"] / TARGET, 3),
-          "model_raw_ratio": local["raw_ratio"], "backend": report.backend,
-          "questions": len(questions()), "model": local, "extractive": extractive})
+          "model_raw_ratio": local["raw_ratio"],
+          "unguarded_raw_ratio": unguarded["raw_ratio"] if unguarded else None,
+          "backend": report.backend, "questions": len(questions()), "model": local,
+          "model_unguarded": unguarded, "extractive": extractive})
 
 
 if __name__ == "__main__":

@@ -12,6 +12,10 @@ Decoding is greedy with the same repetition penalty as :class:`rag.generation.HF
 (``model.generate(do_sample=False, repetition_penalty=1.1)``), so a prompt gets the same
 answer whether it runs alone or in a batch (tested against ``generate``).
 
+A request may carry a :class:`rag.grounding.FigureGuard`: its greedy choice is then the
+best of the top :data:`GUARD_CANDIDATES` tokens that keeps the answer's figures to the
+evidence's (:func:`guarded_token`; the unbatched path uses the same function).
+
 Only models whose KV cache is a plain :class:`transformers.DynamicCache` of full-attention
 layers are batched this way (:func:`supports_batching`); others keep ``generate``.
 """
@@ -30,11 +34,44 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rag.grounding import FigureGuard
+
 log = logging.getLogger(__name__)
 
 REPETITION_PENALTY = 1.1
 MAX_PREFIXES = 4
+GUARD_CANDIDATES = 16
 _DONE = object()
+
+
+class PieceTable:
+    """The text each token id adds, cached; an end-of-sequence id ends the text (" ")."""
+
+    def __init__(self, tokenizer: Any, eos_ids: set[int]) -> None:
+        self._tokenizer = tokenizer
+        self._pieces: dict[int, str] = dict.fromkeys(eos_ids, " ")
+
+    def __call__(self, token: int) -> str:
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = self._tokenizer.decode([token], skip_special_tokens=True)
+            self._pieces[token] = piece
+        return piece
+
+
+def guarded_token(guard: FigureGuard, text: str, scores: Any, pieces: PieceTable) -> int:
+    """Return the best-scoring token id that ``guard`` allows after ``text``.
+
+    ``scores`` is one row of next-token scores. The top choice is checked first (it
+    nearly always passes); otherwise the first allowed of the top
+    :data:`GUARD_CANDIDATES`, or the top choice when none is (the post-check then
+    handles that figure).
+    """
+    best = int(scores.argmax())
+    if guard.allows(text, pieces(best)):
+        return best
+    candidates = [int(t) for t in scores.topk(GUARD_CANDIDATES).indices]
+    return candidates[guard.choose(text, [pieces(t) for t in candidates])]
 
 
 def supports_batching(model: Any) -> bool:
@@ -77,7 +114,9 @@ class _Request:
     out: queue.SimpleQueue[object] = field(default_factory=queue.SimpleQueue)
     generated: list[int] = field(default_factory=list)
     emitted: str = ""
+    text: str = ""  # everything generated so far, decoded
     prefix_len: int = 0
+    guard: FigureGuard | None = None
     enqueued: float = field(default_factory=time.perf_counter)
 
 
@@ -112,6 +151,7 @@ class BatchScheduler:
         if eos is None:
             eos = tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos])
+        self._pieces = PieceTable(self.tokenizer, self.eos_ids)
         self._waiting: collections.deque[_Request] = collections.deque()
         self._cv = threading.Condition()
         self._closed = False
@@ -131,14 +171,16 @@ class BatchScheduler:
     # -- public ------------------------------------------------------------------------
 
     def submit(self, prompt_ids: list[int], max_new_tokens: int,
-               stop: threading.Event | None = None, *, prefix_len: int = 0) -> Iterator[str]:
+               stop: threading.Event | None = None, *, prefix_len: int = 0,
+               guard: FigureGuard | None = None) -> Iterator[str]:
         """Queue a prompt; return an iterator of text pieces (closing it cancels).
 
         ``prefix_len`` marks a leading part shared by many prompts (the system turn):
-        its keys and values are computed once and reused by later prompts.
+        its keys and values are computed once and reused by later prompts. ``guard``
+        (a :class:`rag.grounding.FigureGuard`) keeps the answer's figures to its evidence.
         """
         request = _Request(list(prompt_ids), max_new_tokens, stop or threading.Event(),
-                           prefix_len=prefix_len)
+                           prefix_len=prefix_len, guard=guard)
         with self._cv:
             if self._closed:
                 raise RuntimeError("the batch scheduler is closed")
@@ -250,7 +292,7 @@ class BatchScheduler:
         self._prefixes[key] = prefix
         return prefix
 
-    def _next_tokens(self, logits: Any, seen: Any) -> Any:
+    def _next_tokens(self, logits: Any, seen: Any, rows: Sequence[_Request]) -> Any:
         """Greedy choice after the repetition penalty (as transformers applies it)."""
         import torch
 
@@ -258,7 +300,11 @@ class BatchScheduler:
         if self.penalty != 1.0:
             penalised = torch.where(scores < 0, scores * self.penalty, scores / self.penalty)
             scores = torch.where(seen, penalised, scores)
-        return scores.argmax(dim=-1)
+        tokens = scores.argmax(dim=-1)
+        for i, request in enumerate(rows):
+            if request.guard is not None:
+                tokens[i] = guarded_token(request.guard, request.text, scores[i], self._pieces)
+        return tokens
 
     def _admit(self, request: _Request) -> None:
         import torch
@@ -283,7 +329,7 @@ class BatchScheduler:
         vocab = out.logits.shape[-1]
         seen = torch.zeros((1, vocab), dtype=torch.bool, device=self.device)
         seen[0, torch.tensor(ids, device=self.device)] = True
-        token = self._next_tokens(out.logits[:, -1, :], seen)
+        token = self._next_tokens(out.logits[:, -1, :], seen, [request])
         self.stats["admitted"] += 1
         self._recent.append({"prompt_tokens": len(ids), "prefill_tokens": len(rest),
                              "wait_s": started - request.enqueued,
@@ -299,6 +345,7 @@ class BatchScheduler:
         if not finished:
             request.generated.append(token)
             text = self.tokenizer.decode(request.generated, skip_special_tokens=True)
+            request.text = text
             if not text.endswith("\ufffd") and text.startswith(request.emitted):
                 piece = text[len(request.emitted):]
                 if piece:
@@ -353,7 +400,7 @@ class BatchScheduler:
         out = self.model(input_ids=self._last, attention_mask=mask, position_ids=position_ids,
                          past_key_values=self._cache, use_cache=True)
         self._cache, self._mask = out.past_key_values, mask
-        tokens = self._next_tokens(out.logits[:, -1, :], self._seen)
+        tokens = self._next_tokens(out.logits[:, -1, :], self._seen, self._rows)
         self._seen[torch.arange(len(self._rows)), tokens] = True
         self._last = tokens.view(-1, 1)
         self.stats["steps"] += 1

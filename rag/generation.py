@@ -12,7 +12,9 @@ in well under a second; ``save_pretrained`` refuses a GGUF-loaded model, so the 
 built from the config without ``quantization_config`` and the loaded state dict.
 
 Every generator streams text pieces from :meth:`Generator.stream`; closing the iterator
-early (a client that went away) stops the generation.
+early (a client that went away) stops the generation. Given the evidence, the local
+model writes only figures that the evidence holds (:class:`rag.grounding.FigureGuard`,
+``guard_figures``); an endpoint's figures are left to the post-check.
 """
 
 from __future__ import annotations
@@ -115,6 +117,37 @@ class _StopOnEvent:
         return self._event.is_set()
 
 
+class _GuardFigures:
+    """A transformers logits processor: greedy decoding that keeps to ``guard``'s figures.
+
+    Runs after the repetition penalty; when the best token would write a figure the
+    evidence does not hold, every score but that of :func:`rag.batching.guarded_token`'s
+    choice is masked.
+    """
+
+    def __init__(self, guard: Any, tokenizer: Any, model: Any, prompt_len: int) -> None:
+        from rag.batching import PieceTable
+
+        eos = model.generation_config.eos_token_id
+        eos = tokenizer.eos_token_id if eos is None else eos
+        self._guard = guard
+        self._tokenizer = tokenizer
+        self._pieces = PieceTable(tokenizer, set(eos if isinstance(eos, list) else [eos]))
+        self._prompt_len = prompt_len
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        from rag.batching import guarded_token
+
+        text = self._tokenizer.decode(input_ids[0, self._prompt_len:],
+                                      skip_special_tokens=True)
+        chosen = guarded_token(self._guard, text, scores[0], self._pieces)
+        if chosen != int(scores[0].argmax()):
+            kept = scores[0, chosen].clone()
+            scores[0].fill_(float("-inf"))
+            scores[0, chosen] = kept
+        return scores
+
+
 class HFGenerator:
     """A local causal LM (Hugging Face directory or GGUF file), on a GPU when one is there."""
 
@@ -123,6 +156,7 @@ class HFGenerator:
     def __init__(
         self, model_path: str | Path, data_dir: str | Path = "./data", *,
         device: str | None = None, num_threads: int | None = None, max_batch: int = 0,
+        guard_figures: bool = True,
     ) -> None:
         import torch
         import transformers
@@ -146,6 +180,7 @@ class HFGenerator:
         self.model.to(self.device)
         self.model.eval()
         self.scheduler: BatchScheduler | None = None
+        self.guard_figures = guard_figures
         self._encode_lock = threading.Lock()
         if max_batch > 1 and supports_batching(self.model):
             self.scheduler = BatchScheduler(self.model, self.tokenizer, device=self.device,
@@ -160,7 +195,8 @@ class HFGenerator:
         batching = self.scheduler.max_batch if self.scheduler is not None else "off"
         return {"backend": "local", "model": self.source, "loaded_from": self.model_dir,
                 "device": self.device, "load_s": round(self.load_s, 2),
-                "batching": batching, "torch_threads": torch.get_num_threads()}
+                "batching": batching, "torch_threads": torch.get_num_threads(),
+                "figure_guard": self.guard_figures}
 
     def scheduler_load(self) -> dict[str, Any]:
         """Return the batch scheduler's running/waiting counts (empty when unbatched)."""
@@ -173,9 +209,11 @@ class HFGenerator:
         """Yield decoded text pieces as they are generated (greedy decoding).
 
         With a batch scheduler the request joins the running batch (same greedy output);
-        otherwise it runs ``model.generate`` on its own.
+        otherwise it runs ``model.generate`` on its own. With ``evidence`` and
+        ``guard_figures`` every figure written is one the evidence holds.
         """
         stop = stop or threading.Event()
+        guard = self._guard(evidence)
         if self.scheduler is not None:
             from rag.batching import prefix_ids, prompt_ids
 
@@ -184,14 +222,23 @@ class HFGenerator:
                 ids = prompt_ids(self.tokenizer, chat)
                 prefix = prefix_ids(self.tokenizer, chat)
             shared = len(prefix) if ids[:len(prefix)] == prefix else 0
-            yield from self.scheduler.submit(ids, max_new_tokens, stop, prefix_len=shared)
+            yield from self.scheduler.submit(ids, max_new_tokens, stop, prefix_len=shared,
+                                             guard=guard)
             return
-        yield from self._generate(messages, max_new_tokens, stop)
+        yield from self._generate(messages, max_new_tokens, stop, guard)
+
+    def _guard(self, evidence: Mapping[str, Any] | None) -> Any:
+        if evidence is None or not self.guard_figures:
+            return None
+        from rag.grounding import FigureGuard
+        from rag.prompt import reference_text
+
+        return FigureGuard(reference_text(Evidence.from_dict(evidence)))
 
     def _generate(self, messages: Messages, max_new_tokens: int,
-                  stop: threading.Event) -> Iterator[str]:
+                  stop: threading.Event, guard: Any = None) -> Iterator[str]:
         import torch
-        from transformers import StoppingCriteriaList, TextIteratorStreamer
+        from transformers import LogitsProcessorList, StoppingCriteriaList, TextIteratorStreamer
 
         inputs: Any = self.tokenizer.apply_chat_template(
             [dict(m) for m in messages], add_generation_prompt=True, return_tensors="pt",
@@ -201,6 +248,10 @@ class HFGenerator:
             self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=120.0,
         )
         errors: list[BaseException] = []
+        processors = LogitsProcessorList()
+        if guard is not None:
+            processors.append(_GuardFigures(guard, self.tokenizer, self.model,
+                                            inputs["input_ids"].shape[1]))
 
         def run() -> None:
             try:
@@ -209,6 +260,7 @@ class HFGenerator:
                         **inputs, max_new_tokens=max_new_tokens, do_sample=False,
                         repetition_penalty=1.1, streamer=streamer,
                         stopping_criteria=StoppingCriteriaList([_StopOnEvent(stop)]),
+                        logits_processor=processors,
                         pad_token_id=self.tokenizer.eos_token_id,
                     )
             except BaseException as exc:  # surfaced to the consumer below

@@ -5,12 +5,17 @@ at the precision the answer shows it: ``189.2`` matches ``189.23``; ``1,234.5`` 
 ``1234.50``; ``12.5%`` matches ``0.125`` and ``12.50``; ``1.2M`` matches ``1,234,567``.
 Signs are compared loosely (prose says "fell 1.2%" for ``-1.2``). Citation markers such
 as ``[2]`` are not figures. Ungrounded figures are flagged ``(unverified)`` or removed.
+
+:class:`FigureGuard` applies the same test while a local model writes: a greedy decoder
+takes the best next piece that keeps every figure grounded or on its way to a reference
+figure, so the post-check rarely has anything left to remove.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -28,6 +33,9 @@ _NUMBER = re.compile(
     r"(?:\s?(?P<scale>thousand|million|billion|trillion|bn|mn|mm|tn|[kKmMbBtT])(?![A-Za-z]))?"
 )
 _CITATION = re.compile(r"\[\d{1,3}\]")
+_NOT_DIGITS = re.compile(r"[^\d.]")
+# A figure being written whose last thousands group is not complete yet ("1,23").
+_OPEN_GROUP = re.compile(r"(?<![\w.,])\$?\d{1,3}(?:,\d{3})*,\d{0,2}$")
 
 
 @dataclass(frozen=True)
@@ -134,6 +142,72 @@ class GroundingChecker:
             text=text, total=len(figures), grounded=len(figures) - len(bad),
             ungrounded=[figure.text for figure in bad],
         )
+
+
+class FigureGuard:
+    """Keeps the figures a decoder writes to those of its evidence, one piece at a time.
+
+    :meth:`choose` gets the text written so far and candidate next pieces, best first,
+    and returns the first after which each figure the piece touches is either complete
+    and grounded (:meth:`GroundingChecker.is_grounded`), or still being written and the
+    start of a reference figure: its digits, commas dropped, begin some reference
+    number as written, or that number times or divided by 100 (the checker's percent
+    forms). A figure counts as still being written while nothing but one ``.`` or ``,``
+    follows it (or an unfinished thousands group, as in ``1,23``) and it has no percent
+    sign or scale word yet; a ``.`` after an ungrounded figure must be a decimal point
+    that some reference figure has there, or the decoder would write itself into a
+    figure it cannot finish.
+    """
+
+    def __init__(self, reference_text: str) -> None:
+        self.checker = GroundingChecker(reference_text)
+        forms: set[str] = set()
+        for figure in extract_figures(reference_text):
+            forms.add(_digits(figure.text))
+            if math.isnan(figure.value):
+                continue
+            value = abs(figure.value * figure.scale)
+            forms.add(_digits(f"{value:.6f}".rstrip("0")))
+            for shifted in (value * 100.0, value / 100.0):
+                forms.update(f"{shifted:.{decimals}f}" for decimals in range(3))
+        self._starts = {form[:end] for form in forms for end in range(1, len(form) + 1)}
+
+    def allows(self, text: str, piece: str) -> bool:
+        """Return True when ``text + piece`` keeps every figure it touches valid."""
+        if not any(ch.isdigit() for ch in piece) and not any(
+                ch.isdigit() for ch in text[-2:]):
+            return True  # no figure is being written or ended
+        written = text + piece
+        touched = max(0, len(text) - 1)
+        open_group = _OPEN_GROUP.search(written)
+        if open_group is not None:
+            if _digits(open_group.group()) not in self._starts:
+                return False
+            written = written[:open_group.start()]
+        for figure in extract_figures(written):
+            if figure.end < touched:
+                continue
+            rest = written[figure.end:]
+            open_ended = (rest in ("", ".", ",") and not figure.percent
+                          and figure.scale == 1.0)
+            if self.checker.is_grounded(figure):
+                continue
+            # "4." goes on only as a decimal point that some reference figure has there
+            written_so_far = _digits(figure.text) + ("." if rest == "." else "")
+            if not (open_ended and written_so_far in self._starts):
+                return False
+        return True
+
+    def choose(self, text: str, pieces: Sequence[str]) -> int:
+        """Return the index of the first piece :meth:`allows`; 0 when none does."""
+        for index, piece in enumerate(pieces):
+            if self.allows(text, piece):
+                return index
+        return 0
+
+
+def _digits(text: str) -> str:
+    return _NOT_DIGITS.sub("", text).strip(".")
 
 
 def check_answer(answer: str, reference_text: str, mode: Mode = "flag") -> GroundingReport:

@@ -19,7 +19,8 @@ from rag.batching import (
     supports_batching,
 )
 from rag.generation import HFGenerator, default_model_path
-from rag.prompt import Evidence, build_messages
+from rag.grounding import FigureGuard, check_answer
+from rag.prompt import Evidence, build_messages, reference_text
 
 pytestmark = pytest.mark.slow
 
@@ -41,6 +42,10 @@ def hf(tmp_path_factory: pytest.TempPathFactory) -> HFGenerator:
 
 
 def _messages(symbol: str, question: str) -> list[dict[str, str]]:
+    return build_messages(_evidence(symbol, question))
+
+
+def _evidence(symbol: str, question: str) -> Evidence:
     evidence = Evidence(question=question, intent="general")
     if symbol:
         evidence.add_market(symbol, {"price": 189.37 if symbol == "AAPL" else 131.88,
@@ -50,7 +55,7 @@ def _messages(symbol: str, question: str) -> list[dict[str, str]]:
                             {"put_call_volume_ratio": 0.82, "max_pain": 190.0})
     evidence.add_passages([{"title": f"{symbol or 'Primer'} report", "page": 3,
                             "text": "Revenue was $391.0 billion, up 2%. Gross margin was 46.2%."}])
-    return build_messages(evidence)
+    return evidence
 
 
 def _reference(hf: HFGenerator, ids: list[int], new_tokens: int = NEW_TOKENS) -> str:
@@ -192,3 +197,30 @@ def test_hf_generator_streams_through_its_scheduler(hf: HFGenerator) -> None:
     assert len(pieces) >= 2
     assert "".join(pieces) == _reference(hf, prompt_ids(hf.tokenizer, messages))
     assert described["batching"] == 4
+
+
+def test_figure_guard_keeps_batched_and_unbatched_answers_to_the_evidence(
+        hf: HFGenerator) -> None:
+    # Arrange: the five prompts with their evidence's reference text
+    cases = []
+    for symbol, question in QUESTIONS:
+        evidence = _evidence(symbol, question)
+        messages = build_messages(evidence)
+        cases.append((messages, prompt_ids(hf.tokenizer, messages),
+                      len(prefix_ids(hf.tokenizer, messages)), reference_text(evidence)))
+    # Act: generate() with the guard's logits processor, then the batch scheduler
+    unbatched = ["".join(hf._generate(messages, 40, threading.Event(), FigureGuard(reference)))
+                 for messages, _, _, reference in cases]
+    scheduler = BatchScheduler(hf.model, hf.tokenizer, max_batch=8)
+    try:
+        batched = ["".join(scheduler.submit(ids, 40, prefix_len=shared,
+                                            guard=FigureGuard(reference)))
+                   for _, ids, shared, reference in cases]
+    finally:
+        scheduler.close()
+    reports = [check_answer(answer, case[3], "report")
+               for answer, case in zip(unbatched, cases, strict=True)]
+    # Assert: one policy on both paths, figures written, every one of them in the evidence
+    assert batched == unbatched
+    assert sum(report.total for report in reports) >= 3
+    assert [report.ungrounded for report in reports] == [[]] * len(cases)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.grounding import check_answer, extract_figures, resolve_citations
+from rag.grounding import FigureGuard, check_answer, extract_figures, resolve_citations
 
 REFERENCE = (
     "AAPL price 189.23; volume 1,234,567; RSI 14 55.21; change % 0.5200; "
@@ -81,3 +81,68 @@ def test_a_dotted_date_is_one_token_stripped_whole_unless_the_references_hold_it
     assert check_answer(stripped.text, REFERENCE, "report").ratio == 1.0
     assert [f.text for f in extract_figures("release 1.2.3 and 4.5")] == ["1.2.3", "4.5"]
     assert held.ratio == 1.0
+
+
+def _first_refusal(guard: FigureGuard, pieces: list[str]) -> str | None:
+    """Write ``pieces`` in turn (then an ending); return the text up to a refused piece."""
+    text = ""
+    for piece in [*pieces, " "]:
+        if not guard.allows(text, piece):
+            return text + piece
+        text += piece
+    return None
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "AAPL trades at 189.23.",
+        "AAPL trades at $189.2 now.",  # shown precision
+        "Volume was 1,234,567 shares.",
+        "Volume was 1234567 shares.",
+        "RSI is 55.2.",
+        "Implied volatility is 24.32%.",  # fraction shown as a percentage
+        "It rose 0.52% today.",
+        "Put/call ratio is 0.85 [2].",  # a citation is not a figure
+    ],
+)
+def test_guard_lets_a_grounded_answer_be_written_character_by_character(answer: str) -> None:
+    guard = FigureGuard(REFERENCE)
+
+    assert _first_refusal(guard, list(answer)) is None
+    assert check_answer(answer, REFERENCE).ratio == 1.0
+
+
+@pytest.mark.parametrize(
+    ("pieces", "refused"),
+    [
+        (["AAPL trades at ", "1", "8", "7"], "AAPL trades at 187"),  # leaves every figure
+        (["AAPL trades at ", "1", "8", " now"], "AAPL trades at 18 now"),  # ends ungrounded
+        (["RSI is ", "7", "0"], "RSI is 7"),
+        (["Sales were $", "3", "9", "1", " million"], "Sales were $391 million"),  # scale
+        (["up ", "3", "%"], "up 3%"),
+        (["RSI is ", "5", ".", "2"], "RSI is 5."),  # no reference figure goes on "5."
+        (["Filed ", "1", "0", ".", "1", "0", ".", "2", "0", "2", "4"], "Filed 10"),
+    ],
+)
+def test_guard_refuses_the_piece_that_makes_a_figure_ungrounded(
+        pieces: list[str], refused: str) -> None:
+    guard = FigureGuard(REFERENCE)
+
+    assert _first_refusal(guard, pieces) == refused
+    assert check_answer(refused, REFERENCE, "report").ratio < 1.0
+
+
+def test_guard_accepts_a_scale_word_that_keeps_the_figure_grounded() -> None:
+    guard = FigureGuard(REFERENCE)
+
+    assert guard.allows("Sales were $391", " billion")
+    assert not guard.allows("Sales were $391", " million")
+
+
+def test_guard_chooses_the_first_allowed_piece_and_falls_back_to_the_best() -> None:
+    guard = FigureGuard(REFERENCE)
+
+    assert guard.choose("AAPL trades at ", ["7", "x", "1"]) == 1  # "x" writes no figure
+    assert guard.choose("AAPL trades at 18", ["7", "6", "9"]) == 2
+    assert guard.choose("AAPL trades at 18", ["7", "6"]) == 0  # none allowed: the best
