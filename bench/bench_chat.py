@@ -207,7 +207,7 @@ async def http(args: argparse.Namespace) -> dict[str, Any]:
     generator = health.get("checks", {}).get("generator", {})
     return {"mode": f"marketray serve {args.serve_args}, WebSocket /chat".replace("  ", " "),
             **result, "generator": {key: generator.get(key) for key in (
-                "backend", "batching", "torch_threads", "scheduler")}}
+                "backend", "batching", "torch_threads", "figure_guard", "scheduler")}}
 
 
 def main() -> None:

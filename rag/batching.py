@@ -59,6 +59,14 @@ class PieceTable:
         return piece
 
 
+def eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    """Return the token ids that end a generation (the model's, else the tokenizer's)."""
+    eos = model.generation_config.eos_token_id
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    return set(eos if isinstance(eos, list) else [eos])
+
+
 def guarded_token(guard: FigureGuard, text: str, scores: Any, pieces: PieceTable) -> int:
     """Return the best-scoring token id that ``guard`` allows after ``text``.
 
@@ -147,10 +155,7 @@ class BatchScheduler:
         self.max_batch = max_batch
         self.penalty = repetition_penalty
         self._prefill_kwargs = last_logits_only(model)
-        eos = model.generation_config.eos_token_id
-        if eos is None:
-            eos = tokenizer.eos_token_id
-        self.eos_ids = set(eos if isinstance(eos, list) else [eos])
+        self.eos_ids = eos_ids(model, tokenizer)
         self._pieces = PieceTable(self.tokenizer, self.eos_ids)
         self._waiting: collections.deque[_Request] = collections.deque()
         self._cv = threading.Condition()

@@ -34,7 +34,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from rag.prompt import Evidence
+from rag.grounding import FigureGuard
+from rag.prompt import Evidence, reference_text
 
 log = logging.getLogger(__name__)
 
@@ -125,14 +126,12 @@ class _GuardFigures:
     choice is masked.
     """
 
-    def __init__(self, guard: Any, tokenizer: Any, model: Any, prompt_len: int) -> None:
-        from rag.batching import PieceTable
+    def __init__(self, guard: FigureGuard, tokenizer: Any, model: Any, prompt_len: int) -> None:
+        from rag.batching import PieceTable, eos_ids
 
-        eos = model.generation_config.eos_token_id
-        eos = tokenizer.eos_token_id if eos is None else eos
         self._guard = guard
         self._tokenizer = tokenizer
-        self._pieces = PieceTable(tokenizer, set(eos if isinstance(eos, list) else [eos]))
+        self._pieces = PieceTable(tokenizer, eos_ids(model, tokenizer))
         self._prompt_len = prompt_len
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
@@ -227,16 +226,13 @@ class HFGenerator:
             return
         yield from self._generate(messages, max_new_tokens, stop, guard)
 
-    def _guard(self, evidence: Mapping[str, Any] | None) -> Any:
+    def _guard(self, evidence: Mapping[str, Any] | None) -> FigureGuard | None:
         if evidence is None or not self.guard_figures:
             return None
-        from rag.grounding import FigureGuard
-        from rag.prompt import reference_text
-
         return FigureGuard(reference_text(Evidence.from_dict(evidence)))
 
     def _generate(self, messages: Messages, max_new_tokens: int,
-                  stop: threading.Event, guard: Any = None) -> Iterator[str]:
+                  stop: threading.Event, guard: FigureGuard | None = None) -> Iterator[str]:
         import torch
         from transformers import LogitsProcessorList, StoppingCriteriaList, TextIteratorStreamer
 
