@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import overload
 
 import numba
 import numpy as np
@@ -176,8 +177,12 @@ class BarRing:
         self.count[slot] = 0
 
 
-def _session_day(ts_ns: int) -> int:
-    """The New York (standard time) calendar day a timestamp falls in, as a day number."""
+@overload
+def _session_day(ts_ns: int) -> int: ...
+@overload
+def _session_day(ts_ns: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]: ...
+def _session_day(ts_ns: int | npt.NDArray[np.int64]) -> int | npt.NDArray[np.int64]:
+    """The New York (standard time) calendar day of timestamps, as day numbers."""
     return (ts_ns - SESSION_OFFSET_NS) // NS_PER_DAY
 
 
@@ -348,9 +353,7 @@ class MarketState:
         slots: npt.NDArray[np.int32] = s[rows]
         ts = t[rows]
         forming = self.bar_start[slots]
-        same_session = ((forming - SESSION_OFFSET_NS) // NS_PER_DAY
-                        == (ts - SESSION_OFFSET_NS) // NS_PER_DAY)
-        ok = (forming > ts) & same_session
+        ok = (forming > ts) & (_session_day(forming) == _session_day(ts))
         slots, bars = slots[ok], ohlcv[rows[ok]]
         if len(slots) == 0:
             return slots
@@ -367,12 +370,12 @@ class MarketState:
         """Append bars sorted by (slot, time), all newer than what each slot holds."""
         if len(s) == 0:
             return
-        day = (t - SESSION_OFFSET_NS) // NS_PER_DAY
+        day = _session_day(t)
         held = self.ring.count[s] > 0
         prev_ts = np.where(held, self.ring.ts[s, (self.ring.count[s] - 1) % self.ring.capacity], 0)
         same_slot = np.r_[False, s[1:] == s[:-1]]
         prev_ts = np.where(same_slot, np.r_[0, t[:-1]], prev_ts)
-        reset = (prev_ts > 0) & (day != (prev_ts - SESSION_OFFSET_NS) // NS_PER_DAY)
+        reset = (prev_ts > 0) & (day != _session_day(prev_ts))
         # Commit in time order across slots, split where a slot starts a new session.
         by_time = np.argsort(t, kind="stable")
         s, t, ohlcv, reset = s[by_time], t[by_time], ohlcv[by_time], reset[by_time]
@@ -390,7 +393,7 @@ class MarketState:
         slot = np.full(len(keys), s, np.int32)
         times = np.array(keys, np.int64)
         rows = np.array([merged[k] for k in keys])
-        day = (times - SESSION_OFFSET_NS) // NS_PER_DAY
+        day = _session_day(times)
         self._commit_bars(slot, times, rows, np.r_[False, day[1:] != day[:-1]], undo=False)
         if times[-1] >= self.last_ts[s]:
             self._seed_sessions(slot, times, rows)
@@ -400,7 +403,7 @@ class MarketState:
         """Set last price and session figures of each slot from its newest seeded bars."""
         order = np.lexsort((t, s))
         s, t, ohlcv = s[order], t[order], ohlcv[order]
-        day = (t - SESSION_OFFSET_NS) // NS_PER_DAY
+        day = _session_day(t)
         starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
         ends = np.r_[starts[1:], len(s)]
         for start, end in zip(starts.tolist(), ends.tolist(), strict=True):  # one per slot

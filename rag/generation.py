@@ -34,6 +34,15 @@ from typing import Any, Protocol
 
 import httpx
 
+from rag.batching import (
+    BatchScheduler,
+    PieceTable,
+    eos_ids,
+    guarded_token,
+    prefix_ids,
+    prompt_ids,
+    supports_batching,
+)
 from rag.grounding import FigureGuard
 from rag.prompt import Evidence, reference_text
 
@@ -127,16 +136,12 @@ class _GuardFigures:
     """
 
     def __init__(self, guard: FigureGuard, tokenizer: Any, model: Any, prompt_len: int) -> None:
-        from rag.batching import PieceTable, eos_ids
-
         self._guard = guard
         self._tokenizer = tokenizer
         self._pieces = PieceTable(tokenizer, eos_ids(model, tokenizer))
         self._prompt_len = prompt_len
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
-        from rag.batching import guarded_token
-
         text = self._tokenizer.decode(input_ids[0, self._prompt_len:],
                                       skip_special_tokens=True)
         chosen = guarded_token(self._guard, text, scores[0], self._pieces)
@@ -159,8 +164,6 @@ class HFGenerator:
     ) -> None:
         import torch
         import transformers
-
-        from rag.batching import BatchScheduler, supports_batching
 
         started = time.perf_counter()
         path = Path(model_path).expanduser()
@@ -214,8 +217,6 @@ class HFGenerator:
         stop = stop or threading.Event()
         guard = self._guard(evidence)
         if self.scheduler is not None:
-            from rag.batching import prefix_ids, prompt_ids
-
             chat = [dict(m) for m in messages]
             with self._encode_lock:  # many request threads share one fast tokenizer
                 ids = prompt_ids(self.tokenizer, chat)

@@ -111,10 +111,10 @@ class GroundingChecker:
     """Holds the reference numbers of one answer's evidence."""
 
     def __init__(self, reference_text: str) -> None:
-        figures = extract_figures(reference_text)
-        self._references = [f.value * f.scale for f in figures if not math.isnan(f.value)]
+        self.figures = extract_figures(reference_text)
+        self._references = [f.value * f.scale for f in self.figures if not math.isnan(f.value)]
         self._exact = {round(abs(v), 6) for v in self._references}
-        self._tokens = {f.text for f in figures if math.isnan(f.value)}
+        self._tokens = {f.text for f in self.figures if math.isnan(f.value)}
 
     def is_grounded(self, figure: Figure) -> bool:
         """Return True when the reference text holds this figure at its shown precision.
@@ -162,7 +162,7 @@ class FigureGuard:
     def __init__(self, reference_text: str) -> None:
         self.checker = GroundingChecker(reference_text)
         forms: set[str] = set()
-        for figure in extract_figures(reference_text):
+        for figure in self.checker.figures:
             forms.add(_digits(figure.text))
             if math.isnan(figure.value):
                 continue
