@@ -48,7 +48,7 @@ integration: $(STAMP) redis
 	$(BIN)/pytest -q tests/integration
 
 test: $(STAMP) redis lint typecheck
-	$(BIN)/pytest -q -p no:cacheprovider tests
+	PYTHONFAULTHANDLER=1 $(BIN)/pytest -q -p no:cacheprovider tests
 
 bench: $(STAMP)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

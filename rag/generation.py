@@ -204,6 +204,11 @@ class HFGenerator:
         """Return the batch scheduler's running/waiting counts (empty when unbatched)."""
         return self.scheduler.load() if self.scheduler is not None else {}
 
+    def close(self) -> None:
+        """Stop the batch scheduler's thread (requests still running end)."""
+        if self.scheduler is not None:
+            self.scheduler.close()
+
     def stream(
         self, messages: Messages, max_new_tokens: int = 256, *,
         evidence: Mapping[str, Any] | None = None, stop: threading.Event | None = None,

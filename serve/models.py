@@ -85,6 +85,13 @@ class GeneratorService:
             status["scheduler"] = scheduler_load()
         return status
 
+    def close(self) -> None:
+        """Stop the generator's threads (a local model's batch scheduler) and the pool."""
+        close = getattr(self.generator, "close", None)
+        if close is not None:
+            close()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
     async def stream(
         self, messages: Sequence[Mapping[str, str]], max_new_tokens: int = 256,
         evidence: Mapping[str, Any] | None = None,

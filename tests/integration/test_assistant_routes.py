@@ -6,6 +6,7 @@ import asyncio
 import re
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +40,14 @@ def model_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module", params=[0, 8], ids=["generate", "batched"])
-def local_service(model_data_dir: Path, request: pytest.FixtureRequest) -> GeneratorService:
+def local_service(model_data_dir: Path,
+                  request: pytest.FixtureRequest) -> Iterator[GeneratorService]:
     service = GeneratorService(Settings(secret_key=SECRET, data_dir=model_data_dir),
                                max_concurrent=2, max_batch=request.param)
     assert service.status()["backend"] == "local", service.status()
     assert service.status()["batching"] == (request.param or "off")
-    return service
+    yield service
+    service.close()
 
 
 def _figures_in(text: str) -> list[str]:
