@@ -191,9 +191,10 @@ def test_hf_generator_streams_through_its_scheduler(hf: HFGenerator) -> None:
         pieces = list(batched.stream(messages, NEW_TOKENS))
         described: dict[str, Any] = batched.describe()
     finally:
-        assert batched.scheduler is not None
-        batched.scheduler.close()
+        batched.close()
 
+    assert batched.scheduler is not None
+    assert not batched.scheduler._thread.is_alive()  # close() ended the scheduler thread
     assert len(pieces) >= 2
     assert "".join(pieces) == _reference(hf, prompt_ids(hf.tokenizer, messages))
     assert described["batching"] == 4
