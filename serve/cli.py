@@ -12,6 +12,7 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +41,7 @@ def _settings(overrides: dict[str, Any]) -> Settings:
 REPLICA_PORTS = (20_000, 23_000)
 GRPC_OFFSET = 3_000
 SINGLE_PORTS = (26_000, 32_000)
+DRAIN_S = 2.0  # seconds a stopping ingress replica stays reachable (see _ingress_environment)
 
 
 def pick_port(low: int = SINGLE_PORTS[0], high: int = SINGLE_PORTS[1]) -> int:
@@ -62,6 +64,14 @@ def _ingress_environment(settings: Settings) -> dict[str, str]:
     Its config, socket and state files get a directory of their own per data dir
     (two services on one machine must not share them), kept short because
     HAProxy refuses socket paths over 97 characters and Ray adds a node id.
+
+    A stopping replica first stays reachable for a draining period so load balancers
+    can deregister it; Serve's default, 30 s, made every shutdown of ``marketray serve``
+    take 34 s. HAProxy here is Serve's own, reloaded by the controller as replicas come
+    and go, and it retries a refused connection on another replica, so the period is
+    ``DRAIN_S`` unless the environment sets ``RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S``
+    (a cluster behind an outside load balancer may want it longer). In-flight requests
+    are still waited for afterwards, up to the deployment's graceful shutdown timeout.
     """
     if settings.serve_ingress != "haproxy":
         return {}
@@ -83,7 +93,9 @@ def _ingress_environment(settings: Settings) -> dict[str, str]:
             "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(base / "haproxy.cfg"),
             "RAY_SERVE_HAPROXY_SOCKET_PATH": str(base / "admin.sock"),
             "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(base),
-            "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(base / "server-state")}
+            "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(base / "server-state"),
+            "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": os.environ.get(
+                "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", str(DRAIN_S))}
 
 
 def _init_ray(address: str | None) -> None:
@@ -95,6 +107,18 @@ def _init_ray(address: str | None) -> None:
         ray.init(address=address, namespace="marketray", log_to_driver=False)
     else:
         ray.init(namespace="marketray", include_dashboard=False, log_to_driver=False)
+
+
+def _stop_on_signals(stop: threading.Event | None = None) -> threading.Event:
+    """Make SIGTERM and SIGINT set ``stop`` (a new event if none) instead of ending us."""
+    event = stop or threading.Event()
+
+    def handler(*_: object) -> None:
+        event.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return event
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -114,6 +138,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # are the serving path (shards, feed, ingress), so a cluster started here runs them at
     # normal priority, like any server process (an existing cluster keeps its own setting).
     os.environ.setdefault("RAY_worker_niceness", "0")
+    # Ctrl-C or SIGTERM while starting: finish starting, then shut down in order below
+    # (a KeyboardInterrupt inside Ray's start-up was swallowed and the service kept running).
+    stop = _stop_on_signals()
     _init_ray(args.address)
     # Keep the handles: non-detached actors are reclaimed once the driver drops them.
     market = start_market(settings)
@@ -131,14 +158,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"generated a secret in {settings.data_dir / 'secret.key'}; admin token:\n"
               f"{token}\ntry: curl -H 'Authorization: Bearer {token}' {url}/market/"
               f"{settings.symbols[0]}", flush=True)
-    stop = {"now": False}
-
-    def _stop(*_: object) -> None:
-        stop["now"] = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    while not stop["now"]:
+    _stop_on_signals(stop)  # ray.init put Ray's crash reporter on SIGTERM: take it back
+    while not stop.is_set():
         time.sleep(0.5)
     print("marketray: shutting down", flush=True)
     serve.shutdown()

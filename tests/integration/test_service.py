@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import time
 
 import httpx
 import numpy as np
@@ -160,3 +163,37 @@ def test_websocket_header_auth_is_accepted(svc):
             return json.loads(await asyncio.wait_for(ws.recv(), 10))
 
     assert asyncio.run(scenario())["type"] == "pong"
+
+
+def test_sigterm_stops_the_service_and_its_cluster_in_order(svc):
+    # Last in this module: it stops the module's service.
+    # Arrange: the service has finished starting (its signal handlers are in place)
+    deadline = time.monotonic() + 30
+    while "marketray is serving" not in svc.log_tail() and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+    # Act
+    started = time.monotonic()
+    svc.process.send_signal(signal.SIGTERM)
+    code = svc.process.wait(timeout=60)
+    stopped_s = time.monotonic() - started
+
+    # Assert: the orderly path ran (Serve, the feed, Ray), well inside Serve's 30 s default
+    # drain, and nothing of the cluster outlived the driver
+    log = svc.log_tail(400)
+    assert code == 0, log
+    assert "marketray: shutting down" in log
+    assert "failed to shut down" not in log, log
+    assert stopped_s < 20, f"took {stopped_s:.1f}s"
+    deadline = time.monotonic() + 15
+    while _group_alive(svc.process.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _group_alive(svc.process.pid), "processes of the service outlived it"
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
