@@ -187,11 +187,11 @@ class FigureGuard:
         for figure in extract_figures(written):
             if figure.end < touched:
                 continue
+            if self.checker.is_grounded(figure):
+                continue
             rest = written[figure.end:]
             open_ended = (rest in ("", ".", ",") and not figure.percent
                           and figure.scale == 1.0)
-            if self.checker.is_grounded(figure):
-                continue
             # "4." goes on only as a decimal point that some reference figure has there
             written_so_far = _digits(figure.text) + ("." if rest == "." else "")
             if not (open_ended and written_so_far in self._starts):
