@@ -152,15 +152,48 @@ class _GuardFigures:
         return scores
 
 
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def resolve_dtype(requested: str, device: str) -> str:
+    """Return the torch dtype name a local model runs in on ``device``.
+
+    ``auto``: float16 on a GPU; on a CPU, bfloat16 where the cores do bfloat16 dot
+    products natively (AVX512-BF16 or AMX: the default model's 633-token prefill took
+    0.45 s against 1.14 s in float32 on two such cores, decoding 32 against 44 ms a
+    token), float32 elsewhere (AVX2 only emulates bfloat16, slower than float32).
+    """
+    if requested not in DTYPES:
+        raise ValueError(f"llm dtype must be one of {', '.join(DTYPES)}, not {requested!r}")
+    if requested != "auto":
+        return requested
+    if device.startswith("cuda"):
+        return "float16"
+    return "bfloat16" if native_cpu_bfloat16() else "float32"
+
+
+def native_cpu_bfloat16() -> bool:
+    """True when this CPU computes bfloat16 natively (AVX512-BF16 or AMX tiles)."""
+    import torch
+
+    cpu: Any = torch.cpu
+    mkldnn: Any = torch.backends.mkldnn  # oneDNN runs the bfloat16 matrix products
+    return bool(mkldnn.is_available() and (
+        cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported()))
+
+
 class HFGenerator:
-    """A local causal LM (Hugging Face directory or GGUF file), on a GPU when one is there."""
+    """A local causal LM (Hugging Face directory or GGUF file), on a GPU when one is there.
+
+    ``dtype`` is a name from :data:`DTYPES` (see :func:`resolve_dtype` for ``auto``).
+    """
 
     name = "local"
 
     def __init__(
         self, model_path: str | Path, data_dir: str | Path = "./data", *,
         device: str | None = None, num_threads: int | None = None, max_batch: int = 0,
-        guard_figures: bool = True,
+        guard_figures: bool = True, dtype: str = "auto",
     ) -> None:
         import torch
         import transformers
@@ -174,11 +207,12 @@ class HFGenerator:
         self.source = str(path)
         load_dir = convert_gguf(path, Path(data_dir)) if path.suffix == ".gguf" else path
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
+        self.dtype = resolve_dtype(dtype, self.device)
         auto_model: Any = transformers.AutoModelForCausalLM
         auto_tokenizer: Any = transformers.AutoTokenizer
         self.tokenizer: Any = auto_tokenizer.from_pretrained(str(load_dir))
-        self.model: Any = auto_model.from_pretrained(str(load_dir), dtype=dtype)
+        self.model: Any = auto_model.from_pretrained(str(load_dir),
+                                                     dtype=getattr(torch, self.dtype))
         self.model.to(self.device)
         self.model.eval()
         self.scheduler: BatchScheduler | None = None
@@ -196,7 +230,7 @@ class HFGenerator:
 
         batching = self.scheduler.max_batch if self.scheduler is not None else "off"
         return {"backend": "local", "model": self.source, "loaded_from": self.model_dir,
-                "device": self.device, "load_s": round(self.load_s, 2),
+                "device": self.device, "dtype": self.dtype, "load_s": round(self.load_s, 2),
                 "batching": batching, "torch_threads": torch.get_num_threads(),
                 "figure_guard": self.guard_figures}
 
@@ -447,9 +481,9 @@ def load_generator(
     """Return the first generator that loads: endpoint, then local model, then extractive.
 
     ``settings`` is a :class:`market.settings.Settings` (``llm_url``, ``llm_model``,
-    ``data_dir``); ``model``/``url`` override it. ``MARKETRAY_LLM_MODEL=none`` disables
-    the local model. ``max_batch`` > 1 batches a local model's concurrent generations
-    (:mod:`rag.batching`).
+    ``llm_dtype``, ``data_dir``); ``model``/``url`` override it.
+    ``MARKETRAY_LLM_MODEL=none`` disables the local model. ``max_batch`` > 1 batches a
+    local model's concurrent generations (:mod:`rag.batching`).
     """
     skipped: list[str] = []
     endpoint = url if url is not None else getattr(settings, "llm_url", None)
@@ -470,7 +504,8 @@ def load_generator(
         else:
             try:
                 local = HFGenerator(path, getattr(settings, "data_dir", Path("./data")),
-                                    num_threads=num_threads, max_batch=max_batch)
+                                    num_threads=num_threads, max_batch=max_batch,
+                                    dtype=getattr(settings, "llm_dtype", "auto"))
                 return local, LoadReport("local", local.describe(), skipped)
             except Exception as exc:  # any failure means: fall back to extractive
                 skipped.append(f"local model {path}: {type(exc).__name__}: {exc}")

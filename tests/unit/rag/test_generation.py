@@ -17,6 +17,7 @@ from rag.generation import (
     OpenAIGenerator,
     default_model_path,
     load_generator,
+    resolve_dtype,
 )
 from rag.grounding import check_answer
 from rag.prompt import Evidence, build_messages, reference_text
@@ -119,7 +120,7 @@ def test_default_gguf_model_converts_once_then_streams(tmp_path: Path) -> None:
 
     first = HFGenerator(model, tmp_path)
     started = time.perf_counter()
-    reloaded = HFGenerator(model, tmp_path)
+    reloaded, report = load_generator(Settings(data_dir=tmp_path, llm_dtype="float32"))
     reload_s = time.perf_counter() - started
     evidence = _evidence()
     pieces = list(reloaded.stream(build_messages(evidence), max_new_tokens=24))
@@ -127,5 +128,22 @@ def test_default_gguf_model_converts_once_then_streams(tmp_path: Path) -> None:
     assert Path(first.model_dir).parent == tmp_path / "models"
     assert (Path(first.model_dir) / "model.safetensors").exists()
     assert reload_s < 5.0
+    assert first.dtype == resolve_dtype("auto", "cpu")
+    assert report.backend == "local"
+    assert report.detail["dtype"] == "float32"  # the setting reached the model
     assert len(pieces) >= 2
     assert "".join(pieces).strip()
+
+
+def test_dtype_auto_is_float16_on_gpu_and_bfloat16_only_where_the_cpu_has_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import rag.generation as generation
+
+    assert resolve_dtype("auto", "cuda:0") == "float16"
+    monkeypatch.setattr(generation, "native_cpu_bfloat16", lambda: True)
+    assert resolve_dtype("auto", "cpu") == "bfloat16"
+    monkeypatch.setattr(generation, "native_cpu_bfloat16", lambda: False)
+    assert resolve_dtype("auto", "cpu") == "float32"
+    assert resolve_dtype("bfloat16", "cpu") == "bfloat16"  # asked for: given, even emulated
+    with pytest.raises(ValueError, match="llm dtype must be one of"):
+        resolve_dtype("int4", "cpu")
