@@ -10,12 +10,16 @@ Every client has a pending map keyed by (symbol, channel): a new frame replaces
 an unsent one, so a slow reader gets the latest value per symbol (conflation)
 and never holds up the others; its writer task sends whatever is pending.
 
-The budget adapts to what the event loop can send (it grows while the writers
-drain everything between polls, and shrinks while frames are left over or a
-poll cycle overruns twice the interval). Under a large fan-out each symbol is
-then published less often, but every published frame carries data at most one
-poll old and goes out at once, so latency stays bounded. Oldest-first order
-means no symbol, and so no client, starves.
+The budget adapts to what the event loop can send. It is sized so that the
+loop's own CPU time per poll cycle stays within ``cpu_share`` of the interval
+(the loop sends a poll's frames before the next poll wakes: a budget past that
+share made every cycle late, and the next frames older); it grows while the
+loop has time to spare and the writers drain everything between polls, and it
+shrinks while frames are left over or a cycle overruns twice the interval.
+Under a large fan-out each symbol is then published less often, but every
+published frame carries data at most one poll old and goes out at once, so
+latency stays bounded. Oldest-first order means no symbol, and so no client,
+starves.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -85,9 +90,10 @@ class MarketHub:
 
     def __init__(self, gateway: Any, *, poll_interval_s: float = 0.015,
                  options_interval_s: float = 1.0, initial_budget: int = 2_000,
-                 max_budget: int = 200_000) -> None:
+                 max_budget: int = 200_000, cpu_share: float = 0.5) -> None:
         self.gateway = gateway
         self.poll_interval_s = poll_interval_s
+        self.cpu_share = cpu_share  # of each poll interval, for the loop's own work
         self.options_interval_s = options_interval_s
         self.budget = float(initial_budget)  # frames per poll, adaptive
         self.max_budget = max_budget
@@ -216,23 +222,30 @@ class MarketHub:
         self.published += frames
         return frames
 
-    def adapt(self, cycle_s: float | None = None) -> None:
-        """Raise the budget while writers drain everything, cut it while they fall behind.
+    def adapt(self, cycle_s: float | None = None, cpu_s: float | None = None) -> None:
+        """Size the budget to what the event loop sends in its share of a poll interval.
 
-        Called before a poll publishes: frames still unsent then were not sent
-        within one poll interval. ``cycle_s``, the time since the previous poll
-        began, is the other signal: a cycle over twice the interval means the
-        replica's event loop is saturated (sends, handshakes and REST all wait),
-        so the budget is cut as well.
+        Called before a poll publishes. Frames still unsent then were not sent within
+        one poll interval; ``cycle_s``, the time since the previous poll began, over
+        twice the interval means the replica's event loop is saturated (sends,
+        handshakes and REST all wait): either cuts the budget by 30%. ``cpu_s``, the
+        CPU time the loop's thread spent in that cycle (mostly sending the previous
+        poll's frames), scales the budget towards ``cpu_share`` of the interval: down
+        in proportion when over it, up by at most 25% a poll when under it and the
+        budget, not the market, held frames back.
         """
         backlog = sum(s.unsent for s in self.subscribers)
         overrun = cycle_s is not None and cycle_s > 2 * self.poll_interval_s
         if backlog > 0.25 * self.budget or overrun:
             self.budget = max(1.0, self.budget * 0.7)
-        elif backlog == 0 and self._waiting:  # the budget, not the market, limited the last
-            self.budget = min(float(self.max_budget), self.budget * 1.25 + 10)
+            return
+        room = 1.25 if not cpu_s else self.cpu_share * self.poll_interval_s / cpu_s
+        if room < 1:
+            self.budget = max(1.0, self.budget * max(0.5, room))
+        elif backlog == 0 and self._waiting:
+            self.budget = min(float(self.max_budget), self.budget * min(1.25, room) + 10)
 
-    async def poll_once(self, cycle_s: float | None = None) -> int:
+    async def poll_once(self, cycle_s: float | None = None, cpu_s: float | None = None) -> int:
         """One poll: fetch changes from the shards, adapt the budget, publish; return frames."""
         shards = self.gateway.actors.shards
         self._fresh.clear()  # only data fetched by this poll is published
@@ -255,17 +268,19 @@ class MarketHub:
             self._since[k] = sequence
             self.note_changed(changed)
             self.record_changes(data)
-        self.adapt(cycle_s)
+        self.adapt(cycle_s, cpu_s)
         self.polls += 1
         return self.publish_due()
 
     async def _poll_market(self) -> None:
         loop = asyncio.get_running_loop()
         previous: float | None = None
+        previous_cpu = time.thread_time()  # this thread runs the loop: its CPU is the loop's
         while True:
-            started = loop.time()
+            started, cpu = loop.time(), time.thread_time()
             cycle_s, previous = (None if previous is None else started - previous), started
-            await self.poll_once(cycle_s)
+            cpu_s, previous_cpu = cpu - previous_cpu, cpu
+            await self.poll_once(cycle_s, cpu_s if cycle_s is not None else None)
             await asyncio.sleep(max(0.0, self.poll_interval_s - (loop.time() - started)))
 
     async def _poll_options(self) -> None:

@@ -181,3 +181,28 @@ def test_fetch_plan_follows_subscribes_repeats_and_disconnects(hub):
     for sub in subs[1:]:
         hub.remove(sub)  # 6 subscriptions left: the budget covers them all
     assert hub.fetch_plan() == ([], None)
+
+
+def test_budget_follows_the_loops_cpu_share_of_the_poll_interval(hub):
+    (sub,) = _subscribers(hub, 1, ["AAPL", "MSFT"])
+    hub.note_changed(["AAPL"])  # the budget, not the market, is what holds frames back
+    interval = hub.poll_interval_s
+    hub.budget = 1_000
+    # the loop spent the whole last cycle on its own work: twice its 50% share
+    hub.adapt(cycle_s=interval, cpu_s=interval)
+    assert hub.budget == 500
+    # far over its share: cut by half at most in one poll
+    hub.adapt(cycle_s=interval, cpu_s=interval * 10)
+    assert hub.budget == 250
+    # time to spare: grows, but by at most 25% a poll
+    hub.adapt(cycle_s=interval, cpu_s=interval * 0.1)
+    assert hub.budget == 250 * 1.25 + 10
+    # a little spare: grows only as far as the share allows
+    hub.budget = 1_000
+    hub.adapt(cycle_s=interval, cpu_s=interval * 0.45)
+    assert 1_000 < hub.budget < 1_000 * 0.5 / 0.45 + 10 + 1e-9
+    # frames left unsent win over spare CPU time
+    hub.budget = 1_000
+    sub.pending.update({(f"X{i}", "market"): "x" for i in range(300)})
+    hub.adapt(cycle_s=interval, cpu_s=interval * 0.1)
+    assert hub.budget == 700
