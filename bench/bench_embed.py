@@ -67,6 +67,7 @@ async def interleaved(app: Any, model: Any, batch: list[str], chunk: int, rounds
     other tenants) round by round. With ``RAY_SERVE_THROUGHPUT_OPTIMIZED`` the handle's
     router lives on the caller's event loop, so the handle must not outlive it.
     """
+    import torch
     from ray import serve
 
     handle = serve.run(app, name="bench_embed", route_prefix=None)
@@ -75,10 +76,7 @@ async def interleaved(app: Any, model: Any, batch: list[str], chunk: int, rounds
         direct, deployed = [], []
         for _ in range(rounds):
             direct.append(direct_rate(model, batch, threads))
-            # the driver only awaits while the deployment runs: leave the cores to it
-            import torch
-
-            torch.set_num_threads(1)
+            torch.set_num_threads(1)  # the driver only awaits now: the cores are the replica's
             deployed.append(await serve_rate(handle, batch, chunk))
         return direct, deployed
     finally:

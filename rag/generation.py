@@ -176,10 +176,11 @@ def native_cpu_bfloat16() -> bool:
     """True when this CPU computes bfloat16 natively (AVX512-BF16 or AMX tiles)."""
     import torch
 
-    cpu: Any = torch.cpu
     mkldnn: Any = torch.backends.mkldnn  # oneDNN runs the bfloat16 matrix products
-    return bool(mkldnn.is_available() and (
-        cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported()))
+    # torch's own CPU checks are private: a torch without them means "no", not a failure
+    checks = [getattr(torch.cpu, name, None)
+              for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return bool(mkldnn.is_available()) and any(bool(check()) for check in checks if check)
 
 
 class HFGenerator:
