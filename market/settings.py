@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     llm_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="a local model's weights and activations; auto = float16 on a "
         "GPU, bfloat16 on CPUs that compute it natively (AVX512-BF16, AMX), else float32")
+    embed_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="the embedding model's precision (same rule as llm_dtype; its "
+        "vectors are float32 either way)")
     llm_threads: int = Field(
         0, ge=0, description="torch threads of a local generator on CPU; 0 = every core "
         "(its OpenMP threads wait passively, so they yield the cores when others need them)")

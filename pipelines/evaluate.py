@@ -17,12 +17,13 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from market.settings import Settings
 from pipelines.ingest import ingest
-from rag.embedder import Embedder
+from rag.embedder import Embedder, load_minilm
 from rag.index import IndexStore
 from rag.retrieval import HybridRetriever, Mode, RetrievalConfig
 
@@ -64,11 +65,12 @@ def evaluate(
 ) -> dict[str, Any]:
     """Ingest ``pdfs`` into ``data_dir`` and return the figures for every mode."""
     started = time.perf_counter()
-    summary = ingest([pdfs], Settings(data_dir=data_dir), address=address)
+    settings = Settings(data_dir=data_dir)
+    summary = ingest([pdfs], settings, address=address)
     questions = load_questions(questions_path)
     snapshot = IndexStore(data_dir / "index").load()
     doc_ids = {Path(d["uri"]).stem: d["document_id"] for d in snapshot.documents}
-    embedder = Embedder()
+    embedder = Embedder(partial(load_minilm, dtype=settings.embed_dtype))
     vectors = embedder.encode([q["question"] for q in questions])
     config = config or RetrievalConfig()
     report: dict[str, Any] = {

@@ -35,6 +35,7 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ import ray
 
 from market.settings import Settings
 from rag.documents import CHUNK_COLUMNS, process_document, rows_to_columns
-from rag.embedder import Embedder, load_token_counter
+from rag.embedder import Embedder, load_minilm, load_token_counter
 from rag.index import IndexStore, table_with_vectors
 from rag.ingestion import IngestSummary, discover_pdfs, screen_files
 from rag.pdf import DEFAULT_MAX_BYTES, DEFAULT_MAX_PAGES, BadDocument, page_range_texts, page_texts
@@ -136,12 +137,13 @@ class ParseDocuments:
 class EmbedChunks:
     """Ray Data step: chunk rows in, the same rows plus a 384-float ``vector`` column out."""
 
-    def __init__(self, threads: int | None = None, batch_size: int = CPU_MODEL_BATCH) -> None:
+    def __init__(self, threads: int | None = None, batch_size: int = CPU_MODEL_BATCH,
+                 dtype: str = "auto") -> None:
         if threads:
             import torch  # noqa: PLC0415
 
             torch.set_num_threads(threads)
-        self.embedder = Embedder(batch_size=batch_size)
+        self.embedder = Embedder(partial(load_minilm, dtype=dtype), batch_size=batch_size)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         status = batch.column("status").to_pylist()
@@ -165,6 +167,7 @@ def _ray_init(address: str | None) -> None:
 def build_dataset(
     files: Sequence[Path], *, embed_actors: int | None = None, embed_batch: int = EMBED_BATCH,
     max_bytes: int = DEFAULT_MAX_BYTES, max_pages: int = DEFAULT_MAX_PAGES,
+    embed_dtype: str = "auto",
 ) -> ray.data.Dataset:
     """Return the lazy dataset of embedded chunk rows for ``files`` (Ray must be running).
 
@@ -195,7 +198,8 @@ def build_dataset(
         threads = max(1, cpus // actors)
         model_batch = CPU_MODEL_BATCH if threads == 1 else EMBED_BATCH
     return ds.map_batches(
-        EmbedChunks, fn_constructor_kwargs={"threads": threads, "batch_size": model_batch},
+        EmbedChunks, fn_constructor_kwargs={"threads": threads, "batch_size": model_batch,
+                                            "dtype": embed_dtype},
         batch_size=embed_batch, batch_format="pyarrow", concurrency=actors, **options,
     )
 
@@ -217,8 +221,8 @@ def ingest(
     files, summary = screen_files(discover_pdfs(paths), known, max_bytes)
     if files:
         _ray_init(address)
-        ds = build_dataset(files, embed_actors=embed_actors, max_bytes=max_bytes,
-                           max_pages=max_pages)
+        ds = build_dataset(files, embed_actors=embed_actors, embed_dtype=settings.embed_dtype,
+                           max_bytes=max_bytes, max_pages=max_pages)
         tables = [b for b in ds.iter_batches(batch_format="pyarrow", batch_size=None) if len(b)]
         table = pa.concat_tables(tables) if tables else pa.table({})
         parsed = _collect(_in_input_order(table, files), summary, store if publish else None)

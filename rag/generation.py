@@ -44,6 +44,7 @@ from rag.batching import (
     supports_batching,
 )
 from rag.grounding import FigureGuard
+from rag.precision import resolve_dtype
 from rag.prompt import Evidence, reference_text
 
 log = logging.getLogger(__name__)
@@ -152,41 +153,11 @@ class _GuardFigures:
         return scores
 
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-
-def resolve_dtype(requested: str, device: str) -> str:
-    """Return the torch dtype name a local model runs in on ``device``.
-
-    ``auto``: float16 on a GPU; on a CPU, bfloat16 where the cores do bfloat16 dot
-    products natively (AVX512-BF16 or AMX: the default model's 633-token prefill took
-    0.45 s against 1.14 s in float32 on two such cores, decoding 32 against 44 ms a
-    token), float32 elsewhere (AVX2 only emulates bfloat16, slower than float32).
-    """
-    if requested not in DTYPES:
-        raise ValueError(f"llm dtype must be one of {', '.join(DTYPES)}, not {requested!r}")
-    if requested != "auto":
-        return requested
-    if device.startswith("cuda"):
-        return "float16"
-    return "bfloat16" if native_cpu_bfloat16() else "float32"
-
-
-def native_cpu_bfloat16() -> bool:
-    """True when this CPU computes bfloat16 natively (AVX512-BF16 or AMX tiles)."""
-    import torch
-
-    mkldnn: Any = torch.backends.mkldnn  # oneDNN runs the bfloat16 matrix products
-    # torch's own CPU checks are private: a torch without them means "no", not a failure
-    checks = [getattr(torch.cpu, name, None)
-              for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    return bool(mkldnn.is_available()) and any(bool(check()) for check in checks if check)
-
-
 class HFGenerator:
     """A local causal LM (Hugging Face directory or GGUF file), on a GPU when one is there.
 
-    ``dtype`` is a name from :data:`DTYPES` (see :func:`resolve_dtype` for ``auto``).
+    ``dtype`` is a name from :data:`rag.precision.DTYPES` (``auto``: see
+    :func:`rag.precision.resolve_dtype`).
     """
 
     name = "local"

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from ray.serve.exceptions import RayServeException
 
 from market.errors import InvalidInput, PayloadTooLarge, Unavailable
 from market.settings import Settings
-from rag.embedder import Embedder
+from rag.embedder import Embedder, load_minilm
 from rag.index import IndexStore
 from rag.ingestion import ingest_document, ingest_files
 from rag.pdf import BadDocument, content_hash, document_id_for
@@ -43,7 +44,7 @@ class KnowledgeService:
     def __init__(
         self,
         settings: Settings,
-        embedder_factory: Callable[[], Embedder] = Embedder,
+        embedder_factory: Callable[[], Embedder] | None = None,
         *,
         samples_dir: Path | None = SAMPLES_DIR,
         torch_threads: int | None = 1,
@@ -56,7 +57,8 @@ class KnowledgeService:
             torch.set_num_threads(torch_threads)
         self.settings = settings
         self.store = IndexStore(Path(settings.data_dir) / "index")
-        self.embedder = embedder_factory()
+        self.embedder = (embedder_factory or partial(
+            Embedder, partial(load_minilm, dtype=settings.embed_dtype)))()
         self.samples_dir = samples_dir
         self._retriever = HybridRetriever(self.store.load(), self.embedder.encode_query)
         self._uploads: dict[str, dict[str, Any]] = {}
@@ -213,7 +215,7 @@ class KnowledgeBase:
     """Serve deployment around :class:`KnowledgeService` (settings passed as a plain dict)."""
 
     def __init__(
-        self, settings: dict[str, Any], embedder_factory: Callable[[], Embedder] = Embedder,
+        self, settings: dict[str, Any], embedder_factory: Callable[[], Embedder] | None = None,
         query_embedder: Any = None,
     ) -> None:
         self.service = KnowledgeService(Settings(**settings), embedder_factory)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -203,14 +204,16 @@ def _gpu_visible() -> bool:
 class EmbedderService:
     """Encodes texts with all-MiniLM-L6-v2 (``rag.embedder``); plain class, no Ray."""
 
-    def __init__(self, *, batch_size: int = 64, num_threads: int | None = None) -> None:
+    def __init__(self, *, batch_size: int = 64, num_threads: int | None = None,
+                 dtype: str = "auto") -> None:
         from rag.embedder import Embedder as TextEmbedder
-        from rag.embedder import default_device
+        from rag.embedder import default_device, load_minilm
 
         self.device = default_device()
         if self.device == "cpu":
             _use_all_cores(num_threads)
-        self.embedder = TextEmbedder(batch_size=batch_size)
+        self.embedder = TextEmbedder(functools.partial(load_minilm, dtype=dtype),
+                                     batch_size=batch_size)
         self.dimension = self.embedder.dimension
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -224,7 +227,8 @@ class Embedder:
 
     def __init__(self, settings: dict[str, Any], batch_size: int = 64,
                  num_threads: int | None = None) -> None:
-        self.service = EmbedderService(batch_size=batch_size, num_threads=num_threads)
+        self.service = EmbedderService(batch_size=batch_size, num_threads=num_threads,
+                                       dtype=Settings(**settings).embed_dtype)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
     async def _embed_batch(self, requests: list[list[str]]) -> list[np.ndarray]:
@@ -249,4 +253,5 @@ class Embedder:
     async def status(self) -> dict[str, Any]:
         """Device and dimension for ``/health``."""
         return {"backend": "sentence-transformers", "model": "all-MiniLM-L6-v2",
-                "device": self.service.device, "dimension": self.service.dimension}
+                "device": self.service.device, "dtype": self.service.embedder.dtype,
+                "dimension": self.service.dimension}

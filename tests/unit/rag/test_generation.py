@@ -17,9 +17,9 @@ from rag.generation import (
     OpenAIGenerator,
     default_model_path,
     load_generator,
-    resolve_dtype,
 )
 from rag.grounding import check_answer
+from rag.precision import resolve_dtype
 from rag.prompt import Evidence, build_messages, reference_text
 
 
@@ -134,16 +134,3 @@ def test_default_gguf_model_converts_once_then_streams(tmp_path: Path) -> None:
     assert len(pieces) >= 2
     assert "".join(pieces).strip()
 
-
-def test_dtype_auto_is_float16_on_gpu_and_bfloat16_only_where_the_cpu_has_it(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    import rag.generation as generation
-
-    assert resolve_dtype("auto", "cuda:0") == "float16"
-    monkeypatch.setattr(generation, "native_cpu_bfloat16", lambda: True)
-    assert resolve_dtype("auto", "cpu") == "bfloat16"
-    monkeypatch.setattr(generation, "native_cpu_bfloat16", lambda: False)
-    assert resolve_dtype("auto", "cpu") == "float32"
-    assert resolve_dtype("bfloat16", "cpu") == "bfloat16"  # asked for: given, even emulated
-    with pytest.raises(ValueError, match="llm dtype must be one of"):
-        resolve_dtype("int4", "cpu")
