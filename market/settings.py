@@ -35,6 +35,10 @@ def normalize_symbol(raw: str) -> str:
     return symbol
 
 
+# A local model's numeric precision; ``auto`` is resolved by rag.precision.resolve_dtype.
+Precision = Literal["auto", "float32", "bfloat16", "float16"]
+
+
 class Settings(BaseSettings):
     """Service configuration (CONTRACT §4); invalid values fail at start with a clear message."""
 
@@ -59,10 +63,10 @@ class Settings(BaseSettings):
 
     llm_model: str | None = None
     llm_url: str | None = None
-    llm_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+    llm_dtype: Precision = Field(
         "auto", description="a local model's weights and activations; auto = float16 on a "
         "GPU, bfloat16 on CPUs that compute it natively (AVX512-BF16, AMX), else float32")
-    embed_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+    embed_dtype: Precision = Field(
         "auto", description="the embedding model's precision (same rule as llm_dtype; its "
         "vectors are float32 either way)")
     llm_threads: int = Field(

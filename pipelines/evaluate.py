@@ -17,13 +17,12 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from market.settings import Settings
 from pipelines.ingest import ingest
-from rag.embedder import Embedder, load_minilm
+from rag.embedder import Embedder
 from rag.index import IndexStore
 from rag.retrieval import HybridRetriever, Mode, RetrievalConfig
 
@@ -70,7 +69,7 @@ def evaluate(
     questions = load_questions(questions_path)
     snapshot = IndexStore(data_dir / "index").load()
     doc_ids = {Path(d["uri"]).stem: d["document_id"] for d in snapshot.documents}
-    embedder = Embedder(partial(load_minilm, dtype=settings.embed_dtype))
+    embedder = Embedder.minilm(settings.embed_dtype)
     vectors = embedder.encode([q["question"] for q in questions])
     config = config or RetrievalConfig()
     report: dict[str, Any] = {

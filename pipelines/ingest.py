@@ -35,7 +35,6 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +44,7 @@ import ray
 
 from market.settings import Settings
 from rag.documents import CHUNK_COLUMNS, process_document, rows_to_columns
-from rag.embedder import Embedder, load_minilm, load_token_counter
+from rag.embedder import Embedder, load_token_counter
 from rag.index import IndexStore, table_with_vectors
 from rag.ingestion import IngestSummary, discover_pdfs, screen_files
 from rag.pdf import DEFAULT_MAX_BYTES, DEFAULT_MAX_PAGES, BadDocument, page_range_texts, page_texts
@@ -143,7 +142,7 @@ class EmbedChunks:
             import torch  # noqa: PLC0415
 
             torch.set_num_threads(threads)
-        self.embedder = Embedder(partial(load_minilm, dtype=dtype), batch_size=batch_size)
+        self.embedder = Embedder.minilm(dtype, batch_size=batch_size)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         status = batch.column("status").to_pylist()

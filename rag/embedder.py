@@ -8,6 +8,7 @@ on CUDA when available.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -85,6 +86,11 @@ class Embedder:
             self._model.get_sentence_embedding_dimension
         )
         self.dimension = int(dimension_of())
+
+    @classmethod
+    def minilm(cls, dtype: str = "auto", *, batch_size: int = 64) -> Embedder:
+        """The bundled all-MiniLM-L6-v2 in ``dtype`` (see :func:`load_minilm`)."""
+        return cls(partial(load_minilm, dtype=dtype), batch_size=batch_size)
 
     def encode(self, texts: Sequence[str]) -> Vectors:
         """Return an ``(len(texts), dimension)`` float32 array of unit vectors."""

@@ -6,9 +6,11 @@ Both local models (the generator in :mod:`rag.generation`, the embedder in
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")
+from market.settings import Precision
+
+DTYPES: tuple[str, ...] = get_args(Precision)
 
 
 def resolve_dtype(requested: str, device: str) -> str:

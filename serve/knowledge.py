@@ -27,7 +27,7 @@ from ray.serve.exceptions import RayServeException
 
 from market.errors import InvalidInput, PayloadTooLarge, Unavailable
 from market.settings import Settings
-from rag.embedder import Embedder, load_minilm
+from rag.embedder import Embedder
 from rag.index import IndexStore
 from rag.ingestion import ingest_document, ingest_files
 from rag.pdf import BadDocument, content_hash, document_id_for
@@ -57,8 +57,7 @@ class KnowledgeService:
             torch.set_num_threads(torch_threads)
         self.settings = settings
         self.store = IndexStore(Path(settings.data_dir) / "index")
-        self.embedder = (embedder_factory or partial(
-            Embedder, partial(load_minilm, dtype=settings.embed_dtype)))()
+        self.embedder = (embedder_factory or partial(Embedder.minilm, settings.embed_dtype))()
         self.samples_dir = samples_dir
         self._retriever = HybridRetriever(self.store.load(), self.embedder.encode_query)
         self._uploads: dict[str, dict[str, Any]] = {}

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import threading
@@ -207,13 +206,12 @@ class EmbedderService:
     def __init__(self, *, batch_size: int = 64, num_threads: int | None = None,
                  dtype: str = "auto") -> None:
         from rag.embedder import Embedder as TextEmbedder
-        from rag.embedder import default_device, load_minilm
+        from rag.embedder import default_device
 
         self.device = default_device()
         if self.device == "cpu":
             _use_all_cores(num_threads)
-        self.embedder = TextEmbedder(functools.partial(load_minilm, dtype=dtype),
-                                     batch_size=batch_size)
+        self.embedder = TextEmbedder.minilm(dtype, batch_size=batch_size)
         self.dimension = self.embedder.dimension
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:

@@ -280,7 +280,7 @@ class MarketHub:
             started, cpu = loop.time(), time.thread_time()
             cycle_s, previous = (None if previous is None else started - previous), started
             cpu_s, previous_cpu = cpu - previous_cpu, cpu
-            await self.poll_once(cycle_s, cpu_s if cycle_s is not None else None)
+            await self.poll_once(cycle_s, cpu_s)
             await asyncio.sleep(max(0.0, self.poll_interval_s - (loop.time() - started)))
 
     async def _poll_options(self) -> None:

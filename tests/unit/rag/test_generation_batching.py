@@ -126,19 +126,26 @@ def _run_concurrently(scheduler: BatchScheduler, prompts: list[tuple[list[int], 
     return answers
 
 
+def _batched_and_reference(hf: HFGenerator, prompts: list[tuple[list[int], int]],
+                           max_batch: int, new_tokens: int = NEW_TOKENS,
+                           ) -> tuple[list[str], list[str], dict[str, Any]]:
+    """Answers of a scheduler run, generate()'s answers, and the scheduler's counters."""
+    expected = [_reference(hf, ids, new_tokens) for ids, _ in prompts]
+    scheduler = BatchScheduler(hf.model, hf.tokenizer, max_batch=max_batch)
+    try:
+        answers = _run_concurrently(scheduler, prompts, new_tokens)
+        return answers, expected, scheduler.load()
+    finally:
+        scheduler.close()
+
+
 def test_default_model_is_batchable(hf: HFGenerator) -> None:
     assert supports_batching(hf.model)
 
 
 def test_batched_greedy_output_equals_generate_for_each_prompt(hf: HFGenerator) -> None:
     prompts = _prompts(hf)
-    expected = [_reference(hf, ids) for ids, _ in prompts]
-    scheduler = BatchScheduler(hf.model, hf.tokenizer, max_batch=8)
-    try:
-        answers = _run_concurrently(scheduler, prompts)
-        load = scheduler.load()
-    finally:
-        scheduler.close()
+    answers, expected, load = _batched_and_reference(hf, prompts, max_batch=8)
 
     assert answers == expected
     assert all(answer.strip() for answer in answers)
@@ -161,34 +168,21 @@ def test_bfloat16_batched_answers_follow_generate_until_rounding_flips_a_tie(
         hf: HFGenerator) -> None:
     # Arrange: the same model in bfloat16 (the CPU default where the cores support it)
     hf16 = HFGenerator(hf.source, Path(hf.model_dir).parents[1], dtype="bfloat16")
-    prompts = _prompts(hf16)
-    expected = [_reference(hf16, ids) for ids, _ in prompts]
-    scheduler = BatchScheduler(hf16.model, hf16.tokenizer, max_batch=8)
     # Act
-    try:
-        answers = _run_concurrently(scheduler, prompts)
-        load = scheduler.load()
-    finally:
-        scheduler.close()
+    answers, expected, load = _batched_and_reference(hf16, _prompts(hf16), max_batch=8)
     # Assert: each answer opens as generate()'s does and most tokens agree; a broken
     # mask, position or cache in the batch would diverge at once
-    shared = [_shared_prefix(hf16.tokenizer, a, e) for a, e in zip(answers, expected,
-                                                                     strict=True)]
+    shared = [_shared_prefix(hf16.tokenizer, a, e)
+              for a, e in zip(answers, expected, strict=True)]
     assert hf16.dtype == "bfloat16"
     assert load["max_rows"] >= 2
     assert min(shared) >= 3, (shared, answers, expected)
-    assert sum(shared) >= 0.4 * NEW_TOKENS * len(prompts), (shared, answers, expected)
+    assert sum(shared) >= 0.4 * NEW_TOKENS * len(answers), (shared, answers, expected)
 
 
 def test_requests_beyond_max_batch_wait_and_still_match(hf: HFGenerator) -> None:
-    prompts = _prompts(hf)[:4]
-    expected = [_reference(hf, ids, 8) for ids, _ in prompts]
-    scheduler = BatchScheduler(hf.model, hf.tokenizer, max_batch=2)
-    try:
-        answers = _run_concurrently(scheduler, prompts, 8)
-        load = scheduler.load()
-    finally:
-        scheduler.close()
+    answers, expected, load = _batched_and_reference(hf, _prompts(hf)[:4], max_batch=2,
+                                                     new_tokens=8)
 
     assert answers == expected
     assert load["max_rows"] == 2
