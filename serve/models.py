@@ -250,6 +250,6 @@ class Embedder:
 
     async def status(self) -> dict[str, Any]:
         """Device and dimension for ``/health``."""
-        return {"backend": "sentence-transformers", "model": "all-MiniLM-L6-v2",
+        return {"backend": "torch (rag.minilm)", "model": "all-MiniLM-L6-v2",
                 "device": self.service.device, "dtype": self.service.embedder.dtype,
                 "dimension": self.service.dimension}

@@ -96,15 +96,10 @@ def write(path: Path, data: bytes) -> Path:
 
 
 class HashingModel:
-    """Stand-in for SentenceTransformer: hashed bag of words, normalised (no download, fast)."""
-
-    tokenizer: Any = None
+    """Stand-in for the MiniLM model: hashed bag of words, normalised (no download, fast)."""
 
     def __init__(self, dimension: int = 384) -> None:
         self.dimension = dimension
-
-    def get_sentence_embedding_dimension(self) -> int:
-        return self.dimension
 
     def encode(self, texts: list[str], **_: Any) -> np.ndarray:
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
