@@ -70,8 +70,8 @@ class Settings(BaseSettings):
         "auto", description="the embedding model's precision (same rule as llm_dtype; its "
         "vectors are float32 either way)")
     llm_threads: int = Field(
-        0, ge=0, description="torch threads of a local generator on CPU; 0 = every core "
-        "(its OpenMP threads wait passively, so they yield the cores when others need them)")
+        0, ge=0, description="torch threads of a local generator on CPU; 0 = every core but "
+        "one, at least one (the market side keeps a core; its OpenMP threads wait passively)")
 
     # Market state and feeds.
     num_shards: int = Field(

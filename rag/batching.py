@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rag.grounding import FigureGuard
+from rag.torch_threads import use_torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +146,10 @@ class BatchScheduler:
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, device: str = "cpu",
-                 max_batch: int = 8, repetition_penalty: float = REPETITION_PENALTY) -> None:
+                 max_batch: int = 8, repetition_penalty: float = REPETITION_PENALTY,
+                 threads: int | None = None) -> None:
         self.model = model
+        self.threads = threads  # torch CPU threads of the scheduler thread
         try:  # the scheduler thread decodes while request threads encode: own copy
             self.tokenizer = copy.deepcopy(tokenizer)
         except Exception:  # not copyable: share it (decoding does not change its state)
@@ -235,6 +238,7 @@ class BatchScheduler:
     def _loop(self) -> None:
         import torch
 
+        use_torch_threads(self.threads)
         while True:
             with self._cv:
                 while not self._closed and not self._waiting and not self._rows:

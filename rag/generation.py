@@ -46,6 +46,7 @@ from rag.batching import (
 from rag.grounding import FigureGuard
 from rag.precision import resolve_dtype
 from rag.prompt import Evidence, reference_text
+from rag.torch_threads import use_torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -174,8 +175,8 @@ class HFGenerator:
         path = Path(model_path).expanduser()
         if not path.exists():
             raise FileNotFoundError(f"model not found: {path}")
-        if num_threads:
-            torch.set_num_threads(num_threads)
+        self.num_threads = num_threads  # set again on each thread that runs the model
+        use_torch_threads(num_threads)
         self.source = str(path)
         load_dir = convert_gguf(path, Path(data_dir)) if path.suffix == ".gguf" else path
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -192,7 +193,7 @@ class HFGenerator:
         self._encode_lock = threading.Lock()
         if max_batch > 1 and supports_batching(self.model):
             self.scheduler = BatchScheduler(self.model, self.tokenizer, device=self.device,
-                                            max_batch=max_batch)
+                                            max_batch=max_batch, threads=num_threads)
         self.load_s = time.perf_counter() - started
         self.model_dir = str(load_dir)
 
@@ -262,6 +263,7 @@ class HFGenerator:
                                             inputs["input_ids"].shape[1]))
 
         def run() -> None:
+            use_torch_threads(self.num_threads)
             try:
                 with torch.inference_mode():
                     self.model.generate(

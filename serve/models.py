@@ -38,6 +38,7 @@ from market.errors import Unavailable
 from market.settings import Settings
 from rag.generation import Generator as TextGenerator
 from rag.generation import LoadReport, load_generator
+from rag.torch_threads import model_executor
 
 log = logging.getLogger("marketray.models")
 _END = object()
@@ -154,7 +155,7 @@ class Generator:
     endpoint or the extractive generator streams each request on its own.
 
     On CPU the model runs ``num_threads`` torch threads (default: the settings'
-    ``llm_threads``, 0 = every core). The replica shares its cores with the feed, the
+    ``llm_threads``, 0 = every core but one). The replica shares its cores with the feed, the
     shards and the other replicas: with spinning OpenMP threads on oversubscribed cores a
     550-token prefill took 5.7 s against 1.6 s on one thread (2-core machine, load 8), so
     :func:`build_app` starts this replica with ``OMP_WAIT_POLICY=PASSIVE``; on an idle
@@ -170,7 +171,7 @@ class Generator:
             config, model=model, url=url, max_concurrent=max_concurrent,
             # On CPU the loaded model sets torch's threads (Ray pins them to num_cpus).
             num_threads=None if _gpu_visible() else (
-                num_threads or config.llm_threads or os.cpu_count()),
+                num_threads or config.llm_threads or max(1, (os.cpu_count() or 1) - 1)),
             max_batch=max_batch,
         )
 
@@ -201,7 +202,11 @@ def _gpu_visible() -> bool:
 
 
 class EmbedderService:
-    """Encodes texts with all-MiniLM-L6-v2 (``rag.embedder``); plain class, no Ray."""
+    """Encodes texts with all-MiniLM-L6-v2 (``rag.embedder``); plain class, no Ray.
+
+    The model runs on one thread of its own, set to ``num_threads`` torch threads
+    (default: every core on CPU; see :mod:`rag.torch_threads`).
+    """
 
     def __init__(self, *, batch_size: int = 64, num_threads: int | None = None,
                  dtype: str = "auto") -> None:
@@ -209,14 +214,19 @@ class EmbedderService:
         from rag.embedder import default_device
 
         self.device = default_device()
-        if self.device == "cpu":
-            _use_all_cores(num_threads)
+        self.threads = _use_all_cores(num_threads) if self.device == "cpu" else None
         self.embedder = TextEmbedder.minilm(dtype, batch_size=batch_size)
         self.dimension = self.embedder.dimension
+        self._executor = model_executor(self.threads, "embed")
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Return ``(len(texts), 384)`` float32 unit vectors."""
+        """Return ``(len(texts), 384)`` float32 unit vectors (on the calling thread)."""
         return self.embedder.encode(list(texts))
+
+    async def encode_async(self, texts: Sequence[str]) -> np.ndarray:
+        """:meth:`encode` on the model's own thread, without blocking the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.encode, texts)
 
 
 @serve.deployment(max_ongoing_requests=256)
@@ -232,7 +242,7 @@ class Embedder:
     async def _embed_batch(self, requests: list[list[str]]) -> list[np.ndarray]:
         sizes = [len(texts) for texts in requests]
         flat = [text for texts in requests for text in texts]
-        vectors = await asyncio.to_thread(self.service.encode, flat)
+        vectors = await self.service.encode_async(flat)
         parts: list[np.ndarray] = []
         start = 0
         for size in sizes:
