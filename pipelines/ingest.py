@@ -48,7 +48,6 @@ from rag.embedder import Embedder, load_token_counter
 from rag.index import IndexStore, table_with_vectors
 from rag.ingestion import IngestSummary, discover_pdfs, screen_files
 from rag.pdf import DEFAULT_MAX_BYTES, DEFAULT_MAX_PAGES, BadDocument, page_range_texts, page_texts
-from rag.torch_threads import use_torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -139,11 +138,9 @@ class EmbedChunks:
 
     def __init__(self, threads: int | None = None, batch_size: int = CPU_MODEL_BATCH,
                  dtype: str = "auto") -> None:
-        self.threads = threads
-        self.embedder = Embedder.minilm(dtype, batch_size=batch_size)
+        self.embedder = Embedder.minilm(dtype, batch_size=batch_size, threads=threads)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        use_torch_threads(self.threads)  # the thread that calls may not be the one that built
         status = batch.column("status").to_pylist()
         texts = batch.column("embed_text").to_pylist()
         live = [i for i, s in enumerate(status) if s == "ok"]

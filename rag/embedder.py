@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from rag.torch_threads import use_torch_threads
+
 MODEL_WINDOW_TOKENS = 256
 
 Vectors = npt.NDArray[np.float32]
@@ -75,6 +77,8 @@ class Embedder:
     The loader returns the model: anything with ``dimension`` and
     ``encode(texts, batch_size)`` returning float32 unit vectors, and optionally
     ``dtype`` and ``count_tokens`` (a word-piece counter; else an approximation).
+    ``threads``, when given, is the torch CPU thread count of every encode, on whichever
+    thread calls it (:mod:`rag.torch_threads`).
     """
 
     def __init__(
@@ -82,22 +86,26 @@ class Embedder:
         loader: Callable[[], Any] = load_minilm,
         *,
         batch_size: int = 64,
+        threads: int | None = None,
     ) -> None:
         self._model = loader()
         self.batch_size = batch_size
+        self.threads = threads
         self.dtype = str(getattr(self._model, "dtype", "float32")).removeprefix("torch.")
         self.dimension = int(self._model.dimension)
         self._count_tokens = getattr(self._model, "count_tokens", None)
 
     @classmethod
-    def minilm(cls, dtype: str = "auto", *, batch_size: int = 64) -> Embedder:
+    def minilm(cls, dtype: str = "auto", *, batch_size: int = 64,
+               threads: int | None = None) -> Embedder:
         """The bundled all-MiniLM-L6-v2 in ``dtype`` (see :func:`load_minilm`)."""
-        return cls(partial(load_minilm, dtype=dtype), batch_size=batch_size)
+        return cls(partial(load_minilm, dtype=dtype), batch_size=batch_size, threads=threads)
 
     def encode(self, texts: Sequence[str]) -> Vectors:
         """Return an ``(len(texts), dimension)`` float32 array of unit vectors."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        use_torch_threads(self.threads)
         vectors: Vectors = self._model.encode(list(texts), batch_size=self.batch_size)
         return vectors
 

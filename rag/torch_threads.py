@@ -11,8 +11,6 @@ after ``torch.set_num_threads(2)`` (2-core machine): ten 2048x2048 matrix produc
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 
 def use_torch_threads(threads: int | None) -> None:
     """Run the calling thread's torch CPU work on ``threads`` threads (``None``: as it is)."""
@@ -20,9 +18,3 @@ def use_torch_threads(threads: int | None) -> None:
         import torch  # noqa: PLC0415 - heavy import, only where a model runs
 
         torch.set_num_threads(threads)
-
-
-def model_executor(threads: int | None, name: str) -> ThreadPoolExecutor:
-    """Return a one-thread executor for model calls whose thread runs ``threads`` threads."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix=name,
-                              initializer=use_torch_threads, initargs=(threads,))

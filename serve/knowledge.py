@@ -49,15 +49,12 @@ class KnowledgeService:
         samples_dir: Path | None = SAMPLES_DIR,
         torch_threads: int | None = 1,
     ) -> None:
-        if torch_threads:
-            # One short query gains nothing from intra-op threads, and on a busy host their
-            # spin-waits cost 10x (measured: 32 ms vs 560 ms p50 at load 9 on 2 cores).
-            import torch
-
-            torch.set_num_threads(torch_threads)
         self.settings = settings
         self.store = IndexStore(Path(settings.data_dir) / "index")
-        self.embedder = (embedder_factory or partial(Embedder.minilm, settings.embed_dtype))()
+        # One short query gains nothing from intra-op threads, and on a busy host their
+        # spin-waits cost 10x (measured: 32 ms vs 560 ms p50 at load 9 on 2 cores).
+        self.embedder = (embedder_factory or partial(
+            Embedder.minilm, settings.embed_dtype, threads=torch_threads))()
         self.samples_dir = samples_dir
         self._retriever = HybridRetriever(self.store.load(), self.embedder.encode_query)
         self._uploads: dict[str, dict[str, Any]] = {}

@@ -38,19 +38,9 @@ from market.errors import Unavailable
 from market.settings import Settings
 from rag.generation import Generator as TextGenerator
 from rag.generation import LoadReport, load_generator
-from rag.torch_threads import model_executor
 
 log = logging.getLogger("marketray.models")
 _END = object()
-
-
-def _use_all_cores(num_threads: int | None) -> int:
-    """Ray pins OMP threads to the actor's num_cpus (often 1); give torch the cores back."""
-    import torch
-
-    threads = num_threads or os.cpu_count() or 1
-    torch.set_num_threads(threads)
-    return threads
 
 
 class GeneratorService:
@@ -204,8 +194,8 @@ def _gpu_visible() -> bool:
 class EmbedderService:
     """Encodes texts with all-MiniLM-L6-v2 (``rag.embedder``); plain class, no Ray.
 
-    The model runs on one thread of its own, set to ``num_threads`` torch threads
-    (default: every core on CPU; see :mod:`rag.torch_threads`).
+    On CPU the model runs ``num_threads`` torch threads (default: every core), on the
+    thread that encodes (Ray starts the replica with ``OMP_NUM_THREADS`` = its CPUs).
     """
 
     def __init__(self, *, batch_size: int = 64, num_threads: int | None = None,
@@ -214,19 +204,13 @@ class EmbedderService:
         from rag.embedder import default_device
 
         self.device = default_device()
-        self.threads = _use_all_cores(num_threads) if self.device == "cpu" else None
-        self.embedder = TextEmbedder.minilm(dtype, batch_size=batch_size)
+        threads = (num_threads or os.cpu_count() or 1) if self.device == "cpu" else None
+        self.embedder = TextEmbedder.minilm(dtype, batch_size=batch_size, threads=threads)
         self.dimension = self.embedder.dimension
-        self._executor = model_executor(self.threads, "embed")
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Return ``(len(texts), 384)`` float32 unit vectors (on the calling thread)."""
+        """Return ``(len(texts), 384)`` float32 unit vectors."""
         return self.embedder.encode(list(texts))
-
-    async def encode_async(self, texts: Sequence[str]) -> np.ndarray:
-        """:meth:`encode` on the model's own thread, without blocking the event loop."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.encode, texts)
 
 
 @serve.deployment(max_ongoing_requests=256)
@@ -242,7 +226,7 @@ class Embedder:
     async def _embed_batch(self, requests: list[list[str]]) -> list[np.ndarray]:
         sizes = [len(texts) for texts in requests]
         flat = [text for texts in requests for text in texts]
-        vectors = await self.service.encode_async(flat)
+        vectors = await asyncio.to_thread(self.service.encode, flat)
         parts: list[np.ndarray] = []
         start = 0
         for size in sizes:

@@ -13,24 +13,36 @@ import pytest
 # loaded (torch.get_num_threads() reports the process-wide figure on every thread).
 PROBE = """
 import ctypes, threading
+import numpy as np
 import torch
-from rag.torch_threads import model_executor, use_torch_threads
+from rag.embedder import Embedder
+from rag.torch_threads import use_torch_threads
 
 maps = [line.split()[-1] for line in open("/proc/self/maps") if "libgomp" in line]
 if not maps:
     print("no-libgomp")
     raise SystemExit
 omp = ctypes.CDLL(maps[0])
-torch.set_num_threads(2)
 seen = []
-plain = threading.Thread(target=lambda: seen.append(omp.omp_get_max_threads()))
-plain.start(); plain.join()
-seen.append(model_executor(2, "model").submit(omp.omp_get_max_threads).result())
+
+class Model:  # records the OpenMP thread count that each encode runs with
+    dimension = 4
+    def encode(self, texts, batch_size):
+        seen.append(omp.omp_get_max_threads())
+        return np.ones((len(texts), 4), dtype=np.float32) / 2
+
+def on_a_new_thread(work):
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+
+torch.set_num_threads(2)
+on_a_new_thread(lambda: seen.append(omp.omp_get_max_threads()))
+on_a_new_thread(lambda: Embedder(Model, threads=2).encode(["a"]))
 def own():
     use_torch_threads(2)
     seen.append(omp.omp_get_max_threads())
-thread = threading.Thread(target=own)
-thread.start(); thread.join()
+on_a_new_thread(own)
 print(*seen)
 """
 
@@ -42,5 +54,6 @@ def test_a_model_thread_gets_the_threads_a_plain_thread_would_not() -> None:
     if result.stdout.strip() == "no-libgomp":
         pytest.skip("torch here is not built with GNU OpenMP")
     # a thread started after torch.set_num_threads(2) runs 1 (the bug this guards against);
-    # the model executor's thread and a thread that calls use_torch_threads run 2
+    # an Embedder(threads=2) encoding on such a thread, and a thread that calls
+    # use_torch_threads(2), run 2
     assert result.stdout.split() == ["1", "2", "2"]
