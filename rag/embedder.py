@@ -17,8 +17,6 @@ import numpy.typing as npt
 
 from rag.torch_threads import use_torch_threads
 
-MODEL_WINDOW_TOKENS = 256
-
 Vectors = npt.NDArray[np.float32]
 
 

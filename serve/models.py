@@ -159,7 +159,8 @@ class Generator:
         config = Settings(**settings)
         self.service = GeneratorService(
             config, model=model, url=url, max_concurrent=max_concurrent,
-            # On CPU the loaded model sets torch's threads (Ray pins them to num_cpus).
+            # On CPU the model's own threads set this count (rag.torch_threads): Ray
+            # starts this replica with OMP_NUM_THREADS=1 for its fractional CPU.
             num_threads=None if _gpu_visible() else (
                 num_threads or config.llm_threads or max(1, (os.cpu_count() or 1) - 1)),
             max_batch=max_batch,
