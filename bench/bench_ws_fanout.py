@@ -12,6 +12,12 @@ is counted and its latency taken: receive time minus the frame's last-trade time
 alone on the same server (the latency floor of the path). Prints messages/s,
 p50/p99, per-client counts (min, median, starved = none at all) and the hub's
 counters from /health.
+
+The latencies are also split by how busy each symbol is in the simulator (quartiles
+of its message rate, from the feed's own per-symbol parameters). A frame carries
+the newest tick the hub found; when the hub cannot send every update (it conflates),
+a quiet symbol's newest tick is on average as old as its gap between ticks, so the
+tail comes from the quiet symbols, and the busiest quartile shows the path's own delay.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ CLIENTS = int(os.environ.get("BENCH_CLIENTS", "1000"))
 PROCS = int(os.environ.get("BENCH_CLIENT_PROCS", "4"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "15"))
 SYMBOLS = tuple(f"SYM{i:03d}" for i in range(100))
+SIM_RATE = 20_000.0
 CONNECT_GRACE_S = 20.0  # everyone connects and subscribes before the clock starts
 CLIENT_NICE = int(os.environ.get("BENCH_CLIENT_NICE", "-10"))  # needs root; else ignored
 
@@ -60,7 +67,8 @@ def _client_process(url: str, subscriptions: list[list[str]], start_at: float, s
     # made this process's full garbage collections pause it 45-105 ms mid-run, and frames
     # waiting in its socket meanwhile were timed late (the load generator's delay, not the
     # server's).
-    latencies = array("d")
+    latencies = array("d")  # (seconds into the run, latency ms, symbol index) triples
+    index = {symbol: i for i, symbol in enumerate(SYMBOLS)}
 
     class Client(WSListener):  # type: ignore[misc]
         def __init__(self, symbols: list[str]) -> None:
@@ -81,9 +89,10 @@ def _client_process(url: str, subscriptions: list[list[str]], start_at: float, s
             if not payload.startswith(b'{"type":"market"'):
                 return
             self.count += 1
-            stamp = orjson.loads(payload)["data"]["timestamp"]
+            data = orjson.loads(payload)["data"]
             latencies.append(now - start_at)
-            latencies.append((now - datetime.fromisoformat(stamp).timestamp()) * 1e3)
+            latencies.append((now - datetime.fromisoformat(data["timestamp"]).timestamp()) * 1e3)
+            latencies.append(index[data["symbol"]])
 
     async def run() -> tuple[list[int], int]:
         gate = asyncio.Semaphore(32)
@@ -129,7 +138,7 @@ def run_clients(url: str, n: int, procs: int, seconds: float) -> dict[str, Any]:
     for w in workers:
         w.join()
     counts = np.array([c for r in results for c in r[0]])
-    samples = np.array([x for r in results for x in r[1]]).reshape(-1, 2)
+    samples = np.array([x for r in results for x in r[1]]).reshape(-1, 3)
     lat = samples[:, 1]
     per_second = [float(np.percentile(lat[(samples[:, 0] >= t) & (samples[:, 0] < t + 1)], 99))
                   if ((samples[:, 0] >= t) & (samples[:, 0] < t + 1)).any() else float("nan")
@@ -144,11 +153,38 @@ def run_clients(url: str, n: int, procs: int, seconds: float) -> dict[str, Any]:
             "median_client_messages": float(np.median(counts)),
             "starved_clients": int((counts == 0).sum()),
             "load_generator_cpu_s_per_s": sum(r[2] for r in results) / seconds,
-            "p99_ms_by_second": [round(x, 1) for x in per_second]}
+            "p99_ms_by_second": [round(x, 1) for x in per_second],
+            "by_symbol_activity": by_activity(lat, samples[:, 2].astype(int))}
+
+
+def symbol_rates() -> np.ndarray:
+    """Each symbol's mean stock messages/s in the service's simulator (same seed and rate)."""
+    from market.feeds.sim_process import draw_params
+    from market.settings import Settings
+
+    activity = draw_params(list(SYMBOLS), Settings().sim_seed).activity
+    return np.asarray(SIM_RATE * activity / activity.sum())
+
+
+def by_activity(lat: np.ndarray, symbol: np.ndarray, tiers: int = 4) -> list[dict[str, Any]]:
+    """Latency percentiles per quartile of symbols by simulated message rate, busiest first."""
+    rates = symbol_rates()
+    order = np.argsort(-rates)
+    out = []
+    for part in np.array_split(order, tiers):
+        chosen = np.isin(symbol, part)
+        x = lat[chosen]
+        out.append({"symbols": len(part),
+                    "messages_per_s_per_symbol": [round(float(rates[part].min()), 1),
+                                                  round(float(rates[part].max()), 1)],
+                    "frames": int(x.size),
+                    "p50_ms": round(float(np.percentile(x, 50)), 1) if x.size else None,
+                    "p99_ms": round(float(np.percentile(x, 99)), 1) if x.size else None})
+    return out
 
 
 def main() -> None:
-    env = {"MARKETRAY_SYMBOLS": ",".join(SYMBOLS), "MARKETRAY_SIM_RATE": "20000",
+    env = {"MARKETRAY_SYMBOLS": ",".join(SYMBOLS), "MARKETRAY_SIM_RATE": str(SIM_RATE),
            "MARKETRAY_SERVE_INGRESS": os.environ.get("MARKETRAY_SERVE_INGRESS", "haproxy"),
            "MARKETRAY_INGRESS_REPLICAS": os.environ.get("MARKETRAY_INGRESS_REPLICAS", "1")}
     with start_service(env, args=("--no-knowledge", "--no-assistant"),
