@@ -17,9 +17,14 @@ share made every cycle late, and the next frames older); it grows while the
 loop has time to spare and the writers drain everything between polls, and it
 shrinks while frames are left over or a cycle overruns twice the interval.
 Under a large fan-out each symbol is then published less often, but every
-published frame carries data at most one poll old and goes out at once, so
-latency stays bounded. Oldest-first order means no symbol, and so no client,
-starves.
+published frame carries the symbol's state fetched in that poll and goes out at
+once, so latency stays bounded. Oldest-first order means no symbol, and so no
+client, starves.
+
+``stats()`` reports the age of the published data (publish time minus the
+snapshot's timestamp, its newest tick) over the last 2,048 published symbols:
+the server's share of what a client measures. For a quiet symbol it includes the
+time since its last tick, which is as long as its gap between ticks on average.
 """
 
 from __future__ import annotations
@@ -28,9 +33,11 @@ import asyncio
 import contextlib
 import logging
 import math
+import statistics
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -41,6 +48,7 @@ from market.shard import ChainFilter
 
 log = logging.getLogger("marketray.stream")
 CHANNELS = ("market", "options")
+AGE_SAMPLES = 2_048  # published symbols whose data age stats() summarises
 
 
 class Subscriber:
@@ -112,6 +120,7 @@ class MarketHub:
         self.polls = 0
         self.errors = 0
         self.published = 0
+        self._ages_ms: deque[float] = deque(maxlen=AGE_SAMPLES)
 
     def ensure_running(self) -> None:
         """Start the poll loops on the current event loop (once)."""
@@ -217,10 +226,19 @@ class MarketHub:
             del self._waiting[symbol]
             self._fresh.discard(symbol)
             if listeners:
-                self._publish(symbol, "market", self.market_frame(symbol, self.latest[symbol]))
+                data = self.latest[symbol]
+                self._note_age(data.get("timestamp"))
+                self._publish(symbol, "market", self.market_frame(symbol, data))
                 frames += listeners
         self.published += frames
         return frames
+
+    def _note_age(self, stamp: Any) -> None:
+        """Keep how old a published snapshot's newest tick is (ISO-8601 ``timestamp``)."""
+        if isinstance(stamp, str):
+            with contextlib.suppress(ValueError):
+                self._ages_ms.append((time.time() - datetime.fromisoformat(stamp).timestamp())
+                                     * 1e3)
 
     def adapt(self, cycle_s: float | None = None, cpu_s: float | None = None) -> None:
         """Size the budget to what the event loop sends in its share of a poll interval.
@@ -309,7 +327,12 @@ class MarketHub:
 
     def stats(self) -> dict[str, Any]:
         """Counters for /health."""
+        ages = sorted(self._ages_ms)
+        age = ({"p50": round(statistics.median(ages), 1),
+                "p99": round(ages[min(len(ages) - 1, int(0.99 * len(ages)))], 1),
+                "samples": len(ages)} if ages else None)
         return {"clients": len(self.subscribers), "polls": self.polls, "errors": self.errors,
+                "published_age_ms": age,
                 "frame_budget": round(self.budget), "frames_published": self.published,
                 "symbols_waiting": len(self._waiting),
                 "frames_sent": sum(c.sent for c in self.subscribers),

@@ -1,6 +1,7 @@
 """MarketHub publishing: conflation, the frame budget, oldest-first order, adaptation."""
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -206,3 +207,24 @@ def test_budget_follows_the_loops_cpu_share_of_the_poll_interval(hub):
     sub.pending.update({(f"X{i}", "market"): "x" for i in range(300)})
     hub.adapt(cycle_s=interval, cpu_s=interval * 0.1)
     assert hub.budget == 700
+
+
+def test_stats_report_the_age_of_published_data(hub):
+    assert hub.stats()["published_age_ms"] is None
+    _subscribers(hub, 2, ["AAPL", "MSFT", "IBM"])
+    now = datetime.now(UTC)
+    hub.record_changes({
+        "AAPL": {"symbol": "AAPL", "timestamp": _iso(now - timedelta(seconds=2))},
+        "MSFT": {"symbol": "MSFT", "timestamp": _iso(now - timedelta(seconds=4))},
+        "IBM": {"symbol": "IBM", "timestamp": None},  # no tick yet: published, not aged
+    })
+    assert hub.publish_due() == 6
+
+    age = hub.stats()["published_age_ms"]
+    assert age["samples"] == 2
+    assert 2_000 <= age["p50"] < 4_000  # the median of 2 s and 4 s, plus the test's own time
+    assert 4_000 <= age["p99"] < 5_000
+
+
+def _iso(moment):
+    return moment.isoformat().replace("+00:00", "Z")
