@@ -1,13 +1,17 @@
 """The shard actor: a thin Ray wrapper around :class:`market.shard.Shard`.
 
 It is an async actor so that reads interleave with ingest calls in one event
-loop; every method is short and CPU-bound work happens in numba kernels.
+loop; every method is short and CPU-bound work happens in numba kernels. The
+market stream's fetch may wait here for the next ingest (a long poll), so a
+frame goes out as soon as its ticks land, not at the stream's next poll.
 Ray restarts it after a crash (``max_restarts=-1``); the new incarnation
 reports a new id from :meth:`ingest` and the feed actor re-seeds it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,12 +36,16 @@ class ShardActor:
     def __init__(self, symbols: Sequence[str], universe: Sequence[str],
                  config: ShardConfig) -> None:
         self.shard = Shard(symbols, universe, config)
+        self._ingested = asyncio.Event()  # set, then replaced, by every ingest
 
     async def ingest(self, ticks: TickBatch | None, option_ticks: OptionTickBatch | None,
                      bars: BarBatch | None,
                      chains: Mapping[str, OptionContracts] | None, warmup: bool = False
                      ) -> dict[str, Any]:
-        return self.shard.ingest(ticks, option_ticks, bars, chains, warmup=warmup)
+        result = self.shard.ingest(ticks, option_ticks, bars, chains, warmup=warmup)
+        self._ingested.set()  # wakes the fetches waiting for this batch
+        self._ingested = asyncio.Event()
+        return result
 
     async def restore_history(self, since_ns: int) -> int:
         return self.shard.restore_history(since_ns)
@@ -59,8 +67,13 @@ class ShardActor:
         return self.shard.chain_arrays(symbol)
 
     async def market_changes(self, since: int, symbols: Sequence[str],
-                             first: Sequence[str] = (), limit: int | None = None
-                             ) -> tuple[int, list[str], dict[str, Any]]:
+                             first: Sequence[str] = (), limit: int | None = None,
+                             wait_s: float = 0.0) -> tuple[int, list[str], dict[str, Any]]:
+        """:meth:`Shard.market_changes`; a caller that has seen every change (``since``
+        is the newest sequence) first waits up to ``wait_s`` for the next ingest."""
+        if wait_s > 0 and self.shard.market.sequence <= since:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ingested.wait(), wait_s)
         return self.shard.market_changes(since, symbols, first, limit)
 
     async def chain_versions(self, symbols: Sequence[str]) -> dict[str, int]:

@@ -123,8 +123,9 @@ class Settings(BaseSettings):
         "line per request, parsed by the proxy actor). Off by default: measured 0.29-0.33x "
         "vs 0.39x of bare uvicorn's GET /options rate with it off (bench_rest.py)")
     stream_poll_ms: float = Field(
-        15.0, ge=5, le=1_000, description="how often the market stream asks the shards "
-        "for changed symbols (the newest data a frame can carry is this old)")
+        15.0, ge=5, le=1_000, description="the shortest period between the market "
+        "stream's fetches of changed symbols; a fetch with nothing new waits up to this "
+        "long for the shards' next ingest, so frames follow the feed's batches")
     max_ws_clients: int = Field(2_000, ge=1)
     rate_limit_per_minute: int = Field(600, ge=1)
     max_upload_mb: int = Field(50, ge=1)

@@ -1,21 +1,24 @@
 """Market WebSocket fan-out: one poll loop per replica, one writer per client.
 
-Every ``poll_interval_s`` the hub asks each shard for the subscribed symbols
-that changed, and for the snapshots of those it can publish this poll: all of
-them when the budget covers every subscription, else about as many as the
-budget allows, those that have waited longest first. It then publishes the
-waiting symbols whose data this poll fetched, oldest first, each encoded once,
-up to a frame budget per poll: a symbol with 100 subscribers costs 100 frames.
+At most every ``poll_interval_s`` the hub asks each shard for the subscribed
+symbols that changed, and for the snapshots of those it can publish this poll:
+all of them when the budget covers every subscription, else about as many as
+the budget allows, those that have waited longest first. The fetch is a long
+poll: a shard with nothing newer holds it until its next ingest (up to one
+interval), so polls follow the feed's batches and a tick waits for no timer.
+The hub then publishes the waiting symbols whose data this poll fetched, oldest
+first, each encoded once, up to a frame budget per poll: a symbol with 100
+subscribers costs 100 frames.
 Every client has a pending map keyed by (symbol, channel): a new frame replaces
 an unsent one, so a slow reader gets the latest value per symbol (conflation)
 and never holds up the others; its writer task sends whatever is pending.
 
 The budget adapts to what the event loop can send. It is sized so that the
-loop's own CPU time per poll cycle stays within ``cpu_share`` of the interval
+loop's own CPU time per poll cycle stays within ``cpu_share`` of the cycle
 (the loop sends a poll's frames before the next poll wakes: a budget past that
 share made every cycle late, and the next frames older); it grows while the
 loop has time to spare and the writers drain everything between polls, and it
-shrinks while frames are left over or a cycle overruns twice the interval.
+shrinks while frames are left over or a cycle's work overruns twice the interval.
 Under a large fan-out each symbol is then published less often, but every
 published frame carries the symbol's state fetched in that poll and goes out at
 once, so latency stays bounded. Oldest-first order means no symbol, and so no
@@ -118,6 +121,7 @@ class MarketHub:
         self._task: asyncio.Task[None] | None = None
         self._options_task: asyncio.Task[None] | None = None
         self.polls = 0
+        self.fetch_s = 0.0  # how long the last poll's fetch took, waiting for data included
         self.errors = 0
         self.published = 0
         self._ages_ms: deque[float] = deque(maxlen=AGE_SAMPLES)
@@ -247,31 +251,40 @@ class MarketHub:
             return
         self._ages_ms.append((time.time() - ticked) * 1e3)
 
-    def adapt(self, cycle_s: float | None = None, cpu_s: float | None = None) -> None:
-        """Size the budget to what the event loop sends in its share of a poll interval.
+    def adapt(self, cycle_s: float | None = None, cpu_s: float | None = None,
+              idle_s: float = 0.0) -> None:
+        """Size the budget to what the event loop sends in its share of a poll cycle.
 
         Called before a poll publishes. Frames still unsent then were not sent within
-        one poll interval; ``cycle_s``, the time since the previous poll began, over
-        twice the interval means the replica's event loop is saturated (sends,
-        handshakes and REST all wait): either cuts the budget by 30%. ``cpu_s``, the
-        CPU time the loop's thread spent in that cycle (mostly sending the previous
-        poll's frames), scales the budget towards ``cpu_share`` of the interval: down
-        in proportion when over it, up by at most 25% a poll when under it and the
-        budget, not the market, held frames back.
+        one poll interval; a cycle (the time since the previous poll began, ``cycle_s``)
+        whose work took over twice the interval besides ``idle_s``, the time its fetch
+        waited for the shards' next ingest, means the replica's event loop is saturated
+        (sends, handshakes and REST all wait): either cuts the budget by 30%. ``cpu_s``,
+        the CPU time the loop's thread spent in that cycle (mostly sending the previous
+        poll's frames), scales the budget towards ``cpu_share`` of the cycle: down in
+        proportion when over it, up by at most 25% a poll when under it and the budget,
+        not the market, held frames back. The cycle counts as at least the interval and
+        at most the interval plus the wait for data: a poll that follows the feed's
+        batches has their period to spend, a late one only the interval.
         """
         backlog = sum(s.unsent for s in self.subscribers)
-        overrun = cycle_s is not None and cycle_s > 2 * self.poll_interval_s
+        overrun = cycle_s is not None and cycle_s - idle_s > 2 * self.poll_interval_s
         if backlog > 0.25 * self.budget or overrun:
             self.budget = max(1.0, self.budget * 0.7)
             return
-        room = 1.25 if not cpu_s else self.cpu_share * self.poll_interval_s / cpu_s
+        period = max(self.poll_interval_s, min(cycle_s or 0.0, self.poll_interval_s + idle_s))
+        room = 1.25 if not cpu_s else self.cpu_share * period / cpu_s
         if room < 1:
             self.budget = max(1.0, self.budget * max(0.5, room))
         elif backlog == 0 and self._waiting:
             self.budget = min(float(self.max_budget), self.budget * min(1.25, room) + 10)
 
-    async def poll_once(self, cycle_s: float | None = None, cpu_s: float | None = None) -> int:
-        """One poll: fetch changes from the shards, adapt the budget, publish; return frames."""
+    async def poll_once(self, cycle_s: float | None = None, cpu_s: float | None = None,
+                        idle_s: float = 0.0) -> int:
+        """One poll: fetch changes from the shards, adapt the budget, publish; return frames.
+
+        ``cycle_s``, ``cpu_s`` and ``idle_s`` describe the previous cycle (see :meth:`adapt`).
+        """
         shards = self.gateway.actors.shards
         self._fresh.clear()  # only data fetched by this poll is published
         wanted: dict[int, list[str]] = defaultdict(list)
@@ -282,8 +295,9 @@ class MarketHub:
         for symbol in first:
             first_of[shard_of(symbol, len(shards))].append(symbol)
         refs = {k: shards[k].market_changes.remote(self._since.get(k, 0), symbols,
-                                                   first_of[k], limit)
+                                                   first_of[k], limit, self.poll_interval_s)
                 for k, symbols in wanted.items()}
+        fetching = time.monotonic()
         for k, ref in refs.items():
             try:
                 sequence, changed, data = await ref
@@ -293,7 +307,8 @@ class MarketHub:
             self._since[k] = sequence
             self.note_changed(changed)
             self.record_changes(data)
-        self.adapt(cycle_s, cpu_s)
+        self.fetch_s = time.monotonic() - fetching
+        self.adapt(cycle_s, cpu_s, idle_s)
         self.polls += 1
         return self.publish_due()
 
@@ -305,7 +320,7 @@ class MarketHub:
             started, cpu = loop.time(), time.thread_time()
             cycle_s, previous = (None if previous is None else started - previous), started
             cpu_s, previous_cpu = cpu - previous_cpu, cpu
-            await self.poll_once(cycle_s, cpu_s)
+            await self.poll_once(cycle_s, cpu_s, self.fetch_s)
             await asyncio.sleep(max(0.0, self.poll_interval_s - (loop.time() - started)))
 
     async def _poll_options(self) -> None:

@@ -36,7 +36,8 @@ class FakeShard:
         self.chain_json = _Remote(lambda symbol, flt: gateway.chain_body(symbol))
 
     def _changes(self, since: int, symbols: list[str], first: list[str],
-                 limit: int | None) -> tuple[int, list[str], dict[str, Any]]:
+                 limit: int | None, wait_s: float = 0.0
+                 ) -> tuple[int, list[str], dict[str, Any]]:
         seq = self.gateway.sequence
         changed = list(symbols) if seq > since else []
         fetch = list(dict.fromkeys([*first, *changed]))[:limit]

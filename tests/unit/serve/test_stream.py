@@ -134,8 +134,24 @@ def test_budget_shrinks_when_a_poll_cycle_overruns(hub):
     hub.budget = 1_000
     hub.adapt(cycle_s=hub.poll_interval_s * 1.2)  # on time: unchanged (nothing waiting)
     assert hub.budget == 1_000
+    hub.adapt(cycle_s=hub.poll_interval_s * 5, idle_s=hub.poll_interval_s * 4)
+    assert hub.budget == 1_000  # long, but its fetch spent it waiting for the feed
     hub.adapt(cycle_s=hub.poll_interval_s * 5)  # the event loop is saturated
     assert hub.budget < 1_000
+
+
+def test_a_cycle_that_waited_for_data_has_its_length_to_spend(hub):
+    (sub,) = _subscribers(hub, 1, ["AAPL", "MSFT"])
+    hub.note_changed(["AAPL"])
+    interval = hub.poll_interval_s
+    hub.budget = 1_000
+    # a fetch that waited 0.4 intervals for the shards: a 1.4-interval cycle, 0.7 of it CPU
+    hub.adapt(cycle_s=1.4 * interval, cpu_s=0.7 * interval, idle_s=0.4 * interval)
+    assert hub.budget >= 1_000  # half the cycle: within the loop's share
+    # the same CPU in a cycle that was long for want of CPU, not data: over the share
+    hub.budget = 1_000
+    hub.adapt(cycle_s=1.4 * interval, cpu_s=0.7 * interval)
+    assert hub.budget == pytest.approx(1_000 * 0.5 / 0.7)
 
 
 def test_a_light_fan_out_fetches_every_change_and_a_heavy_one_what_it_can_publish(hub):
