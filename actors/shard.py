@@ -71,7 +71,7 @@ class ShardActor:
                              wait_s: float = 0.0) -> tuple[int, list[str], dict[str, Any]]:
         """:meth:`Shard.market_changes`; a caller that has seen every change (``since``
         is the newest sequence) first waits up to ``wait_s`` for the next ingest."""
-        if wait_s > 0 and self.shard.market.sequence <= since:
+        if wait_s > 0 and self.shard.sequence <= since:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._ingested.wait(), wait_s)
         return self.shard.market_changes(since, symbols, first, limit)

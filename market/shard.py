@@ -346,6 +346,11 @@ class Shard:
         }
 
     # ---- change feed for streaming ------------------------------------------------------
+    @property
+    def sequence(self) -> int:
+        """The newest change's sequence number (what :meth:`market_changes` returns)."""
+        return self.market.sequence
+
     def market_changes(self, since: int, symbols: Sequence[str], first: Sequence[str] = (),
                        limit: int | None = None) -> tuple[int, list[str], dict[str, Any]]:
         """Which ``symbols`` changed after ``since``, and snapshots to publish.

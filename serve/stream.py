@@ -258,14 +258,15 @@ class MarketHub:
         Called before a poll publishes. Frames still unsent then were not sent within
         one poll interval; a cycle (the time since the previous poll began, ``cycle_s``)
         whose work took over twice the interval besides ``idle_s``, the time its fetch
-        waited for the shards' next ingest, means the replica's event loop is saturated
-        (sends, handshakes and REST all wait): either cuts the budget by 30%. ``cpu_s``,
-        the CPU time the loop's thread spent in that cycle (mostly sending the previous
-        poll's frames), scales the budget towards ``cpu_share`` of the cycle: down in
-        proportion when over it, up by at most 25% a poll when under it and the budget,
-        not the market, held frames back. The cycle counts as at least the interval and
-        at most the interval plus the wait for data: a poll that follows the feed's
-        batches has their period to spend, a late one only the interval.
+        took (mostly waiting for the shards' next ingest), means the replica's event
+        loop is saturated (sends, handshakes and REST all wait): either cuts the budget
+        by 30%. ``cpu_s``, the CPU time the loop's thread spent in that cycle (mostly
+        sending the previous poll's frames), scales the budget towards ``cpu_share`` of
+        the cycle: down in proportion when over it, up by at most 25% a poll when under
+        it and the budget, not the market, held frames back. The cycle counts as at
+        least the interval and at most the interval plus the fetch's time: a poll that
+        follows the feed's batches has their period to spend, a late one only the
+        interval.
         """
         backlog = sum(s.unsent for s in self.subscribers)
         overrun = cycle_s is not None and cycle_s - idle_s > 2 * self.poll_interval_s
@@ -295,7 +296,8 @@ class MarketHub:
         for symbol in first:
             first_of[shard_of(symbol, len(shards))].append(symbol)
         refs = {k: shards[k].market_changes.remote(self._since.get(k, 0), symbols,
-                                                   first_of[k], limit, self.poll_interval_s)
+                                                   first_of[k], limit,
+                                                   wait_s=self.poll_interval_s)
                 for k, symbols in wanted.items()}
         fetching = time.monotonic()
         for k, ref in refs.items():

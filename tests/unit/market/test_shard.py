@@ -294,6 +294,7 @@ def test_market_changes_names_every_change_but_fetches_within_the_limit():
     _, named, limited = shard.market_changes(since, symbols, first=["AAPL", "XXXX"], limit=2)
 
     assert sequence > since
+    assert shard.sequence == sequence
     assert changed == named == ["MSFT", "NVDA", "TSLA"]
     assert sorted(every) == ["MSFT", "NVDA", "TSLA"]
     assert list(limited) == ["AAPL", "MSFT"]  # the caller's waiting symbol first, then changes
