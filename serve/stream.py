@@ -121,7 +121,7 @@ class MarketHub:
         self._task: asyncio.Task[None] | None = None
         self._options_task: asyncio.Task[None] | None = None
         self.polls = 0
-        self.fetch_s = 0.0  # how long the last poll's fetch took, waiting for data included
+        self._fetch_s = 0.0  # how long the last poll's fetch took, waiting for data included
         self.errors = 0
         self.published = 0
         self._ages_ms: deque[float] = deque(maxlen=AGE_SAMPLES)
@@ -280,11 +280,11 @@ class MarketHub:
         elif backlog == 0 and self._waiting:
             self.budget = min(float(self.max_budget), self.budget * min(1.25, room) + 10)
 
-    async def poll_once(self, cycle_s: float | None = None, cpu_s: float | None = None,
-                        idle_s: float = 0.0) -> int:
+    async def poll_once(self, cycle_s: float | None = None, cpu_s: float | None = None) -> int:
         """One poll: fetch changes from the shards, adapt the budget, publish; return frames.
 
-        ``cycle_s``, ``cpu_s`` and ``idle_s`` describe the previous cycle (see :meth:`adapt`).
+        ``cycle_s`` and ``cpu_s`` describe the previous cycle, whose fetch was the previous
+        poll's (see :meth:`adapt`).
         """
         shards = self.gateway.actors.shards
         self._fresh.clear()  # only data fetched by this poll is published
@@ -309,7 +309,8 @@ class MarketHub:
             self._since[k] = sequence
             self.note_changed(changed)
             self.record_changes(data)
-        self.fetch_s = time.monotonic() - fetching
+        # the cycle adapt() judges (since the previous poll began) held the previous fetch
+        idle_s, self._fetch_s = self._fetch_s, time.monotonic() - fetching
         self.adapt(cycle_s, cpu_s, idle_s)
         self.polls += 1
         return self.publish_due()
@@ -322,7 +323,7 @@ class MarketHub:
             started, cpu = loop.time(), time.thread_time()
             cycle_s, previous = (None if previous is None else started - previous), started
             cpu_s, previous_cpu = cpu - previous_cpu, cpu
-            await self.poll_once(cycle_s, cpu_s, self.fetch_s)
+            await self.poll_once(cycle_s, cpu_s)
             await asyncio.sleep(max(0.0, self.poll_interval_s - (loop.time() - started)))
 
     async def _poll_options(self) -> None:
