@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from rag.batching import (
+    REPETITION_PENALTY,
     BatchScheduler,
     last_logits_only,
     prefix_ids,
@@ -154,30 +155,91 @@ def test_batched_greedy_output_equals_generate_for_each_prompt(hf: HFGenerator) 
     assert load["prefix_hits"] == len(prompts) - 1  # the system turn was computed once
 
 
-def _shared_prefix(tokenizer: Any, a: str, b: str) -> int:
-    ids_a, ids_b = tokenizer(a).input_ids, tokenizer(b).input_ids
-    return next((i for i, (x, y) in enumerate(zip(ids_a, ids_b, strict=False)) if x != y),
-                min(len(ids_a), len(ids_b)))
+# bfloat16 rounds a score of 16-32 to steps of 0.125. A batched forward rounds in another
+# order than generate()'s, so two tokens a step or two apart can swap; a broken mask,
+# position or cache moves scores by whole units (2.9-6.9 when decode positions are off).
+BF16_TIE = 0.5
+
+
+class _RecordingScheduler(BatchScheduler):
+    """A scheduler that also keeps every token it chose, by prompt."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tokens: dict[tuple[int, ...], list[int]] = {}
+
+    def _emit(self, request: Any, token: int) -> bool:
+        self.tokens.setdefault(tuple(request.prompt_ids), []).append(token)
+        return super()._emit(request, token)
+
+
+class _OffByPositions:
+    """The model, fed decode positions 7 too far: what a broken position update does."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def __call__(self, **kwargs: Any) -> Any:
+        if kwargs["input_ids"].shape[1] == 1:
+            kwargs["position_ids"] = kwargs["position_ids"] + 7
+        return self.model(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+
+def _greedy_gaps(hf: HFGenerator, ids: list[int], tokens: list[int]) -> list[float]:
+    """For each chosen token: how far its penalised score fell below the best one's.
+
+    One unbatched forward over the prompt and the answer gives the scores at every step
+    of that answer; each step's repetition penalty covers the prompt and earlier tokens.
+    """
+    import torch
+
+    with torch.inference_mode():
+        logits = hf.model(input_ids=torch.tensor([ids + tokens[:-1]])).logits[0].float()
+    seen = torch.zeros(logits.shape[-1], dtype=torch.bool)
+    seen[torch.tensor(ids)] = True
+    gaps = []
+    for step, token in enumerate(tokens):
+        scores = logits[len(ids) - 1 + step]
+        scores = torch.where(seen, torch.where(scores < 0, scores * REPETITION_PENALTY,
+                                                   scores / REPETITION_PENALTY), scores)
+        gaps.append(float(scores.max() - scores[token]))
+        seen[token] = True
+    return gaps
+
+
+def _batched_gaps(hf: HFGenerator, model: Any) -> tuple[list[float], dict[str, Any]]:
+    """The largest greedy gap of each answer of a concurrent scheduler run, and its counters."""
+    prompts = _prompts(hf)
+    scheduler = _RecordingScheduler(model, hf.tokenizer, max_batch=8)
+    try:
+        answers = _run_concurrently(scheduler, prompts)
+        load = scheduler.load()
+    finally:
+        scheduler.close()
+    assert all(answer.strip() for answer in answers)
+    return [max(_greedy_gaps(hf, ids, scheduler.tokens[tuple(ids)])) for ids, _ in prompts], load
 
 
 @pytest.mark.skipif(
     not native_cpu_bfloat16(),
-    reason="bfloat16 is the default only where the CPU computes it natively; emulated "
-           "(AVX2 kernels) it flips first tokens in generate() and the scheduler alike")
-def test_bfloat16_batched_answers_follow_generate_until_rounding_flips_a_tie(
-        hf: HFGenerator) -> None:
-    # Arrange: the same model in bfloat16 (the CPU default where the cores support it)
+    reason="bfloat16 is the default only where the CPU computes it natively")
+def test_bfloat16_batched_tokens_are_greedy_up_to_rounding(hf: HFGenerator) -> None:
+    # Arrange: the same model in bfloat16 (the CPU default where the cores support it).
+    # Token for token equality with generate() does not hold here: on AMX cores a prefill
+    # that reuses the cached system turn swapped tied first tokens of two of five prompts.
     hf16 = HFGenerator(hf.source, Path(hf.model_dir).parents[1], dtype="bfloat16")
-    # Act
-    answers, expected, load = _batched_and_reference(hf16, _prompts(hf16), max_batch=8)
-    # Assert: each answer opens as generate()'s does and most tokens agree; a broken
-    # mask, position or cache in the batch would diverge at once
-    shared = [_shared_prefix(hf16.tokenizer, a, e)
-              for a, e in zip(answers, expected, strict=True)]
+    # Act: the five prompts batched, and again with decode positions broken
+    gaps, load = _batched_gaps(hf16, hf16.model)
+    broken, _ = _batched_gaps(hf16, _OffByPositions(hf16.model))
+    # Assert: every token the batch chose is the model's greedy choice up to rounding, and
+    # the same check catches a batch whose positions are wrong
     assert hf16.dtype == "bfloat16"
     assert load["max_rows"] >= 2
-    assert min(shared) >= 3, (shared, answers, expected)
-    assert sum(shared) >= 0.4 * NEW_TOKENS * len(answers), (shared, answers, expected)
+    assert max(gaps) <= BF16_TIE, gaps
+    assert max(broken) > 2 * BF16_TIE, broken
 
 
 def test_requests_beyond_max_batch_wait_and_still_match(hf: HFGenerator) -> None:
@@ -217,7 +279,9 @@ def test_consumer_that_stops_frees_its_row_and_others_finish(hf: HFGenerator) ->
 
 
 def test_hf_generator_streams_through_its_scheduler(hf: HFGenerator) -> None:
-    batched = HFGenerator(hf.source, Path(hf.model_dir).parents[1], max_batch=4)
+    # the fixture's precision: the reference below is its float32 generate()
+    batched = HFGenerator(hf.source, Path(hf.model_dir).parents[1], dtype="float32",
+                          max_batch=4)
     messages = _messages("AAPL", "Is AAPL overbought on the RSI?")
     try:
         pieces = list(batched.stream(messages, NEW_TOKENS))
