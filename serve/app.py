@@ -48,7 +48,6 @@ def create_api() -> FastAPI:
     api = FastAPI(title="marketray", version="0.1.0",
                   description="Market analytics and research assistant on Ray.")
     install_error_handlers(api)
-    api.add_middleware(HotReads)
     api.include_router(market_router)
     for module_name in OPTIONAL_ROUTERS:
         try:
@@ -68,6 +67,7 @@ def create_api() -> FastAPI:
 
 
 api = create_api()
+front = HotReads(api)  # what Serve serves: the short path for plain reads, then the app
 
 
 class AppArgs(BaseModel):
@@ -98,7 +98,7 @@ def build_services(settings: Settings, knowledge: Any = None, embedder: Any = No
 
 
 @serve.deployment(max_ongoing_requests=2_500, ray_actor_options={"num_cpus": 0})
-@serve.ingress(api)
+@serve.ingress(front)
 class Ingress:
     """HTTP and WebSocket front door; holds one MarketHub per replica."""
 

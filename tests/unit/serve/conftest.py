@@ -2,14 +2,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from serve.app import create_api
+from serve.hot_reads import HotReads
 from tests.unit.serve.fakes import make_services
 
 
 @pytest.fixture
 def client_and_services():
-    """A TestClient of the full app over fake services (``client.app`` is the app)."""
+    """A TestClient of what Serve serves over fake services (``client.app`` is the front)."""
     api = create_api()
     services = make_services()
     api.state.services = services
-    with TestClient(api) as client:
+    with TestClient(HotReads(api)) as client:
         yield client, services

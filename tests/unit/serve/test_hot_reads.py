@@ -8,11 +8,8 @@ from serve.hot_reads import HotReads
 @pytest.fixture
 def setup(client_and_services):
     client, services = client_and_services
-    client.get("/health")  # builds the middleware stack
-    node = client.app.middleware_stack
-    while not isinstance(node, HotReads):
-        node = node.app
-    return client, services, node
+    assert isinstance(client.app, HotReads)
+    return client, services, client.app
 
 
 def _token(services, role="viewer"):
