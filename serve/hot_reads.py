@@ -7,9 +7,9 @@ and exception middleware cost several times the read itself (measured in
 request directly: same body, same headers, same role check as the routes in
 ``serve/routes_market.py``. It is the app Serve serves, with the FastAPI app behind
 it, rather than one of the FastAPI app's middlewares: Starlette's entry and
-middleware stack, run before a middleware is reached, cost about 20 µs a request
-(``bench/bench_rest.py`` went from 4,150 to 4,500 requests/s, 0.53 to 0.59 of a bare
-uvicorn process's, on a 2-core host).
+middleware stack, run before a middleware is reached, cost about 15 µs a request
+(``bench/bench_rest.py``, four runs each on a 2-core host: a median 0.50 of a bare
+uvicorn process's requests/s before, 0.55 after).
 
 Anything else goes to the full app untouched: other paths and methods, any query
 string (filters, ``?token=``), a missing, bad or expired token, a symbol outside
