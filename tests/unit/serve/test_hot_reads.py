@@ -1,6 +1,7 @@
 """The short path for plain quote/chain reads answers exactly as the full routes do."""
 
 import pytest
+from fastapi.testclient import TestClient
 
 from serve.hot_reads import HotReads
 
@@ -61,3 +62,21 @@ def test_filtered_chains_and_other_methods_use_the_routes(setup):
     assert client.post("/options/AAPL", headers=auth).status_code == 405
     assert client.get("/market/AAPL/bars?limit=5", headers=auth).status_code == 200
     assert hot.served == 0
+
+
+def test_an_unexpected_failure_of_the_read_gets_the_routes_json_500(setup, monkeypatch):
+    # Arrange: a chain read that fails with something no handler knows by name
+    client, services, hot = setup
+    auth = {"Authorization": f"Bearer {_token(services)}"}
+
+    async def broken(symbol, flt):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(services.market, "chain_json", broken)
+    # Act
+    with TestClient(hot, raise_server_exceptions=False) as quiet:
+        response = quiet.get("/options/AAPL", headers=auth)
+    # Assert: the short path stepped aside and the one error handler answered
+    assert hot.served == 0
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "internal_error"
