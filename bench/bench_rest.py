@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import emit, wrk  # noqa: E402
+from bench.common import bare_server, emit, wrk  # noqa: E402
 from tests.integration.harness import free_port, start_service  # noqa: E402
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
@@ -39,24 +37,11 @@ def main() -> None:
         payload = httpx.get(url, headers=headers, timeout=10).content
         path = Path(tempfile.mkdtemp()) / "chain.json"
         path.write_bytes(payload)
-        port = free_port()
-        bare = subprocess.Popen([sys.executable, str(Path(__file__).with_name("bare_server.py")),
-                                 str(path), str(port)])
-        try:
-            bare_url = f"http://127.0.0.1:{port}/options/AAPL"
-            for _ in range(100):
-                try:
-                    httpx.get(bare_url, timeout=1)
-                    break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
+        with bare_server(path, free_port()) as bare_url:
             wrk(url, seconds=2, headers=headers)  # warm-up
             wrk(bare_url, seconds=2)
             rounds = [(wrk(url, seconds=SECONDS, headers=headers), wrk(bare_url, seconds=SECONDS))
                       for _ in range(ROUNDS)]
-        finally:
-            bare.terminate()
-            bare.wait()
     ours = [r[0] for r in rounds]
     baseline = [r[1] for r in rounds]
     emit({"benchmark": "rest_options_chain", "payload_bytes": len(payload),

@@ -26,17 +26,13 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import emit, wrk  # noqa: E402
+from bench.common import bare_server, emit, wait_until_up, wrk  # noqa: E402
 from tests.integration.harness import free_port  # noqa: E402
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
@@ -51,18 +47,6 @@ def payload_of(size: int) -> bytes:
            "open_interest": 56789}
     rows = max(1, size // len(json.dumps(row)))
     return json.dumps({"symbol": "AAPL", "contracts": [row] * rows}).encode()
-
-
-def wait_until_up(url: str, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{url} did not answer in {timeout_s:.0f} s")
 
 
 def start_floor_apps(path: Path, port: int, ingress: str) -> list[str]:
@@ -133,19 +117,16 @@ def main() -> None:
     path.write_bytes(payload_of(args.bytes))
     serve_port, bare_port = free_port(), free_port()
     names = start_floor_apps(path, serve_port, ingress)
-    bare = subprocess.Popen([sys.executable, str(Path(__file__).with_name("bare_server.py")),
-                             str(path), str(bare_port)])
-    urls = {"bare": f"http://127.0.0.1:{bare_port}/options/AAPL",
-            **{name: f"http://127.0.0.1:{serve_port}/{name}/options/AAPL" for name in names}}
     try:
-        for url in urls.values():
-            wait_until_up(url)
-            wrk(url, seconds=2)  # warm-up
-        rounds = [{name: wrk(url, seconds=SECONDS) for name, url in urls.items()}
-                  for _ in range(ROUNDS)]
+        with bare_server(path, bare_port) as bare_url:
+            urls = {"bare": bare_url, **{
+                name: f"http://127.0.0.1:{serve_port}/{name}/options/AAPL" for name in names}}
+            for url in urls.values():
+                wait_until_up(url, 120.0)
+                wrk(url, seconds=2)  # warm-up
+            rounds = [{name: wrk(url, seconds=SECONDS) for name, url in urls.items()}
+                      for _ in range(ROUNDS)]
     finally:
-        bare.terminate()
-        bare.wait()
         from ray import serve
 
         serve.shutdown()

@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmarks: wrk runs and JSON output."""
+"""Helpers shared by the benchmarks: wrk runs, the bare baseline server and JSON output."""
 
 from __future__ import annotations
 
@@ -8,14 +8,45 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+import httpx
 
 
 def emit(result: dict[str, Any]) -> None:
     """Print the benchmark's one JSON object."""
     print(json.dumps(result, indent=2, default=float))
     sys.stdout.flush()
+
+
+@contextmanager
+def bare_server(payload: Path, port: int, timeout_s: float = 60.0) -> Iterator[str]:
+    """Run ``bench/bare_server.py`` serving ``payload``; yield its ``/options/AAPL`` URL."""
+    process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("bare_server.py")),
+                                str(payload), str(port)])
+    url = f"http://127.0.0.1:{port}/options/AAPL"
+    try:
+        wait_until_up(url, timeout_s)
+        yield url
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def wait_until_up(url: str, timeout_s: float) -> None:
+    """Return once ``url`` answers 200; exit with a message after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{url} did not answer in {timeout_s:.0f} s")
 
 
 def _ms(text: str) -> float:

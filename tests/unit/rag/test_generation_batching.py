@@ -192,21 +192,20 @@ def _greedy_gaps(hf: HFGenerator, ids: list[int], tokens: list[int]) -> list[flo
     """For each chosen token: how far its penalised score fell below the best one's.
 
     One unbatched forward over the prompt and the answer gives the scores at every step
-    of that answer; each step's repetition penalty covers the prompt and earlier tokens.
+    of that answer; transformers' own repetition penalty (the one ``generate()`` applies)
+    covers the prompt and the earlier tokens at each step.
     """
     import torch
+    from transformers import RepetitionPenaltyLogitsProcessor
 
+    penalty = RepetitionPenaltyLogitsProcessor(REPETITION_PENALTY)
     with torch.inference_mode():
         logits = hf.model(input_ids=torch.tensor([ids + tokens[:-1]])).logits[0].float()
-    seen = torch.zeros(logits.shape[-1], dtype=torch.bool)
-    seen[torch.tensor(ids)] = True
-    gaps = []
-    for step, token in enumerate(tokens):
-        scores = logits[len(ids) - 1 + step]
-        scores = torch.where(seen, torch.where(scores < 0, scores * REPETITION_PENALTY,
-                                                   scores / REPETITION_PENALTY), scores)
-        gaps.append(float(scores.max() - scores[token]))
-        seen[token] = True
+        gaps = []
+        for step, token in enumerate(tokens):
+            context = torch.tensor([ids + tokens[:step]])
+            scores = penalty(context, logits[len(ids) - 1 + step][None].clone())[0]
+            gaps.append(float(scores.max() - scores[token]))
     return gaps
 
 
