@@ -33,14 +33,17 @@ def start_market(settings: Settings, universe: tuple[str, ...] | None = None, *,
     universe = universe or settings.symbols
     parts = partition(universe, settings.num_shards)
     config = shard_config(settings)
-    lifetime = "detached" if detached else None
+    # SPREAD puts the shards (and the feed) on different nodes where there are several, so
+    # losing one node loses only its share; Ray re-creates them on the survivors.
+    placement = {"lifetime": "detached" if detached else None, "scheduling_strategy": "SPREAD",
+                 "num_cpus": settings.market_actor_cpus, "namespace": NAMESPACE,
+                 "get_if_exists": True}
     shards = [
-        ShardActor.options(name=shard_name(i), namespace=NAMESPACE,  # type: ignore[attr-defined]
-                           get_if_exists=True, lifetime=lifetime).remote(part, universe, config)
+        ShardActor.options(name=shard_name(i),  # type: ignore[attr-defined]
+                           **placement).remote(part, universe, config)
         for i, part in enumerate(parts)
     ]
-    feed = FeedActor.options(name=FEED_ACTOR_NAME, namespace=NAMESPACE,  # type: ignore[attr-defined]
-                             get_if_exists=True, lifetime=lifetime).remote(
+    feed = FeedActor.options(name=FEED_ACTOR_NAME, **placement).remote(  # type: ignore[attr-defined]
         settings.model_dump(mode="json"), shards)
     ray.get(feed.start.remote())
     return MarketActors(shards=shards, feed=feed)

@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     # Market state and feeds.
     num_shards: int = Field(
         0, ge=0, le=256, description="shard actors; 0 = one per 1,000 symbols (at least one)")
+    market_actor_cpus: float = Field(
+        0.0, ge=0, description="logical CPUs each shard and the feed actor reserve; above 0 "
+        "keeps them off a head node started with num-cpus 0 (as under KubeRay)")
     sim_seed: int = 7
     sim_rate: float = Field(2_000.0, gt=0, description="simulated stock messages per second")
     sim_option_rate: float = Field(500.0, ge=0, description="simulated option messages/s")
