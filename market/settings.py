@@ -133,6 +133,16 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(600, ge=1)
     max_upload_mb: int = Field(50, ge=1)
 
+    # Observability (serve/observability): metrics, request log, audit log.
+    observability: bool = Field(
+        True, description="application metrics, the JSON request log and the audit log; off "
+        "only for the benchmark's baseline arm")
+    request_log: bool = Field(True, description="one JSON line per request and connection")
+    audit_reads: bool = Field(
+        True, description="audit every authenticated read (refusals and writes always are)")
+    audit_max_mb: int = Field(64, ge=1, description="audit file size that starts the next file")
+    audit_dir: Path | None = Field(None, description="default <data_dir>/audit")
+
     @field_serializer("secret_key", "alpaca_key_id", "alpaca_secret_key", when_used="json")
     def _reveal(self, value: SecretStr | None) -> str | None:
         """JSON dumps carry the real values: they rebuild Settings in actors and replicas
