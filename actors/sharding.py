@@ -1,12 +1,8 @@
-"""Which shard owns a symbol: a stable hash, the same in every process."""
+"""Ray names of the market actors; which shard owns a symbol is :mod:`market.sharding`."""
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Sequence
-
-import numpy as np
-import numpy.typing as npt
+from market.sharding import partition, shard_index_array, shard_of
 
 NAMESPACE = "marketray"
 FEED_ACTOR_NAME = "marketray-feed"
@@ -17,19 +13,5 @@ def shard_name(index: int) -> str:
     return f"marketray-shard-{index}"
 
 
-def shard_of(symbol: str, num_shards: int) -> int:
-    """Return the shard index that owns ``symbol`` (CRC-32 of the ticker)."""
-    return zlib.crc32(symbol.encode()) % num_shards
-
-
-def partition(symbols: Sequence[str], num_shards: int) -> list[list[str]]:
-    """Split ``symbols`` over ``num_shards`` shards, keeping their order within each."""
-    parts: list[list[str]] = [[] for _ in range(num_shards)]
-    for symbol in symbols:
-        parts[shard_of(symbol, num_shards)].append(symbol)
-    return parts
-
-
-def shard_index_array(universe: Sequence[str], num_shards: int) -> npt.NDArray[np.int32]:
-    """``out[symbol_id]`` is the shard that owns ``universe[symbol_id]``."""
-    return np.array([shard_of(s, num_shards) for s in universe], np.int32)
+__all__ = ["FEED_ACTOR_NAME", "NAMESPACE", "partition", "shard_index_array", "shard_name",
+           "shard_of"]
