@@ -142,6 +142,9 @@ class Settings(BaseSettings):
         True, description="audit every authenticated read (refusals and writes always are)")
     audit_max_mb: int = Field(64, ge=1, description="audit file size that starts the next file")
     audit_dir: Path | None = Field(None, description="default <data_dir>/audit")
+    metrics_export_port: int = Field(
+        0, ge=0, le=65535, description="Ray's metrics export port on a cluster that "
+        "`marketray serve` starts itself; 0 = Ray picks one (printed at start)")
 
     @field_serializer("secret_key", "alpaca_key_id", "alpaca_secret_key", when_used="json")
     def _reveal(self, value: SecretStr | None) -> str | None:

@@ -21,6 +21,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from market.settings import Settings
+from serve.observability import cli as observability_commands
+from serve.observability.logs import configure_json_logging, ray_logging_config
 
 log = logging.getLogger("marketray")
 
@@ -104,9 +106,12 @@ def _init_ray(address: str | None) -> None:
     if ray.is_initialized():
         return
     if address:
-        ray.init(address=address, namespace="marketray", log_to_driver=False)
+        ray.init(address=address, namespace="marketray", log_to_driver=False,
+                 logging_config=ray_logging_config())
     else:
-        ray.init(namespace="marketray", include_dashboard=False, log_to_driver=False)
+        ray.init(namespace="marketray", include_dashboard=False, log_to_driver=False,
+                 logging_config=ray_logging_config(),
+                 _metrics_export_port=_settings({}).metrics_export_port or None)
 
 
 def _stop_on_signals(stop: threading.Event | None = None) -> threading.Event:
@@ -153,6 +158,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     url = f"http://{host}:{settings.port}"
     print(f"marketray is serving at {url}  (docs: {url}/docs, stream: ws://{host}:"
           f"{settings.port}/)", flush=True)
+    observability_commands.announce_metrics(settings.data_dir)
     if generated:
         token = TokenSigner(secret).issue("admin", "admin")
         print(f"generated a secret in {settings.data_dir / 'secret.key'}; admin token:\n"
@@ -232,12 +238,13 @@ def parser() -> argparse.ArgumentParser:
             raise
     else:
         data_commands.register(sub)
+    observability_commands.register(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``marketray`` script."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_json_logging()
     args = parser().parse_args(argv)
     code: int = args.func(args)
     return code
