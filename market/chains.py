@@ -19,10 +19,13 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from market.feeds.base import OptionContracts, OptionTickBatch
+from market.feeds.base import QUOTE, OptionContracts, OptionTickBatch
 from market.greeks import bsm_greeks_arrays, implied_volatility_arrays, time_to_expiry
 
 GREEK_NAMES = ("delta", "gamma", "theta", "vega", "rho")
+# Columns of ChainBook.quotes, one row per contract.
+QUOTE_BID, QUOTE_ASK, QUOTE_BID_SIZE, QUOTE_ASK_SIZE, QUOTE_LAST, QUOTE_LAST_SIZE = range(6)
+N_QUOTE_COLUMNS = 6
 
 
 @numba.njit(cache=True)
@@ -33,25 +36,25 @@ def _apply_option_ticks(
     quotes: npt.NDArray[np.float64], volume: npt.NDArray[np.int64],
     changed: npt.NDArray[np.bool_],
 ) -> int:
-    """Apply option ticks; ``quotes`` columns: bid, ask, bid_size, ask_size, last, last_size."""
+    """Apply option ticks to ``quotes`` (columns ``QUOTE_BID`` .. ``QUOTE_LAST_SIZE``)."""
     rejected = 0
     for i in range(len(kind)):
         c = index[i]
         if c < 0:
             rejected += 1
             continue
-        if kind[i] == 1:
+        if kind[i] == QUOTE:
             if bid[i] >= 0.0 and ask[i] >= bid[i]:
-                quotes[c, 0] = bid[i]
-                quotes[c, 1] = ask[i]
-                quotes[c, 2] = bid_size[i]
-                quotes[c, 3] = ask_size[i]
+                quotes[c, QUOTE_BID] = bid[i]
+                quotes[c, QUOTE_ASK] = ask[i]
+                quotes[c, QUOTE_BID_SIZE] = bid_size[i]
+                quotes[c, QUOTE_ASK_SIZE] = ask_size[i]
                 changed[c] = True
             else:
                 rejected += 1
         elif price[i] > 0.0 and size[i] > 0.0:
-            quotes[c, 4] = price[i]
-            quotes[c, 5] = size[i]
+            quotes[c, QUOTE_LAST] = price[i]
+            quotes[c, QUOTE_LAST_SIZE] = size[i]
             volume[c] += np.int64(size[i])
             changed[c] = True
         else:
@@ -81,15 +84,15 @@ class ChainBook:
         self.is_call = np.zeros(n, np.bool_)
         self.open_interest = np.zeros(n, np.int64)
         self.previous_open_interest = np.zeros(n, np.int64)
-        self.quotes = np.full((n, 6), np.nan)
+        self.quotes = np.full((n, N_QUOTE_COLUMNS), np.nan)
         self.volume = np.zeros(n, np.int64)
         self.changed = np.zeros(n, np.bool_)
         self.price = np.full(n, np.nan)
         self.time_to_expiry = np.zeros(n)
         self.iv = np.full(n, np.nan)
-        self.greeks = np.full((n, 5), np.nan)
+        self.greeks = np.full((n, len(GREEK_NAMES)), np.nan)
         self.vendor_iv = np.full(n, np.nan)
-        self.vendor_greeks = np.full((n, 5), np.nan)
+        self.vendor_greeks = np.full((n, len(GREEK_NAMES)), np.nan)
         self.underlying_at_refresh = np.full(len(self.offset), np.nan)
 
     def set_chains(self, chains: Mapping[int, OptionContracts]) -> None:
@@ -158,7 +161,8 @@ class ChainBook:
                                for s in slots])
         if len(rows) == 0:
             return 0
-        bid, ask, last = self.quotes[rows, 0], self.quotes[rows, 1], self.quotes[rows, 4]
+        bid, ask = self.quotes[rows, QUOTE_BID], self.quotes[rows, QUOTE_ASK]
+        last = self.quotes[rows, QUOTE_LAST]
         price = np.where((bid > 0) & (ask > 0), 0.5 * (bid + ask), last)
         spot = underlying[self.slot[rows]]
         t = time_to_expiry(self.expiration[rows], now_ns)

@@ -316,11 +316,11 @@ class IndicatorBank:
         With ``undo`` (the default) each slot's last commit can be replaced by
         :meth:`replace_last`; bulk loads turn it off.
         """
-        s, cols = self._columns(slots, high, low, close, volume)
+        s, (h, lo, c, v) = self._columns(slots, high, low, close, volume)
         out = np.empty((s.shape[0], _N_OUT))
         _update_kernel(self._state, self._ring, self._count, self._last, self._undo_state,
                        self._undo_ring, self._undo_last, self._undo_ok, undo, s,
-                       cols[0], cols[1], cols[2], cols[3], out)
+                       h, lo, c, v, out)
         return out
 
     def replace_last(self, slots: npt.ArrayLike, high: npt.ArrayLike, low: npt.ArrayLike,
@@ -336,7 +336,7 @@ class IndicatorBank:
         commit and this call (:meth:`reset_session`) is undone as well, so callers check
         session boundaries.
         """
-        s, cols = self._columns(slots, high, low, close, volume)
+        s, (h, lo, c, v) = self._columns(slots, high, low, close, volume)
         out = np.full((s.shape[0], _N_OUT), np.nan)
         done = np.zeros(s.shape[0], np.bool_)
         _, first, counts = np.unique(s, return_index=True, return_counts=True)
@@ -344,7 +344,7 @@ class IndicatorBank:
         once[first[counts == 1]] = True  # a slot named twice is not replaced
         _replace_kernel(self._state, self._ring, self._count, self._last, self._undo_state,
                         self._undo_ring, self._undo_last, self._undo_ok, once, s,
-                        cols[0], cols[1], cols[2], cols[3], out, done)
+                        h, lo, c, v, out, done)
         return done, out
 
     def _columns(self, slots: npt.ArrayLike, high: npt.ArrayLike, low: npt.ArrayLike,

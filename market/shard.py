@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from market.chains import GREEK_NAMES, ChainBook
+from market.chains import GREEK_NAMES, QUOTE_ASK, QUOTE_BID, QUOTE_LAST, ChainBook
 from market.errors import InvalidInput, NotFound
 from market.feeds.base import BarBatch, OptionContracts, OptionTickBatch, TickBatch
 from market.history import HistoryStore
@@ -60,7 +60,10 @@ class ShardConfig:
     refresh_interval_ns: int = 250_000_000
     refresh_budget: int = 20_000  # contracts recomputed per ingest call at most
     history_dir: Path | None = None  # closed bars are persisted here (HistoryStore)
-    history_flush_s: float = 30.0
+    # 0: closed bars reach the history store in the ingest that closed them, so a shard lost
+    # with its node leaves no gap for its restart to restore (one file per symbol and minute
+    # either way, since a symbol's bar closes once a minute).
+    history_flush_s: float = 0.0
 
 
 NS_PER_SECOND = 1_000_000_000
@@ -178,8 +181,8 @@ class Shard:
         """Load the closed bars the history store holds from ``since_ns`` on; return how many.
 
         After a restart the feed re-seeds this shard with the warm-up; the minutes between
-        the warm-up and the crash were flushed to the history store (all but the last
-        ``history_flush_s``), so the indicator series go on without a gap.
+        the warm-up and the crash were flushed to the history store (all of them with
+        ``history_flush_s`` 0, the default), so the indicator series go on without a gap.
         """
         if self.history is None:
             return 0
@@ -281,8 +284,9 @@ class Shard:
                                                 strict=True)} if len(rows) else {}
         cols = {
             "strike": b.strike[rows].tolist(), "price": _none_if_nan(b.price[rows].tolist()),
-            "bid": _none_if_nan(q[:, 0].tolist()), "ask": _none_if_nan(q[:, 1].tolist()),
-            "last": _none_if_nan(q[:, 4].tolist()), "volume": b.volume[rows].tolist(),
+            "bid": _none_if_nan(q[:, QUOTE_BID].tolist()),
+            "ask": _none_if_nan(q[:, QUOTE_ASK].tolist()),
+            "last": _none_if_nan(q[:, QUOTE_LAST].tolist()), "volume": b.volume[rows].tolist(),
             "open_interest": b.open_interest[rows].tolist(),
             "time_to_expiry": b.time_to_expiry[rows].tolist(),
             "implied_volatility": _none_if_nan(b.iv[rows].tolist()),

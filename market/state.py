@@ -22,7 +22,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from market.feeds.base import NS_PER_MINUTE, BarBatch, TickBatch
+from market.feeds.base import NS_PER_MINUTE, QUOTE, BarBatch, TickBatch
 from market.incremental import INDICATOR_NAMES, IndicatorBank
 from market.models import Bar, MarketData
 
@@ -32,11 +32,14 @@ NS_PER_DAY = 86_400 * 1_000_000_000
 (LAST_PRICE, LAST_SIZE, BID, ASK, BID_SIZE, ASK_SIZE, SESSION_VOLUME, DAY_OPEN, DAY_HIGH,
  DAY_LOW, PREVIOUS_CLOSE, BAR_OPEN, BAR_HIGH, BAR_LOW, BAR_CLOSE, BAR_VOLUME) = range(16)
 N_STATE = 16
+# Columns of the (n, 5) bar matrices the kernels write and read: the forming bar's order.
+OPEN, HIGH, LOW, CLOSE, VOLUME = range(5)
+N_OHLCV = 5
 
 
 @numba.njit(cache=True)
 def _session_of(ts: int) -> int:
-    return (ts - 18_000_000_000_000) // 86_400_000_000_000
+    return (ts - SESSION_OFFSET_NS) // NS_PER_DAY
 
 
 @numba.njit(cache=True)
@@ -47,21 +50,22 @@ def _start_bar(s: int, minute: int, p: float, state: npt.NDArray[np.float64],
     new_session = anchor[s] == 0 or _session_of(minute) != _session_of(anchor[s])
     if new_session:
         if anchor[s] > 0:
-            state[s, 10] = state[s, 0]  # previous close = the last trade before the session
-        state[s, 6] = 0.0
-        state[s, 7] = p
-        state[s, 8] = p
-        state[s, 9] = p
+            # The previous close is the last trade before this session.
+            state[s, PREVIOUS_CLOSE] = state[s, LAST_PRICE]
+        state[s, SESSION_VOLUME] = 0.0
+        state[s, DAY_OPEN] = p
+        state[s, DAY_HIGH] = p
+        state[s, DAY_LOW] = p
     # VWAP restarts before the first bar of a session that follows another one.
     needs_reset[s] = new_session and anchor[s] > 0
     reset_done[s] = False
     bar_start[s] = minute
     anchor[s] = minute
-    state[s, 11] = p
-    state[s, 12] = p
-    state[s, 13] = p
-    state[s, 14] = p
-    state[s, 15] = 0.0
+    state[s, BAR_OPEN] = p
+    state[s, BAR_HIGH] = p
+    state[s, BAR_LOW] = p
+    state[s, BAR_CLOSE] = p
+    state[s, BAR_VOLUME] = 0.0
 
 
 @numba.njit(cache=True)
@@ -88,12 +92,12 @@ def _apply_ticks(
         if s < 0:
             continue
         t = ts[i]
-        if kind[i] == 1:  # quote
+        if kind[i] == QUOTE:
             if bid[i] > 0.0 and ask[i] >= bid[i]:
-                state[s, 2] = bid[i]
-                state[s, 3] = ask[i]
-                state[s, 4] = bid_size[i]
-                state[s, 5] = ask_size[i]
+                state[s, BID] = bid[i]
+                state[s, ASK] = ask[i]
+                state[s, BID_SIZE] = bid_size[i]
+                state[s, ASK_SIZE] = ask_size[i]
                 if t > last_ts[s]:
                     last_ts[s] = t
             else:
@@ -104,13 +108,13 @@ def _apply_ticks(
         if not (p > 0.0 and q >= 0.0 and p < 1e12):
             rejected += 1
             continue
-        minute = t - t % 60_000_000_000
+        minute = t - t % NS_PER_MINUTE
         if minute > bar_start[s]:
             if bar_start[s] > 0:
                 out_slot[n_closed] = s
                 out_ts[n_closed] = bar_start[s]
-                for j in range(5):
-                    out_ohlcv[n_closed, j] = state[s, 11 + j]
+                for j in range(N_OHLCV):
+                    out_ohlcv[n_closed, j] = state[s, BAR_OPEN + j]
                 out_reset[n_closed] = needs_reset[s] and not reset_done[s]
                 n_closed += 1
             _start_bar(s, minute, p, state, bar_start, anchor, needs_reset, reset_done)
@@ -118,15 +122,15 @@ def _apply_ticks(
             continue  # a late print for a bar already closed does not reopen it
         if t > last_ts[s]:
             last_ts[s] = t
-        state[s, 0] = p
-        state[s, 1] = q
-        state[s, 6] += q
-        state[s, 8] = max(state[s, 8], p)
-        state[s, 9] = min(state[s, 9], p)
-        state[s, 12] = max(state[s, 12], p)
-        state[s, 13] = min(state[s, 13], p)
-        state[s, 14] = p
-        state[s, 15] += q
+        state[s, LAST_PRICE] = p
+        state[s, LAST_SIZE] = q
+        state[s, SESSION_VOLUME] += q
+        state[s, DAY_HIGH] = max(state[s, DAY_HIGH], p)
+        state[s, DAY_LOW] = min(state[s, DAY_LOW], p)
+        state[s, BAR_HIGH] = max(state[s, BAR_HIGH], p)
+        state[s, BAR_LOW] = min(state[s, BAR_LOW], p)
+        state[s, BAR_CLOSE] = p
+        state[s, BAR_VOLUME] += q
     return n_closed, rejected
 
 
@@ -136,7 +140,7 @@ class BarRing:
     def __init__(self, n_slots: int, capacity: int, n_indicators: int) -> None:
         self.capacity = capacity
         self.ts = np.zeros((n_slots, capacity), np.int64)
-        self.ohlcv = np.full((n_slots, capacity, 5), np.nan)
+        self.ohlcv = np.full((n_slots, capacity, N_OHLCV), np.nan)
         self.indicators = np.full((n_slots, capacity, n_indicators), np.nan)
         self.count = np.zeros(n_slots, np.int64)  # total bars ever appended per slot
 
@@ -232,7 +236,7 @@ class MarketState:
         self._out_cap = capacity
         self._out_slot = np.empty(capacity, np.int32)
         self._out_ts = np.empty(capacity, np.int64)
-        self._out_ohlcv = np.empty((capacity, 5))
+        self._out_ohlcv = np.empty((capacity, N_OHLCV))
         self._out_reset = np.empty(capacity, np.bool_)
 
     def slots_for(self, symbol_ids: npt.NDArray[np.int32]) -> npt.NDArray[np.int32]:
@@ -258,9 +262,9 @@ class MarketState:
                           self._out_ohlcv[:n_closed], self._out_reset[:n_closed])
         ohlcv = self._out_ohlcv[:n_closed]
         self.closed = BarBatch(symbol_id=self._out_slot[:n_closed].copy(),
-                               ts_ns=self._out_ts[:n_closed].copy(), open=ohlcv[:, 0].copy(),
-                               high=ohlcv[:, 1].copy(), low=ohlcv[:, 2].copy(),
-                               close=ohlcv[:, 3].copy(), volume=ohlcv[:, 4].copy())
+                               ts_ns=self._out_ts[:n_closed].copy(), open=ohlcv[:, OPEN].copy(),
+                               high=ohlcv[:, HIGH].copy(), low=ohlcv[:, LOW].copy(),
+                               close=ohlcv[:, CLOSE].copy(), volume=ohlcv[:, VOLUME].copy())
         self._sequence += 1
         self.touched = np.unique(slots[slots >= 0])  # slots the last apply() changed
         self.version[self.touched] = self._sequence
@@ -292,8 +296,8 @@ class MarketState:
         if stop <= start:
             return
         s, t, v = slots[start:stop], ts[start:stop], ohlcv[start:stop]
-        values = self.bank.update(s, v[:, 1].copy(), v[:, 2].copy(), v[:, 3].copy(),
-                                  v[:, 4].copy(), undo=undo)
+        values = self.bank.update(s, v[:, HIGH].copy(), v[:, LOW].copy(), v[:, CLOSE].copy(),
+                                  v[:, VOLUME].copy(), undo=undo)
         self.ring.extend(s, t, v, values)
 
     def at_or_after_forming(self, bars: BarBatch) -> npt.NDArray[np.bool_]:
@@ -357,8 +361,8 @@ class MarketState:
         slots, bars = slots[ok], ohlcv[rows[ok]]
         if len(slots) == 0:
             return slots
-        done, values = self.bank.replace_last(slots, bars[:, 1], bars[:, 2], bars[:, 3],
-                                              bars[:, 4])
+        done, values = self.bank.replace_last(slots, bars[:, HIGH], bars[:, LOW],
+                                              bars[:, CLOSE], bars[:, VOLUME])
         replaced: npt.NDArray[np.int32] = slots[done]
         position = (self.ring.count[replaced] - 1) % self.ring.capacity
         self.ring.ohlcv[replaced, position] = bars[done]
@@ -414,11 +418,12 @@ class MarketState:
             day_start = start + int(np.searchsorted(day[start:end], day[last]))
             bars = ohlcv[day_start:end]
             st = self.state[slot]
-            st[LAST_PRICE] = bars[-1, 3]
-            st[DAY_OPEN], st[DAY_HIGH], st[DAY_LOW] = bars[0, 0], bars[:, 1].max(), bars[:, 2].min()
-            st[SESSION_VOLUME] = bars[:, 4].sum()
+            st[LAST_PRICE] = bars[-1, CLOSE]
+            st[DAY_OPEN], st[DAY_HIGH] = bars[0, OPEN], bars[:, HIGH].max()
+            st[DAY_LOW] = bars[:, LOW].min()
+            st[SESSION_VOLUME] = bars[:, VOLUME].sum()
             if day_start > start:
-                st[PREVIOUS_CLOSE] = ohlcv[day_start - 1, 3]
+                st[PREVIOUS_CLOSE] = ohlcv[day_start - 1, CLOSE]
             self.last_ts[slot] = t[last] + NS_PER_MINUTE - 1
             self.anchor[slot] = max(self.anchor[slot], t[last])
 
@@ -454,8 +459,8 @@ class MarketState:
         s = self.slot_of[symbol]
         ts, ohlcv, values = self.ring.window(s, limit)
         bars = [
-            Bar(timestamp=_to_datetime(int(t)), open=float(o[0]), high=float(o[1]),
-                low=float(o[2]), close=float(o[3]), volume=float(o[4]),
+            Bar(timestamp=_to_datetime(int(t)), open=float(o[OPEN]), high=float(o[HIGH]),
+                low=float(o[LOW]), close=float(o[CLOSE]), volume=float(o[VOLUME]),
                 **{name: _finite(v) for name, v in zip(INDICATOR_NAMES, row, strict=True)})
             for t, o, row in zip(ts, ohlcv, values, strict=True)
         ]
