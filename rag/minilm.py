@@ -27,7 +27,7 @@ import torch.nn.functional as F  # noqa: N812 - torch's own convention
 from safetensors.torch import load_file
 from tokenizers import Tokenizer
 
-from rag.embedder import load_token_counter
+from rag.tokens import load_token_counter
 
 Vectors = npt.NDArray[np.float32]
 
