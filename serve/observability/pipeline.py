@@ -97,7 +97,12 @@ class ObservabilityHooks:
                     outcome={"status": status, "reason": record.reason})
 
     def on_security_event(self, name: str, **fields: Any) -> None:
-        """Audit and log a security or data event (``token.issued``, ``index.published``)."""
+        """Audit and log a security or data event (``token.issued``, ``index.published``).
+
+        ``token_revoked`` style names become ``token.revoked`` (filters match prefixes).
+        """
+        if "." not in name:
+            name = name.replace("_", ".", 1)
         if self.audit is not None:
             self.audit.append(name, **fields)
         event(log, name, **{k: v for k, v in fields.items() if k != "settings"})
