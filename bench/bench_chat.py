@@ -190,7 +190,7 @@ async def direct(args: argparse.Namespace) -> dict[str, Any]:
 async def http(args: argparse.Namespace) -> dict[str, Any]:
     import httpx
 
-    from tests.integration.harness import start_service
+    from serve.local_service import start_service
 
     tokenizer = _tokenizer(args.data_dir)
     serve_args = tuple(args.serve_args.split()) if args.serve_args else ()

@@ -101,7 +101,7 @@ async def _collect(url: str, symbols: list[str], seconds: float) -> list[float]:
 
 
 def latency() -> dict[str, float]:
-    from tests.integration.harness import start_service
+    from serve.local_service import start_service
 
     symbols = universe(500)
     env = {"MARKETRAY_SYMBOLS": ",".join(symbols), "MARKETRAY_SIM_RATE": str(RATE / 2),

@@ -20,7 +20,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import bare_server, emit, wrk  # noqa: E402
-from tests.integration.harness import free_port, start_service  # noqa: E402
+from serve.local_service import free_port, start_service  # noqa: E402
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))

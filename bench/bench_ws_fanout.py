@@ -41,7 +41,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import emit  # noqa: E402
-from tests.integration.harness import start_service  # noqa: E402
+from serve.local_service import start_service  # noqa: E402
 
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "1000"))
 PROCS = int(os.environ.get("BENCH_CLIENT_PROCS", "4"))
