@@ -21,6 +21,8 @@ FLUSH_PERIOD_S = 0.5
 AUTH_STATUSES = frozenset({401, 403})
 RATE_LIMITED = "rate_limited"
 WS_AUTH_CLOSES = frozenset({4401, 4403})
+# WebSocket route templates by stream (the metrics' ``stream`` label).
+STREAMS = {"/": "market", "/ws/market": "market", "/chat": "chat"}
 
 
 def audit_action(record: RequestRecord, audit_reads: bool) -> str | None:
@@ -57,10 +59,24 @@ class ObservabilityHooks:
         self.request_log = request_log
         self.audit_reads = audit_reads
         self.in_flight: dict[str, int] = {"http": 0, "websocket": 0}
+        self.ws_open: dict[str, int] = {}  # stream -> open connections
         self._statuses: dict[int, str] = {}
 
     def on_request_start(self, kind: RequestKind, route: str) -> None:
         self.in_flight[kind] += 1
+        if kind == "websocket":
+            stream = STREAMS.get(route, route)
+            self.ws_open[stream] = self.ws_open.get(stream, 0) + 1
+
+    def observe_services(self, services: Any) -> None:
+        """Export the replica's market hub and cache state before each metrics export."""
+        from actors import telemetry
+        from serve.observability.collectors import CacheCollector, HubCollector
+
+        if services.hub is not None:
+            telemetry.on_flush(HubCollector(services.hub, self.recorder))
+        if services.cache is not None:
+            telemetry.on_flush(CacheCollector(services.cache, self.recorder))
 
     def on_request_end(self, record: RequestRecord) -> None:
         try:
@@ -78,6 +94,10 @@ class ObservabilityHooks:
         recorder.inc("marketray_requests_total", (kind, route, record.method, status_text))
         if kind == "http":
             recorder.observe("marketray_request_duration_seconds", (route,), record.latency_s)
+        else:
+            stream = STREAMS.get(route, route)
+            self.ws_open[stream] = self.ws_open.get(stream, 1) - 1
+            recorder.inc("marketray_ws_closes_total", (stream, status_text))
         if status == 429 or record.reason == RATE_LIMITED:
             recorder.inc("marketray_rate_limited_total", (kind, route))
         elif status in AUTH_STATUSES or status in WS_AUTH_CLOSES or record.reason in (
@@ -111,6 +131,8 @@ class ObservabilityHooks:
         """Hand the in-flight counts to the recorder (called before each export)."""
         for kind, value in self.in_flight.items():
             self.recorder.set("marketray_requests_in_flight", (kind,), float(value))
+        for stream, value in list(self.ws_open.items()):
+            self.recorder.set("marketray_ws_connections", (stream,), float(value))
 
     def flush(self) -> None:
         """Write the queued request-log lines and audit entries."""

@@ -170,3 +170,43 @@ def test_event_log_line_is_json_with_fields(caplog: pytest.LogCaptureFixture) ->
     assert (line["event"], line["feed"], line["attempt"], line["level"]) == (
         "feed.reconnected", "alpaca", 3, "INFO")
     assert line["token"] == "***"
+
+
+def test_websocket_connections_and_closes_by_stream(hooks: ObservabilityHooks) -> None:
+    for route in ("/", "/ws/market", "/chat"):
+        hooks.on_request_start("websocket", route)
+    hooks.on_request_end(record(1000, kind="websocket", route="/", method="WS"))
+    hooks.export_gauges()
+
+    counts, gauges, _ = hooks.recorder.drain()
+
+    assert gauges[("marketray_ws_connections", ("market",))] == 1
+    assert gauges[("marketray_ws_connections", ("chat",))] == 1
+    assert counts[("marketray_ws_closes_total", ("market", "1000"))] == 1
+
+
+def test_hub_collector_counts_deltas_behind_and_outbox() -> None:
+    from serve.observability.collectors import HubCollector
+
+    class Client:
+        def __init__(self, sent: int, conflated: int, unsent: int) -> None:
+            self.sent, self.conflated, self.unsent = sent, conflated, unsent
+
+    class Hub:
+        def __init__(self, *clients: Client) -> None:
+            self.subscribers = set(clients)
+
+    fast, slow = Client(10, 0, 0), Client(3, 5, 4)
+    hub = Hub(fast, slow)
+    recorder = Recorder()
+    collect = HubCollector(hub, recorder)
+
+    collect()
+    fast.sent, slow.conflated, slow.unsent = 25, 6, 0
+    collect()
+    counts, gauges, _ = recorder.drain()
+
+    assert counts[("marketray_ws_frames_sent_total", ("market",))] == 28
+    assert counts[("marketray_ws_frames_conflated_total", ("market",))] == 6
+    assert gauges[("marketray_ws_clients_behind", ("market",))] == 0
+    assert gauges[("marketray_ws_outbox_frames", ("market",))] == 0
