@@ -6,6 +6,7 @@ Every layer (actors, pipelines, serve) builds its configuration from
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import secrets
 from pathlib import Path
@@ -69,6 +70,11 @@ class Settings(BaseSettings):
     embed_dtype: Precision = Field(
         "auto", description="the embedding model's precision (same rule as llm_dtype; its "
         "vectors are float32 either way)")
+    answer_mode: Literal["auto", "composed", "phrase"] = Field(
+        "auto", description="who writes /analyze and /chat answers: composed = from the "
+        "analytics' figures, no model; phrase = the model phrases the composed facts under "
+        "the quality gate; auto = phrase with an endpoint (llm_url) or a configured local "
+        "model, composed with the built-in small model or none")
     llm_threads: int = Field(
         0, ge=0, description="torch threads of a local generator on CPU; 0 = every core but "
         "one, at least one (the market side keeps a core; its OpenMP threads wait passively)")
@@ -133,6 +139,32 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(600, ge=1)
     max_upload_mb: int = Field(50, ge=1)
 
+    # Security (serve/security): addresses, tokens, rate limits, WebSocket limits.
+    ip_allow: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="CIDRs allowed to connect (empty: every address not denied)")
+    ip_deny: Annotated[tuple[str, ...], NoDecode] = Field((), description="CIDRs refused")
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="CIDRs of proxies whose X-Forwarded-For and X-Request-ID are believed")
+    token_audience: str = Field("marketray-api", min_length=1)
+    key_grace_s: float = Field(
+        7 * 24 * 3600.0, ge=0, description="how long tokens signed by a retired key still verify")
+    rate_limit_enabled: bool = True
+    rate_window_s: float = Field(60.0, gt=0, description="the window the budgets below span")
+    rate_budget_viewer: int = Field(1_200, ge=1, description="cost units per window and subject")
+    rate_budget_analyst: int = Field(2_400, ge=1)
+    rate_budget_admin: int = Field(6_000, ge=1)
+    rate_budget_per_ip: int = Field(12_000, ge=1, description="cost units per window and address")
+    max_body_kb: int = Field(64, ge=1, description="largest JSON request body")
+    revocation_refresh_s: float = Field(
+        0.5, gt=0, le=5, description="how often a replica reloads the shared revocation list")
+    ws_max_connections_per_subject: int = Field(20, ge=1)
+    ws_messages_per_s: float = Field(20.0, gt=0, description="client messages per connection")
+    ws_message_burst: int = Field(40, ge=1)
+    ws_max_frame_bytes: int = Field(64 * 1024, ge=256, description="larger frames close 1009")
+    ws_auth_timeout_s: float = Field(10.0, gt=0)
+    ws_signature_window_s: float = Field(
+        5.0, gt=0, description="allowed |now - ts| of signed frames")
+
     # Observability (serve/observability): metrics, request log, audit log.
     observability: bool = Field(
         True, description="application metrics, the JSON request log and the audit log; off "
@@ -160,6 +192,19 @@ class Settings(BaseSettings):
         if not symbols:
             raise ValueError("MARKETRAY_SYMBOLS must name at least one symbol")
         return symbols
+
+    @field_validator("ip_allow", "ip_deny", "trusted_proxies", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: object) -> tuple[str, ...]:
+        items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[call-overload]
+        networks = []
+        for item in (str(i).strip() for i in items):
+            if item:
+                try:
+                    networks.append(str(ipaddress.ip_network(item, strict=False)))
+                except ValueError as exc:
+                    raise ValueError(f"not an IP network: {item!r}") from exc
+        return tuple(networks)
 
     @model_validator(mode="after")
     def _size_shards(self) -> Settings:

@@ -3,6 +3,7 @@
 Deployment graph (arrows are handle calls; shards and feed are plain Ray actors)::
 
     HTTP/WS :8765 ──► Ingress (FastAPI: REST, /ws/market, /chat) ──► ShardActor × N
+                          │   ├─ RequestPipeline in front (serve/security)
                           │   └─ MarketHub: polls shards, fans out to WebSockets   ▲
                           ├──► KnowledgeBase (hybrid retrieval, documents)          │
                           │        └──► Embedder (query vectors, @serve.batch, GPU) │
@@ -31,16 +32,19 @@ from market.cache import make_cache
 from market.history import HistoryStore
 from market.settings import Settings
 from serve.auth import TokenSigner
-from serve.deps import Services, install
+from serve.deps import Services, install, protect
 from serve.errors import install_error_handlers
-from serve.hot_reads import HotReads
+from serve.hooks import NoHooks, PipelineHooks
 from serve.market_gateway import MarketGateway
+from serve.routes_admin import router as admin_router
 from serve.routes_market import market_stream
 from serve.routes_market import router as market_router
+from serve.security.keyring import KEYRING_FILE, Keyring
+from serve.security.policy import secured
 from serve.stream import MarketHub
 
 log = logging.getLogger("marketray.app")
-OPTIONAL_ROUTERS = ("serve.routes_documents", "serve.routes_assistant")
+OPTIONAL_ROUTERS = ("serve.routes_documents", "serve.routes_assistant", "serve.routes_admin_audit")
 
 
 def create_api() -> FastAPI:
@@ -49,6 +53,7 @@ def create_api() -> FastAPI:
                   description="Market analytics and research assistant on Ray.")
     install_error_handlers(api)
     api.include_router(market_router)
+    api.include_router(admin_router)
     for module_name in OPTIONAL_ROUTERS:
         try:
             module = importlib.import_module(module_name)
@@ -60,6 +65,7 @@ def create_api() -> FastAPI:
     api.add_api_websocket_route("/", market_stream)
 
     @api.get("/", include_in_schema=False)
+    @secured(None)
     async def _root() -> RedirectResponse:
         return RedirectResponse("/docs")
 
@@ -67,7 +73,7 @@ def create_api() -> FastAPI:
 
 
 api = create_api()
-front = HotReads(api)  # what Serve serves: the short path for plain reads, then the app
+front = protect(api)  # what Serve serves: the request pipeline, then the app
 
 
 class AppArgs(BaseModel):
@@ -84,16 +90,38 @@ class AppArgs(BaseModel):
         "default so a 2-CPU machine schedules them all and keeps room for Ray Data ingest")
 
 
+def signer_for(settings: Settings) -> TokenSigner:
+    """The token signer over the service secret and ``<data_dir>/keyring.json``."""
+    secret, _ = settings.resolved_secret()
+    keyring = Keyring(secret, settings.data_dir / KEYRING_FILE, grace_s=settings.key_grace_s)
+    return TokenSigner(keyring, audience=settings.token_audience)
+
+
+def hooks_for(settings: Settings) -> PipelineHooks:
+    """The observability hooks (``serve.observability``), or none when it is absent."""
+    try:
+        observability = importlib.import_module("serve.observability")
+    except ModuleNotFoundError as exc:
+        if exc.name != "serve.observability":
+            raise
+        return NoHooks()
+    hooks: PipelineHooks = observability.build_hooks(settings)
+    return hooks
+
+
 def build_services(settings: Settings, knowledge: Any = None, embedder: Any = None,
                    generator: Any = None) -> Services:
     """Connect to the market actors and build a replica's :class:`Services`."""
-    secret, _ = settings.resolved_secret()
     gateway = MarketGateway(ensure_market(settings), settings.symbols,
                             history=HistoryStore(settings.data_dir.resolve() / "history"))
-    services = Services(settings=settings, signer=TokenSigner(secret),
+    services = Services(settings=settings, signer=signer_for(settings),
                         cache=make_cache(settings.redis_url), market=gateway,
-                        knowledge=knowledge, embedder=embedder, generator=generator)
+                        knowledge=knowledge, embedder=embedder, generator=generator,
+                        hooks=hooks_for(settings))
     services.hub = MarketHub(gateway, poll_interval_s=settings.stream_poll_ms / 1e3)
+    observe = getattr(services.hooks, "observe_services", None)  # metrics of hub and cache
+    if observe is not None:
+        observe(services)
     return services
 
 
@@ -129,5 +157,6 @@ def build_app(args: AppArgs) -> Application:
             ray_actor_options={**resources, "num_gpus": 0}).bind(payload, query_embedder=embedder)
     ingress = Ingress.options(num_replicas=args.ingress_replicas or settings.ingress_replicas,
                               max_ongoing_requests=settings.max_ws_clients + 500,
-                              logging_config={"enable_access_log": settings.access_log})
+                              logging_config={"enable_access_log": settings.access_log,
+                                              "encoding": "JSON"})
     return ingress.bind(payload, knowledge, embedder, generator)

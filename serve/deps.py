@@ -1,21 +1,28 @@
-"""What request handlers reach: settings, signer, cache, market state, model handles.
+"""How handlers reach the replica: its :class:`Services` and the request's principal.
 
-The ingress deployment builds one :class:`Services` per replica and stores it
-on ``app.state.services``; handlers take it with ``Depends(get_services)``.
-Tests can build one from plain objects with the same async methods.
+The ingress deployment builds one :class:`Services` per replica and stores it on
+``app.state.services``. Handlers declare what they need with the aliases below, the one
+way routes reach the services::
+
+    async def handler(services: ServicesDep, principal: CurrentPrincipal) -> ...
+
+Tests can build a :class:`Services` from plain objects with the same async methods.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from market.cache.base import Cache
-from market.errors import Unavailable
+from market.errors import Unauthorized, Unavailable
 from market.settings import Settings
-from serve.auth import TokenSigner
+from serve.auth import Principal, TokenSigner, principal_of
+from serve.hooks import PipelineHooks
+from serve.security.pipeline import RequestPipeline, Security
 
 
 @dataclass
@@ -30,7 +37,15 @@ class Services:
     embedder: Any = None  # DeploymentHandle to serve.models.Embedder
     generator: Any = None  # DeploymentHandle to serve.models.Generator
     hub: Any = None  # serve.stream.MarketHub of this replica
+    hooks: PipelineHooks | None = None  # what the request pipeline reports to
+    security: Security | None = None  # built on first use from the fields above
     _notified: frozenset[str] = frozenset()
+
+    def security_state(self) -> Security:
+        """The replica's request-pipeline state (built once)."""
+        if self.security is None:
+            self.security = Security.build(self.settings, self.signer, self.cache, self.hooks)
+        return self.security
 
     async def notify_interest(self) -> None:
         """Tell the feed which symbols clients stream, when that set changed."""
@@ -65,6 +80,31 @@ def services_of(connection: HTTPConnection) -> Services:
     return services
 
 
+def protect(app: Any) -> RequestPipeline:
+    """``app`` behind the request pipeline, with the state of ``app``'s services.
+
+    What Serve serves; tests wrap their app the same way, so no route goes unchecked.
+    """
+
+    def security() -> Security | None:
+        services = services_for(app)
+        return services.security_state() if services is not None else None
+
+    return RequestPipeline(app, security)
+
+
 async def get_services(connection: HTTPConnection) -> Services:
-    """FastAPI dependency for the replica's services (async: no threadpool hop per request)."""
+    """The replica's services (async: no threadpool hop per request)."""
     return services_of(connection)
+
+
+async def current_principal(connection: HTTPConnection) -> Principal:
+    """The principal the request pipeline authenticated for this request."""
+    principal = principal_of(connection.scope)
+    if principal is None:  # a route whose policy needs no token asked for one
+        raise Unauthorized("missing bearer token", code="token_missing")
+    return principal
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

@@ -22,6 +22,7 @@ from market.models import ChatMessage, MarketData, Source
 from serve.assistant import Assistant
 from serve.auth import Principal, accept_authenticated, require_role
 from serve.deps import Services, get_services, services_of
+from serve.security.policy import errors, secured
 
 log = logging.getLogger("marketray.chat")
 router = APIRouter(tags=["assistant"])
@@ -52,6 +53,7 @@ class AnalyzeResponse(BaseModel):
     citations: list[int] = Field(default_factory=list)
     grounding: dict[str, Any] = Field(default_factory=dict)
     intent: str = "general"
+    context: dict[str, Any] = Field(default_factory=dict)
 
 
 class ChatRequest(BaseModel):
@@ -89,7 +91,9 @@ async def check_chat_rate(services: Services, principal: Principal) -> None:
         raise RateLimited("too many chat requests; slow down", retry_after=retry_after)
 
 
-@router.post("/analyze", response_model=AnalyzeResponse)
+@router.post("/analyze", response_model=AnalyzeResponse,
+             responses=errors(401, 403, 404, 413, 422, 429, 503))
+@secured("analyst", cost=20)
 async def analyze(
     body: AnalyzeRequest,
     services: Services = Depends(get_services),  # noqa: B008 - FastAPI dependency
@@ -100,7 +104,9 @@ async def analyze(
     return await assistant_for(services).analyze(body.symbol.strip().upper(), body.query)
 
 
-@router.post("/chat", response_model=ChatResponse)
+@router.post("/chat", response_model=ChatResponse,
+             responses=errors(401, 403, 404, 413, 422, 429, 503))
+@secured("analyst", cost=20)
 async def chat(
     body: ChatRequest,
     services: Services = Depends(get_services),  # noqa: B008
@@ -145,6 +151,7 @@ async def _answer(websocket: WebSocket, services: Services, principal: Principal
         await _error(websocket, "internal_error", "the answer failed; see server log")
 
 
+@secured("analyst", cost=20)
 async def chat_stream(websocket: WebSocket) -> None:
     """Chat WebSocket: one answer at a time; messages sent meanwhile wait their turn."""
     services = services_of(websocket)

@@ -8,9 +8,9 @@ and their status (pending, indexed, failed, duplicate) shows in GET /documents.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, File, Path, Query, UploadFile
+from fastapi import APIRouter, File, Path, Query, UploadFile
 from pydantic import BaseModel
 
 from market.errors import (
@@ -22,8 +22,9 @@ from market.errors import (
     Unavailable,
 )
 from market.models import Source
-from serve.auth import Principal, require_role
-from serve.deps import Services, get_services
+from serve.deps import Services, ServicesDep
+from serve.security.policy import errors, secured
+from serve.security.sanitize import neutralize
 
 router = APIRouter(tags=["knowledge"])
 _READ_CHUNK = 1024 * 1024
@@ -76,18 +77,20 @@ async def _knowledge(services: Services, method: str, *args: Any) -> Any:
         raise Unavailable("the knowledge base cannot answer right now") from exc
 
 
-@router.get("/search", response_model=SearchResponse)
+@router.get("/search", response_model=SearchResponse,
+            responses=errors(401, 403, 404, 422, 429, 503))
+@secured("analyst", cost=5)
 async def search(
+    services: ServicesDep,
     q: str = Query(..., min_length=1, max_length=1000, description="question or keywords"),
     k: int = Query(5, ge=1, le=50),
     company: str | None = Query(None, max_length=100),
     ticker: str | None = Query(None, max_length=12),
     doc_type: str | None = Query(None, max_length=20, description="10-K, 10-Q, 8-K, earnings"),
     period: str | None = Query(None, max_length=20, description="e.g. FY2023 or FY2024Q2"),
-    services: Services = Depends(get_services),  # noqa: B008 - FastAPI dependency
-    principal: Principal = Depends(require_role("analyst")),  # noqa: B008
 ) -> SearchResponse:
     """Return the passages most relevant to ``q`` (hybrid dense + BM25), best first."""
+    q = neutralize(q, keep_newlines=False)
     if not q.strip():
         raise InvalidInput("q must not be blank")
     filters = {key: value for key, value in
@@ -97,11 +100,11 @@ async def search(
     return SearchResponse(results=[Source(**r) for r in results])
 
 
-@router.post("/documents", status_code=202, response_model=DocumentStatus)
+@router.post("/documents", status_code=202, response_model=DocumentStatus,
+             responses=errors(401, 403, 409, 413, 422, 429, 503))
+@secured("admin", cost=20, upload=True)
 async def upload_document(
-    file: UploadFile = File(..., description="a PDF"),  # noqa: B008
-    services: Services = Depends(get_services),  # noqa: B008
-    principal: Principal = Depends(require_role("admin")),  # noqa: B008
+    file: Annotated[UploadFile, File(description="a PDF")], services: ServicesDep,
 ) -> DocumentStatus:
     """Accept a PDF and ingest it in the background; 409 when the same content is indexed."""
     limit = services.settings.max_upload_mb * 1024 * 1024
@@ -120,21 +123,21 @@ async def upload_document(
     return DocumentStatus(**record)
 
 
-@router.get("/documents", response_model=DocumentList)
-async def list_documents(
-    services: Services = Depends(get_services),  # noqa: B008
-    principal: Principal = Depends(require_role("analyst")),  # noqa: B008
-) -> DocumentList:
+@router.get("/documents", response_model=DocumentList,
+            responses=errors(401, 403, 429, 503))
+@secured("analyst", cost=2)
+async def list_documents(services: ServicesDep) -> DocumentList:
     """List indexed documents and the status of recent uploads."""
     documents = await _knowledge(services, "list_documents")
     return DocumentList(documents=[DocumentStatus(**_known_fields(d)) for d in documents])
 
 
-@router.delete("/documents/{document_id}", status_code=204)
+@router.delete("/documents/{document_id}", status_code=204,
+               responses=errors(401, 403, 404, 422, 429, 503))
+@secured("admin", cost=5)
 async def delete_document(
-    document_id: str = Path(..., min_length=1, max_length=64, pattern=r"^[0-9a-zA-Z_-]+$"),
-    services: Services = Depends(get_services),  # noqa: B008
-    principal: Principal = Depends(require_role("admin")),  # noqa: B008
+    document_id: Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[0-9a-zA-Z_-]+$")],
+    services: ServicesDep,
 ) -> None:
     """Remove a document from the index (a new index version is published)."""
     if not await _knowledge(services, "delete_document", document_id):

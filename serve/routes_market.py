@@ -9,16 +9,17 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Path, Query, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Path, Query, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from market.errors import MarketrayError
 from market.models import BarsResponse, MarketData, OptionsChain
 from market.settings import normalize_symbol
 from market.shard import ChainFilter
-from serve.auth import Principal, accept_authenticated, require_role
-from serve.deps import Services, get_services, services_of
+from serve.auth import accept_authenticated
+from serve.deps import Services, ServicesDep, services_of
+from serve.security.policy import errors, secured
 from serve.stream import CHANNELS, Subscriber
 
 router = APIRouter()
@@ -26,37 +27,38 @@ SymbolPath = Annotated[str, Path(min_length=1, max_length=10, pattern=r"^[A-Za-z
                                  description="ticker, e.g. AAPL")]
 Timeframe = Literal["1Min", "5Min", "15Min", "30Min", "1Hour", "1Day"]
 MAX_SYMBOLS_PER_CONNECTION = 500
-viewer = require_role("viewer")
+READ_ERRORS = errors(401, 403, 404, 422, 429, 503)
 
 
-@router.get("/market/{symbol}", response_model=MarketData, tags=["market"])
-async def market_data(symbol: SymbolPath, services: Services = Depends(get_services),  # noqa: B008
-                      _: Principal = Depends(viewer)) -> Response:  # noqa: B008
+@router.get("/market/{symbol}", response_model=MarketData, tags=["market"],
+            responses=READ_ERRORS)
+@secured("viewer", cost=1)
+async def market_data(symbol: SymbolPath, services: ServicesDep) -> Response:
     """Latest price, session volume and live indicators of one symbol."""
     data = await services.market.snapshot_dict(symbol)
     return Response(orjson.dumps(data), media_type="application/json")
 
 
-@router.get("/market/{symbol}/bars", response_model=BarsResponse, tags=["market"])
+@router.get("/market/{symbol}/bars", response_model=BarsResponse, tags=["market"],
+            responses=READ_ERRORS)
+@secured("viewer", cost=2)
 async def market_bars(
-    symbol: SymbolPath, timeframe: Timeframe = "1Min",
+    symbol: SymbolPath, services: ServicesDep, timeframe: Timeframe = "1Min",
     limit: Annotated[int, Query(ge=1, le=5_000)] = 100,
-    services: Services = Depends(get_services),  # noqa: B008
-    _: Principal = Depends(viewer),  # noqa: B008
 ) -> BarsResponse:
     """OHLCV bars, oldest first, each with indicator values as of its close."""
     result: BarsResponse = await services.market.bars(symbol, timeframe, limit)
     return result
 
 
-@router.get("/options/{symbol}", response_model=OptionsChain, tags=["options"])
+@router.get("/options/{symbol}", response_model=OptionsChain, tags=["options"],
+            responses=READ_ERRORS)
+@secured("viewer", cost=5)
 async def options_chain(
-    symbol: SymbolPath, expiration: date | None = None,
+    symbol: SymbolPath, services: ServicesDep, expiration: date | None = None,
     type: Literal["call", "put"] | None = None,  # noqa: A002 - the contract's parameter name
-    min_strike: Annotated[float | None, Query(ge=0)] = None,
-    max_strike: Annotated[float | None, Query(ge=0)] = None,
-    services: Services = Depends(get_services),  # noqa: B008
-    _: Principal = Depends(viewer),  # noqa: B008
+    min_strike: Annotated[float | None, Query(ge=0, le=1e9)] = None,
+    max_strike: Annotated[float | None, Query(ge=0, le=1e9)] = None,
 ) -> Response:
     """The option chain with implied volatility and Greeks, filtered as asked."""
     flt = ChainFilter(expiration, type, min_strike, max_strike)
@@ -64,8 +66,18 @@ async def options_chain(
     return Response(body, media_type="application/json")
 
 
-@router.get("/health", tags=["health"])
-async def health(services: Services = Depends(get_services)) -> JSONResponse:  # noqa: B008
+class HealthBody(BaseModel):
+    """Body of GET /health."""
+
+    status: Literal["healthy", "degraded", "unhealthy"]
+    checks: dict[str, Any]
+    time: float
+
+
+@router.get("/health", tags=["health"], response_model=HealthBody, responses={
+    **errors(429), 503: {"model": HealthBody, "description": "unhealthy"}})
+@secured(None, cost=1)
+async def health(services: ServicesDep) -> JSONResponse:
     """Ray, shards, feed freshness, cache and models: healthy, degraded or unhealthy."""
     checks: dict[str, Any] = {}
     shard_stats = await services.market.stats()
@@ -111,10 +123,11 @@ async def health(services: Services = Depends(get_services)) -> JSONResponse:  #
 class StreamRequest(BaseModel):
     """A client message on the market stream."""
 
+    model_config = ConfigDict(extra="forbid")
     action: Literal["subscribe", "unsubscribe", "ping", "auth"]
-    symbols: list[str] = []
-    channels: list[Literal["market", "options"]] = ["market"]
-    token: str | None = None
+    symbols: list[Annotated[str, Field(max_length=16)]] = []
+    channels: list[Literal["market", "options"]] = Field(["market"], max_length=2)
+    token: str | None = Field(None, max_length=4096)
 
     @field_validator("symbols")
     @classmethod
@@ -124,15 +137,14 @@ class StreamRequest(BaseModel):
         return value
 
 
+@secured("viewer")
 async def market_stream(websocket: WebSocket) -> None:
-    """Market stream (CONTRACT §6): subscribe/unsubscribe/ping; market and options frames."""
+    """Market stream (CONTRACT §6): subscribe/unsubscribe/ping; market and options frames.
+
+    The request pipeline has authenticated the connection and checked the role.
+    """
     services = services_of(websocket)
-    principal = await accept_authenticated(websocket, services.signer)
-    if principal is None:
-        return
-    if not principal.allows("viewer"):
-        await websocket.close(code=4403, reason="role not allowed")
-        return
+    await accept_authenticated(websocket)
     hub = services.hub
     hub.ensure_running()
     subscriber = Subscriber(websocket)
@@ -184,6 +196,12 @@ async def handle_stream_message(raw: str, subscriber: Subscriber, services: Serv
                                    "message": f"not tracked: {', '.join(unknown[:20])}"})
     hub = services.hub
     channels = [c for c in request.channels if c in CHANNELS]
+    if request.action == "subscribe" and len(
+            set(subscriber.subscriptions) | set(known)) > MAX_SYMBOLS_PER_CONNECTION:
+        await subscriber.send_now({"type": "error", "code": "too_many_symbols",
+                                   "message": f"at most {MAX_SYMBOLS_PER_CONNECTION} symbols "
+                                   "per connection"})
+        return
     if request.action == "subscribe":
         hub.subscribe(subscriber, known, channels)
         await subscriber.send_now({"type": "subscribed", "symbols": known, "channels": channels,

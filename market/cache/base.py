@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+from market.cache.gcra import Quota, RateDecision
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,15 @@ class Cache(Protocol):
         """Take one token from a bucket of ``limit`` per ``window_s``.
 
         Returns ``(allowed, retry_after_s)``; ``retry_after_s`` is 0 when allowed.
+        """
+        ...
+
+    async def rate_take(self, keys: Sequence[str], *, cost: int, quotas: Sequence[Quota],
+                        fallback_share: float = 1.0) -> RateDecision:
+        """Charge ``cost`` to every key's quota at once (GCRA, see :mod:`market.cache.gcra`).
+
+        Allowed only when every quota has room; then all are charged. A backend serving
+        from its local fallback scales each quota by ``fallback_share`` (1 / replicas).
         """
         ...
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Sequence
 
+from market.cache import gcra
 from market.cache.base import CacheStatus
 
 
@@ -15,6 +17,7 @@ class InMemoryCache:
         self._values: dict[str, tuple[bytes, float | None]] = {}
         self._lists: dict[str, tuple[deque[bytes], float | None]] = {}
         self._buckets: dict[str, tuple[float, float]] = {}
+        self._tats: dict[str, float] = {}
         self._now = time.monotonic
 
     def _alive(self, expires: float | None) -> bool:
@@ -72,6 +75,22 @@ class InMemoryCache:
             return True, 0.0
         self._buckets[key] = (tokens, now)
         return False, (1.0 - tokens) / rate
+
+    async def rate_take(self, keys: Sequence[str], *, cost: int, quotas: Sequence[gcra.Quota],
+                        fallback_share: float = 1.0) -> gcra.RateDecision:
+        """GCRA over ``keys`` (``fallback_share`` is for backends with a fallback)."""
+        return self.take_now(keys, cost, quotas)
+
+    def take_now(self, keys: Sequence[str], cost: int,
+                 quotas: Sequence[gcra.Quota]) -> gcra.RateDecision:
+        """The synchronous GCRA step behind :meth:`rate_take`."""
+        now = self._now()
+        if len(self._tats) > 100_000:  # forget keys whose quota is whole again
+            self._tats = {k: t for k, t in self._tats.items() if t > now}
+        decision, tats = gcra.take([self._tats.get(k) for k in keys], now, cost, quotas)
+        if tats is not None:
+            self._tats.update(zip(keys, tats, strict=True))
+        return decision
 
     async def status(self) -> CacheStatus:
         """The in-process cache is always healthy."""

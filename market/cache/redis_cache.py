@@ -7,9 +7,9 @@ it answers, reads and writes use it again, without a restart. What was
 written only to memory during the outage stays local to this replica.
 
 Keys live under ``prefix``: values ``<prefix>v:<key>``, lists
-``<prefix>l:<key>``, rate-limit buckets ``<prefix>b:<key>``. The rate limit
-is an atomic token bucket in Lua, timed by the Redis server's clock so
-replicas agree.
+``<prefix>l:<key>``, rate-limit buckets ``<prefix>b:<key>``, GCRA quotas
+``<prefix>g:<key>``. Both rate limits are atomic Lua scripts, timed by the Redis
+server's clock so replicas agree.
 """
 
 from __future__ import annotations
@@ -17,12 +17,14 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from market.cache import gcra
 from market.cache.base import CacheStatus
 from market.cache.memory import InMemoryCache
 
@@ -71,6 +73,7 @@ class RedisCache:
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
             retry=Retry(NoBackoff(), 0), retry_on_timeout=False)
         self._bucket = self._redis.register_script(TOKEN_BUCKET)
+        self._gcra = self._redis.register_script(gcra.LUA)
         self._memory = InMemoryCache()
         self._available = True
         self._next_probe = 0.0
@@ -172,6 +175,20 @@ class RedisCache:
             except _DOWN as exc:
                 self._down(exc)
         return await self._memory.rate_limit(key, limit=limit, window_s=window_s)
+
+    async def rate_take(self, keys: Sequence[str], *, cost: int, quotas: Sequence[gcra.Quota],
+                        fallback_share: float = 1.0) -> gcra.RateDecision:
+        """GCRA in one Lua call; from memory with quotas times ``fallback_share`` meanwhile."""
+        if await self._usable():
+            args: list[float] = [cost]
+            for quota in quotas:
+                args += [quota.limit, quota.window_s]
+            try:
+                reply = await self._gcra(keys=[self._key("g", k) for k in keys], args=args)
+                return gcra.from_lua(reply)
+            except _DOWN as exc:
+                self._down(exc)
+        return self._memory.take_now(keys, cost, [q.scaled(fallback_share) for q in quotas])
 
     async def status(self) -> CacheStatus:
         """Report ``degraded`` while serving from memory; probes Redis when due."""

@@ -12,7 +12,7 @@ from market.errors import NotFound
 from market.models import Bar, BarsResponse, MarketData
 from market.settings import Settings
 from serve.auth import TokenSigner
-from serve.deps import Services
+from serve.deps import Services, protect
 from serve.errors import install_error_handlers
 
 SECRET = "test-secret-0123456789abcdef-0123456789"
@@ -107,4 +107,4 @@ def build_app(generator: Any, market: FakeMarket | None = None) -> tuple[FastAPI
     install_error_handlers(app)
     app.include_router(router)
     app.state.services = services
-    return app, services
+    return protect(app), services  # type: ignore[return-value] - an ASGI app like FastAPI

@@ -16,7 +16,7 @@ from rag.embedder import Embedder
 from rag.index import IndexStore
 from rag.ingestion import ingest_files
 from serve.auth import TokenSigner
-from serve.deps import Services
+from serve.deps import Services, protect
 from serve.errors import install_error_handlers
 from serve.knowledge import KnowledgeBase, KnowledgeService
 from serve.routes_documents import router
@@ -118,7 +118,7 @@ def client(tmp_path):
     signer = TokenSigner(SECRET)
     app.state.services = Services(settings=settings, signer=signer, cache=InMemoryCache(),
                                   market=None, knowledge=knowledge)
-    with TestClient(app) as test_client:
+    with TestClient(protect(app)) as test_client:
         test_client.tokens = {role: signer.issue(role) for role in ("viewer", "analyst", "admin")}
         yield test_client
     knowledge.service.stop()

@@ -16,20 +16,32 @@ def test_health_needs_no_token_and_reports_checks(client_and_services):
     assert body["checks"]["shards"]["status"] == "ok"
 
 
-def test_market_without_token_is_401_with_error_shape(client_and_services):
+def test_market_without_token_is_401_with_error_shape_and_one_request_id(client_and_services):
     client, _ = client_and_services
     response = client.get("/market/AAPL", headers={"X-Request-ID": "abc"})
     assert response.status_code == 401
-    assert response.json() == {"error": {"code": "missing_token",
+    rid = response.headers.get_list("x-request-id")
+    assert len(rid) == 1
+    assert rid[0] != "abc"  # the client is no trusted proxy: its id is not taken
+    assert response.json() == {"error": {"code": "token_missing",
                                          "message": "missing bearer token",
-                                         "request_id": "abc"}}
+                                         "request_id": rid[0]}}
 
 
 def test_market_with_bad_token_is_401(client_and_services):
     client, _ = client_and_services
     response = client.get("/market/AAPL", headers={"Authorization": "Bearer nope"})
     assert response.status_code == 401
-    assert response.json()["error"]["code"] == "invalid_token"
+    assert response.json()["error"]["code"] == "token_invalid"
+
+
+def test_success_has_one_request_id_and_rate_limit_headers(client_and_services):
+    client, services = client_and_services
+    response = client.get("/market/AAPL", headers=_auth(services))
+    assert response.status_code == 200
+    assert len(response.headers.get_list("x-request-id")) == 1
+    assert int(response.headers["ratelimit-limit"]) == services.settings.rate_budget_viewer
+    assert int(response.headers["ratelimit-remaining"]) == services.settings.rate_budget_viewer - 1
 
 
 def test_market_returns_snapshot(client_and_services):
