@@ -83,6 +83,19 @@ def atm_implied_volatility(strike: npt.ArrayLike, implied_volatility: npt.ArrayL
     return float(np.interp(underlying_price, strikes, mean_iv))
 
 
+def expected_move(underlying_price: float, atm_iv: float, days: float,
+                  days_per_year: float = 365.0) -> float:
+    """One-standard-deviation move to an expiry implied by its ATM IV, in price units.
+
+    ``spot * iv * sqrt(days / days_per_year)`` (calendar days; NaN for a negative
+    horizon). About 1.25 times the at-the-money straddle's price, which is
+    ``spot * iv * sqrt(T) * sqrt(2 / pi)`` to first order.
+    """
+    if days < 0 or not (math.isfinite(underlying_price) and math.isfinite(atm_iv)):
+        return math.nan
+    return float(underlying_price * atm_iv * math.sqrt(days / days_per_year))
+
+
 def delta_skew(is_call: npt.ArrayLike, delta: npt.ArrayLike,
                implied_volatility: npt.ArrayLike, target: float = 0.25) -> dict[str, float | None]:
     """Put and call IV at +-``target`` delta for one expiry, and put minus call."""

@@ -107,6 +107,11 @@ def _matches(figure: Figure, reference: float) -> bool:
     return any(abs(candidate - shown) <= tolerance + 1e-12 for candidate in candidates)
 
 
+def figure_matches(figure: Figure, value: float) -> bool:
+    """Return True when ``figure`` shows ``value`` at its precision (``12.5%`` shows 0.125)."""
+    return _matches(figure, value)
+
+
 class GroundingChecker:
     """Holds the reference numbers of one answer's evidence."""
 
