@@ -1,0 +1,1 @@
+"""Research: vectorised backtests, parameter grids and their statistics (no Ray here)."""
