@@ -19,9 +19,9 @@ SYMBOL_PATTERN = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "NVDA", "TSLA", "SPY", "QQQ", "AMZN", "META")
 _PLACEHOLDER_SECRETS = {"changethis", "changeme", "secret", "password", "marketray"}
 SECRET_FILE_NAME = "secret.key"
-# A shard actor applies ~1M ticks/s in-process, but every batch sent to it costs a Ray
-# call (~1.3 ms of CPU on each side here, 50 times a second): extra shards pay off only
-# when one would have more work than a core, i.e. with thousands of symbols and chains.
+# Every batch sent to a shard costs a Ray call on each side, many times a second, while one
+# shard's numba pass keeps up with far more ticks: extra shards pay off only when one would
+# have more work than a core, i.e. with thousands of symbols (bench/bench_market_cpu.py).
 SYMBOLS_PER_SHARD = 1_000
 
 
@@ -119,18 +119,17 @@ class Settings(BaseSettings):
 
     # Serving.
     serve_ingress: Literal["proxy", "haproxy"] = Field(
-        "haproxy", description="HAProxy straight to the ingress replicas (measured ~6x the "
-        "REST throughput of Serve's Python proxy here, and real WebSocket backpressure), "
-        "or Serve's Python proxy")
+        "haproxy", description="haproxy: Ray Serve's HAProxy ingress straight to the ingress "
+        "replicas (faster, and real WebSocket backpressure); proxy: Serve's Python proxy")
     ingress_replicas: int = Field(
         1, ge=1, description="Ingress (HTTP/WebSocket) replicas; HAProxy balances over them")
     access_log: bool = Field(
         False, description="log every HTTP request (Serve's access log); errors are always "
-        "logged. Off by default: at thousands of requests/s it costs ~5% of the ingress CPU")
+        "logged. Off by default: it costs ingress CPU on every request")
     ingress_metrics: bool = Field(
         False, description="HAProxy ingress: Serve's per-request HTTP metrics (one syslog "
-        "line per request, parsed by the proxy actor). Off by default: measured 0.29-0.33x "
-        "vs 0.39x of bare uvicorn's GET /options rate with it off (bench_rest.py)")
+        "line per request, parsed by the proxy actor). Off by default: it lowers the "
+        "requests/s the ingress serves")
     stream_poll_ms: float = Field(
         15.0, ge=5, le=1_000, description="the shortest period between the market "
         "stream's fetches of changed symbols; a fetch with nothing new waits up to this "

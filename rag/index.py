@@ -135,8 +135,8 @@ def _subset_scores(
     """Return ``vectors[rows] @ query``; runs of consecutive rows are read in place.
 
     A filter usually selects whole documents, whose chunks are stored next to each
-    other: multiplying those slices directly skips copying the selected vectors first
-    (measured 5 ms -> under 1 ms for 5,000 of 100,000 rows).
+    other: multiplying those slices directly skips copying the selected vectors first,
+    the larger share of a filtered search's time (``bench/bench_search.py``).
     """
     breaks = np.flatnonzero(np.diff(rows) != 1) + 1
     if len(breaks) + 1 > MAX_SLICED_RUNS:

@@ -2,10 +2,10 @@
 
 The model is a 6-layer BERT encoder (sentence-transformers' ``Transformer`` → mean
 ``Pooling`` → ``Normalize``). Loading it through sentence-transformers imports scipy,
-scikit-learn, pandas and sympy as well, about 6 s of CPU on the development machine
-before the first text, paid by every embedding actor of an ingest run and every
-replica that starts. This module needs torch, ``tokenizers`` and ``safetensors`` only
-and is ready in a fraction of a second after torch. Its vectors match
+scikit-learn, pandas and sympy as well, seconds of CPU before the first text, paid by
+every embedding actor of an ingest run and every replica that starts. This module needs
+torch, ``tokenizers`` and ``safetensors`` only (first-vector times in
+docs/performance.md). Its vectors match
 sentence-transformers' (``tests/unit/rag/test_minilm.py``).
 
 Texts are tokenized once, sorted by token count and cut into batches of similar

@@ -17,11 +17,10 @@ def resolve_dtype(requested: str, device: str) -> str:
     """Return the torch dtype name a local model runs in on ``device``.
 
     ``auto``: float16 on a GPU; on a CPU, bfloat16 where the cores do bfloat16 dot
-    products natively (AVX512-BF16 or AMX), float32 elsewhere (AVX2 only emulates
-    bfloat16: there the generator's 633-token prefill took 3.5 s against 1.06 s). On two
-    AVX512-BF16 cores the default generator prefilled those tokens in 0.45 s against
-    1.14 s in float32, and MiniLM embedded ~230-token chunks 2.3x faster, its vectors
-    within cosine 0.9999 of float32's.
+    products natively (AVX512-BF16 or AMX), float32 elsewhere: AVX2 only emulates
+    bfloat16, which is slower than float32 there, while native bfloat16 prefills and
+    embeds several times faster with vectors within cosine 0.9999 of float32's
+    (``bench/bench_chat.py``, ``bench/bench_embed.py``; docs/performance.md).
     """
     if requested not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {requested!r}")

@@ -133,8 +133,9 @@ def market_facts(snapshot: Mapping[str, Any]) -> list[list[str]]:
     return facts
 
 
-# The quote facts each intent's answers draw on (None: all of them). Prompt tokens cost
-# time to first token (~2-4 ms each on a CPU), and a small model copies what it is shown.
+# The quote facts each intent's answers draw on (None: all of them). Every prompt token
+# adds to the time to first token (bench/bench_chat.py), and a small model copies what it
+# is shown.
 _INTENT_MARKET: dict[str, tuple[str, ...] | None] = {
     "options": ("price", "change %", "volume", "bid", "ask"),
     "fundamental": ("price", "change %", "volume"),

@@ -4,11 +4,8 @@
 started later (an executor's worker, ``asyncio.to_thread``, a batch scheduler) runs its
 parallel regions with ``OMP_NUM_THREADS``, which Ray sets to an actor's ``num_cpus``:
 1 for the fractional CPUs the model replicas reserve. ``torch.get_num_threads()`` there
-still reports the calling thread's figure. Measured on a 2-core machine, ten 2048x2048
-matrix products after ``torch.set_num_threads(2)``: in a Ray actor with ``num_cpus`` 0
-or 1, 1.08-1.14 s on the calling thread against 1.98-2.1 s on a new thread; in a process
-with ``OMP_NUM_THREADS=1``, 0.99-1.03 s, 1.87-1.98 s, and 0.99-1.03 s on a new thread
-that set its own count.
+still reports the calling thread's figure, so a new thread that does not set its own
+count runs the model at about half the speed on two cores (docs/performance.md).
 """
 
 from __future__ import annotations

@@ -68,8 +68,8 @@ def _ingress_environment(settings: Settings) -> dict[str, str]:
     HAProxy refuses socket paths over 97 characters and Ray adds a node id.
 
     A stopping replica first stays reachable for a draining period so load balancers
-    can deregister it; Serve's default, 30 s, made every shutdown of ``marketray serve``
-    take 34 s. HAProxy here is Serve's own, reloaded by the controller as replicas come
+    can deregister it; Serve's default of 30 s made every shutdown of ``marketray serve``
+    wait that long. HAProxy here is Serve's own, reloaded by the controller as replicas come
     and go, and it retries a refused connection on another replica, so the period is
     ``DRAIN_S`` unless the environment sets ``RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S``
     (a cluster behind an outside load balancer may want it longer). In-flight requests

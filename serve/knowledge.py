@@ -52,7 +52,7 @@ class KnowledgeService:
         self.settings = settings
         self.store = IndexStore(Path(settings.data_dir) / "index")
         # One short query gains nothing from intra-op threads, and on a busy host their
-        # spin-waits cost 10x (measured: 32 ms vs 560 ms p50 at load 9 on 2 cores).
+        # spin-waits multiply its latency (docs/performance.md, embeddings and search).
         self.embedder = (embedder_factory or partial(
             Embedder.minilm, settings.embed_dtype, threads=torch_threads))()
         self.samples_dir = samples_dir

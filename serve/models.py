@@ -146,10 +146,9 @@ class Generator:
 
     On CPU the model runs ``num_threads`` torch threads (default: the settings'
     ``llm_threads``, 0 = every core but one). The replica shares its cores with the feed, the
-    shards and the other replicas: with spinning OpenMP threads on oversubscribed cores a
-    550-token prefill took 5.7 s against 1.6 s on one thread (2-core machine, load 8), so
-    :func:`build_app` starts this replica with ``OMP_WAIT_POLICY=PASSIVE``; on an idle
-    machine two threads prefill about 1.8x faster than one.
+    shards and the other replicas, where spinning OpenMP threads made a prefill several
+    times slower, so :func:`build_app` starts this replica with ``OMP_WAIT_POLICY=PASSIVE``
+    (``bench/bench_chat.py``; docs/performance.md).
     """
 
     def __init__(
