@@ -1,4 +1,4 @@
-"""The ``marketray`` command line: serve, token, ingest (+ data commands)."""
+"""The ``marketray`` command line: serve, ingest, and the commands of ``COMMAND_MODULES``."""
 
 from __future__ import annotations
 
@@ -132,12 +132,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ray import serve  # noqa: PLC0415
 
     from actors.market import start_market  # noqa: PLC0415
-    from serve.app import AppArgs, build_app  # noqa: PLC0415
-    from serve.auth import TokenSigner  # noqa: PLC0415
+    from serve.app import AppArgs, build_app, signer_for  # noqa: PLC0415
 
     settings = _settings({"port": args.port, "host": args.host, "feed": args.feed,
                           "symbols": args.symbols, "num_shards": args.shards})
-    secret, generated = settings.resolved_secret()
+    _, generated = settings.resolved_secret()
     os.environ.update(_ingress_environment(settings))  # a local cluster inherits these
     # Ray starts its workers at nice 15, fit for batch work beside a busy raylet; here they
     # are the serving path (shards, feed, ingress), so a cluster started here runs them at
@@ -160,7 +159,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
           f"{settings.port}/)", flush=True)
     observability_commands.announce_metrics(settings.data_dir)
     if generated:
-        token = TokenSigner(secret).issue("admin", "admin")
+        token = signer_for(settings).issue("admin", "admin")
         print(f"generated a secret in {settings.data_dir / 'secret.key'}; admin token:\n"
               f"{token}\ntry: curl -H 'Authorization: Bearer {token}' {url}/market/"
               f"{settings.symbols[0]}", flush=True)
@@ -171,16 +170,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     serve.shutdown()
     ray.get(market.feed.stop.remote(), timeout=10)
     ray.shutdown()
-    return 0
-
-
-def cmd_token(args: argparse.Namespace) -> int:
-    """Print a signed bearer token."""
-    from serve.auth import TokenSigner  # noqa: PLC0415
-
-    settings = _settings({})
-    secret, _ = settings.resolved_secret()
-    print(TokenSigner(secret).issue(args.role, args.subject, args.ttl))
     return 0
 
 
@@ -203,6 +192,10 @@ def _format_summary(summary: Any) -> str:
     return json.dumps(summary, indent=2, default=str)
 
 
+# Modules that add subcommands: each has ``register(subparsers)``.
+COMMAND_MODULES = ("serve.cli_security", "serve.cli_data")
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of ``marketray``."""
     p = argparse.ArgumentParser(prog="marketray", description=__doc__)
@@ -220,24 +213,19 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--no-assistant", action="store_true", help="skip the model deployments")
     s.set_defaults(func=cmd_serve)
 
-    t = sub.add_parser("token", help="print a signed bearer token")
-    t.add_argument("--role", choices=["viewer", "analyst", "admin"], required=True)
-    t.add_argument("--subject", default="user")
-    t.add_argument("--ttl", type=float, default=30 * 24 * 3600, help="seconds")
-    t.set_defaults(func=cmd_token)
-
     i = sub.add_parser("ingest", help="ingest PDFs into the knowledge base (Ray Data)")
     i.add_argument("paths", nargs="+")
     i.add_argument("--address", default=os.environ.get("RAY_ADDRESS"))
     i.set_defaults(func=cmd_ingest)
 
-    try:
-        data_commands = importlib.import_module("serve.cli_data")
-    except ModuleNotFoundError as exc:
-        if exc.name != "serve.cli_data":
-            raise
-    else:
-        data_commands.register(sub)
+    for module_name in COMMAND_MODULES:  # each adds its subcommands with register(sub)
+        try:
+            commands = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+        else:
+            commands.register(sub)
     observability_commands.register(sub)
     return p
 
