@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import orjson
+from cachetools import LRUCache
 
 from market.chains import GREEK_NAMES, QUOTE_ASK, QUOTE_BID, QUOTE_LAST, ChainBook
 from market.errors import InvalidInput, NotFound
@@ -67,6 +68,9 @@ class ShardConfig:
 
 
 NS_PER_SECOND = 1_000_000_000
+# Whole-chain JSON kept per symbol (filters of one chain) and beyond, least recent out first.
+CHAIN_CACHE_PER_SYMBOL = 4
+CHAIN_CACHE_SPARE = 64
 MAX_WAITING_BARS_PER_SYMBOL = 4
 
 
@@ -102,7 +106,10 @@ class Shard:
                                 dividend_yield=self.config.dividend_yield)
         self.option_ticks = 0
         self.batches = 0
-        self._chain_cache: dict[tuple[str, ChainFilter], tuple[int, bytes]] = {}
+        # Least recently used out first: clients' many filters must not evict the hot
+        # chains (bench/bench_caches.py measured it against clearing a dict when full).
+        self._chain_cache: LRUCache[tuple[str, ChainFilter], tuple[int, bytes]] = LRUCache(
+            CHAIN_CACHE_PER_SYMBOL * len(self.market.symbols) + CHAIN_CACHE_SPARE)
         cfg = self.config
         self.history = HistoryStore(cfg.history_dir) if cfg.history_dir is not None else None
         self._history_flushed = time.monotonic()
@@ -329,8 +336,6 @@ class Shard:
                       "dividend_yield": self.config.dividend_yield},
             "contracts": self.contracts(symbol, rows),
         })
-        if len(self._chain_cache) > 4 * len(self.market.symbols) + 64:
-            self._chain_cache.clear()
         self._chain_cache[key] = (version, body)
         return body
 
