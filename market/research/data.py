@@ -1,0 +1,143 @@
+"""Read bars for research from the history lake or any Parquet/CSV of bars.
+
+Accepted inputs (CONTRACT §9 columns ``symbol``, ``timestamp`` (UTC), OHLCV):
+
+* a directory partitioned hive-style with ``symbol=<S>`` in the path (the live
+  :class:`market.history.HistoryStore` layout ``date=/symbol=``, or the research layout
+  ``symbol=/year=`` that ``pipelines.backfill`` writes), files holding ``ts_ns`` or
+  ``timestamp``; a later file's bar for the same minute wins, as in the history store;
+* a directory of, or a single, Parquet or CSV file with a ``symbol`` column.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from market.errors import InvalidInput, NotFound
+from market.research.stats import TRADING_DAYS_PER_YEAR
+from market.research.strategies import Bars
+
+PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
+NS_PER_DAY = 86_400 * 1_000_000_000
+_SYMBOL_DIR = re.compile(r"(?:^|/)symbol=([^/]+)(?:/|$)")
+
+
+@dataclass(frozen=True)
+class SymbolBars:
+    """One symbol's bars with their bar-start times (int64 ns UTC), oldest first."""
+
+    symbol: str
+    timestamp_ns: npt.NDArray[np.int64]
+    bars: Bars
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise NotFound(f"no bar data at {path}")
+    files = sorted(p for p in path.rglob("*") if p.suffix in (".parquet", ".csv")
+                   and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts))
+    if not files:
+        raise NotFound(f"no Parquet or CSV files under {path}")
+    return files
+
+
+def _symbol_of(file: Path, root: Path) -> str | None:
+    match = _SYMBOL_DIR.search(file.relative_to(root).as_posix() if root.is_dir() else "")
+    return match.group(1) if match else None
+
+
+def data_version(path: Path | str) -> str:
+    """Return a sha256 over the input files' relative paths, sizes and modification times."""
+    root = Path(path)
+    digest = hashlib.sha256()
+    for file in _files(root):
+        stat = file.stat()
+        name = file.relative_to(root).as_posix() if root.is_dir() else file.name
+        digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def list_symbols(path: Path | str) -> list[str]:
+    """Return the symbols in the data, sorted (from the paths alone when partitioned)."""
+    root = Path(path)
+    files = _files(root)
+    from_paths = {_symbol_of(f, root) for f in files}
+    if None not in from_paths:
+        return sorted(s for s in from_paths if s is not None)
+    frame = _scan(files, root).select(pl.col("symbol").unique()).collect()
+    return sorted(frame["symbol"].to_list())
+
+
+def _read_one(file: Path, symbol: str | None) -> pl.LazyFrame:
+    lazy = (pl.scan_csv(file, try_parse_dates=True) if file.suffix == ".csv"
+            else pl.scan_parquet(file, hive_partitioning=False))
+    names = lazy.collect_schema().names()
+    if "ts_ns" in names:
+        lazy = lazy.with_columns(pl.col("ts_ns").cast(pl.Int64).alias("timestamp_ns"))
+    elif "timestamp" in names:
+        lazy = lazy.with_columns(pl.col("timestamp").cast(pl.Datetime("ns", "UTC"))
+                                 .dt.epoch("ns").alias("timestamp_ns"))
+    else:
+        raise InvalidInput(f"{file}: bars need a timestamp or ts_ns column")
+    missing = [c for c in PRICE_COLUMNS if c not in names]
+    if missing:
+        raise InvalidInput(f"{file}: missing columns {missing}")
+    if symbol is not None:
+        lazy = lazy.with_columns(pl.lit(symbol).alias("symbol"))
+    elif "symbol" not in names:
+        raise InvalidInput(f"{file}: bars need a symbol column or a symbol=<S> directory")
+    return lazy.select("symbol", "timestamp_ns",
+                       *(pl.col(c).cast(pl.Float64) for c in PRICE_COLUMNS))
+
+
+def _scan(files: Sequence[Path], root: Path) -> pl.LazyFrame:
+    frames = [_read_one(f, _symbol_of(f, root)) for f in files]
+    return pl.concat(frames, how="vertical")
+
+
+def load_bars(path: Path | str, symbols: Sequence[str]) -> list[SymbolBars]:
+    """Return the given symbols' bars, one entry per symbol found, in ``symbols`` order."""
+    root = Path(path)
+    files = _files(root)
+    wanted = set(symbols)
+    by_path = {f: _symbol_of(f, root) for f in files}
+    if None not in by_path.values():
+        files = [f for f in files if by_path[f] in wanted]
+        if not files:
+            return []
+    lazy = _scan(files, root).with_row_index("_row").filter(pl.col("symbol").is_in(wanted))
+    frame = (lazy.sort("symbol", "timestamp_ns", "_row")
+             .unique(["symbol", "timestamp_ns"], keep="last", maintain_order=True)
+             .drop("_row").collect())
+    out = []
+    parts = frame.partition_by("symbol", as_dict=True, maintain_order=True)
+    for symbol in symbols:
+        part = parts.get((symbol,))
+        if part is None or part.height == 0:
+            continue
+        columns = [np.ascontiguousarray(part[c].to_numpy(), dtype=np.float64)
+                   for c in PRICE_COLUMNS]
+        out.append(SymbolBars(symbol, part["timestamp_ns"].to_numpy().astype(np.int64),
+                              Bars(*columns)))
+    return out
+
+
+def periods_per_year(timestamp_ns: npt.NDArray[np.int64]) -> float:
+    """Return bars per year: 252 for daily bars, else 252 times the median bars per UTC day."""
+    if timestamp_ns.shape[0] < 2:
+        return float(TRADING_DAYS_PER_YEAR)
+    spacing = float(np.median(np.diff(timestamp_ns)))
+    if spacing >= NS_PER_DAY * 0.5:
+        return float(TRADING_DAYS_PER_YEAR)
+    _, per_day = np.unique(timestamp_ns // NS_PER_DAY, return_counts=True)
+    return float(TRADING_DAYS_PER_YEAR * np.median(per_day))

@@ -1,0 +1,90 @@
+"""What every research job shares: Ray start-up, progress, the manifest, library versions."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import ray
+
+# One thread per task: the jobs parallelise over Ray workers, not inside them.
+WORKER_ENV = {"POLARS_MAX_THREADS": "1", "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+              "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}
+LIBRARIES = ("marketray", "numpy", "numba", "polars", "pyarrow", "ray", "alpaca-py", "TA-Lib")
+
+
+def ray_init(address: str | None, workers: int | None) -> None:
+    """Connect to ``address`` (or RAY_ADDRESS) or start a local Ray with ``workers`` CPUs."""
+    if ray.is_initialized():
+        return
+    if address or os.environ.get("RAY_ADDRESS"):
+        ray.init(address=address, log_to_driver=False)  # a cluster, e.g. under `ray job submit`
+    else:
+        # "local": a fresh cluster even where another one runs on this machine
+        ray.init(address="local", num_cpus=workers, include_dashboard=False,
+                 log_to_driver=False,
+                 runtime_env={"env_vars": WORKER_ENV})
+
+
+def cluster_cpus() -> int:
+    """Return the CPUs of the connected Ray cluster (at least 1)."""
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def library_versions() -> dict[str, str | None]:
+    """Return the installed versions of the libraries a job's results depend on."""
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def peak_rss_bytes() -> int:
+    """Return this process's peak resident memory in bytes."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def write_manifest(out: Path, manifest: Mapping[str, Any]) -> Path:
+    """Write ``manifest.json`` under ``out`` (sorted keys, so reruns diff cleanly)."""
+    path = out / "manifest.json"
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+    return path
+
+
+class Progress:
+    """A tqdm bar over symbols on stderr with rows/s; silent when disabled."""
+
+    def __init__(self, total: int, *, enabled: bool, what: str = "symbols") -> None:
+        self._bar: Any = None
+        self._rows = 0
+        self._start = time.perf_counter()
+        if enabled:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, unit=" " + what, file=sys.stderr, mininterval=0.5,
+                             dynamic_ncols=True)
+
+    def advance(self, items: int, rows: int) -> None:
+        """Count ``items`` done and ``rows`` processed."""
+        self._rows += rows
+        if self._bar is not None:
+            elapsed = max(time.perf_counter() - self._start, 1e-9)
+            self._bar.set_postfix_str(f"{self._rows / elapsed:,.0f} rows/s", refresh=False)
+            self._bar.update(items)
+
+    def close(self) -> None:
+        """Finish the bar."""
+        if self._bar is not None:
+            self._bar.close()

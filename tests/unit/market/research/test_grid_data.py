@@ -1,0 +1,88 @@
+"""Parameter grids and reading bars from the lake layouts and plain files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from market.errors import InvalidInput, NotFound
+from market.research.data import data_version, list_symbols, load_bars, periods_per_year
+from market.research.grid import build_grid, parse_values
+from market.research.strategies import get
+
+
+def test_range_includes_stop_when_steps_land_on_it() -> None:
+    assert parse_values("fast=5:50:5") == ("fast", [float(v) for v in range(5, 55, 5)])
+    assert parse_values("width=1:2:0.4")[1] == [1.0, 1.4, 1.8]
+    assert parse_values("slow=30") == ("slow", [30.0])
+
+
+@pytest.mark.parametrize("spec", ["fast", "fast=a:b:c", "fast=5:1:1", "fast=1:5:0", "fast=1:2"])
+def test_malformed_param_raises_invalid_input(spec: str) -> None:
+    with pytest.raises(InvalidInput):
+        parse_values(spec)
+
+
+def test_grid_drops_invalid_pairs_and_fills_defaults() -> None:
+    grid = build_grid(get("sma_cross"), ["fast=10:30:10", "slow=20:30:10"])
+    assert [(g["fast"], g["slow"]) for g in grid] == [(10, 20), (10, 30), (20, 30)]
+    rsi = build_grid(get("rsi_reversion"), ["period=7:14:7"])
+    assert rsi == [{"period": 7, "lower": 30, "upper": 70}, {"period": 14, "lower": 30,
+                                                            "upper": 70}]
+    with pytest.raises(InvalidInput, match="no parameter"):
+        build_grid(get("sma_cross"), ["lookback=3"])
+
+
+def _frame(symbol: str, start_ns: int, closes: list[float]) -> pl.DataFrame:
+    n = len(closes)
+    return pl.DataFrame({
+        "ts_ns": np.arange(n, dtype=np.int64) * 60_000_000_000 + start_ns,
+        "open": closes, "high": closes, "low": closes, "close": closes, "volume": [1.0] * n})
+
+
+def test_history_store_layout_reads_per_symbol_with_later_file_winning(tmp_path: Path) -> None:
+    day = 1_735_828_200_000_000_000  # 2025-01-02 14:30 UTC
+    for symbol, base in (("AAA", 10.0), ("BBB", 20.0)):
+        folder = tmp_path / "date=2025-01-02" / f"symbol={symbol}"
+        folder.mkdir(parents=True)
+        _frame(symbol, day, [base, base + 1, base + 2]).write_parquet(folder / "part-1.parquet")
+    # a backfilled bar for the second minute replaces the live one
+    _frame("AAA", day + 60_000_000_000, [99.0]).write_parquet(
+        tmp_path / "date=2025-01-02" / "symbol=AAA" / "part-2.parquet")
+    assert list_symbols(tmp_path) == ["AAA", "BBB"]
+    (aaa,) = load_bars(tmp_path, ["AAA"])
+    assert aaa.bars.close.tolist() == [10.0, 99.0, 12.0]
+    assert np.all(np.diff(aaa.timestamp_ns) == 60_000_000_000)
+
+
+def test_plain_parquet_and_csv_with_symbol_column(tmp_path: Path) -> None:
+    frame = pl.DataFrame({
+        "symbol": ["X", "Y", "X"],
+        "timestamp": ["2025-01-02T00:00:00Z", "2025-01-02T00:00:00Z", "2025-01-03T00:00:00Z"],
+        "open": [1.0, 2.0, 3.0], "high": [1.0, 2.0, 3.0], "low": [1.0, 2.0, 3.0],
+        "close": [1.0, 2.0, 3.0], "volume": [1.0, 1.0, 1.0]})
+    frame.write_csv(tmp_path / "bars.csv")
+    frame.with_columns(pl.col("timestamp").str.to_datetime(time_zone="UTC")).write_parquet(
+        tmp_path / "bars.parquet")
+    for name in ("bars.csv", "bars.parquet"):
+        loaded = load_bars(tmp_path / name, ["X", "Y", "Z"])
+        assert [b.symbol for b in loaded] == ["X", "Y"]
+        assert loaded[0].bars.close.tolist() == [1.0, 3.0]
+        assert periods_per_year(loaded[0].timestamp_ns) == 252
+
+
+def test_missing_columns_and_paths_raise_clear_errors(tmp_path: Path) -> None:
+    pl.DataFrame({"symbol": ["X"], "close": [1.0]}).write_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(InvalidInput, match="timestamp"):
+        load_bars(tmp_path / "bad.parquet", ["X"])
+    with pytest.raises(NotFound):
+        data_version(tmp_path / "nothing-here")
+
+
+def test_intraday_periods_per_year_counts_bars_per_day() -> None:
+    day_ns = 86_400 * 10**9
+    stamps = np.concatenate([d * day_ns + np.arange(390) * 60 * 10**9 for d in range(3)])
+    assert periods_per_year(stamps.astype(np.int64)) == 252 * 390
