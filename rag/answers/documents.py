@@ -17,7 +17,8 @@ from typing import Any
 from rag.prompt import sanitize_document_text
 
 MAX_QUOTE_CHARS = 320
-_SPLIT = re.compile(r"(?<=[.!?;])\s+(?=[\"'(\[]?[A-Z0-9$])|\n+")
+# iPhone, eBay: a sentence may start in lower case.
+_SPLIT = re.compile(r"(?<=[.!?;])\s+(?=[\"'(\[]?[A-Za-z0-9$])|\n+")
 _FIGURE = re.compile(r"\d")
 _AMOUNT_WORDS = re.compile(
     r"\b(?:how much|how many|what (?:was|were|is|are) the|amount|total|revenue|sales|margin|"

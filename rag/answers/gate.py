@@ -24,6 +24,7 @@ the user got — ``model``, ``model+composed`` or ``composed`` — and why.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from typing import Any
 
 from rag.answers.compose import Composed
 from rag.answers.facts import Quantity, Statement
-from rag.grounding import GroundingChecker, extract_figures, figure_matches
+from rag.grounding import Figure, GroundingChecker, extract_figures, figure_matches
 from rag.query import COMPANY_NAMES
 
 # The quantities that answer each topic; the gate requires them, the rest is context.
@@ -83,6 +84,17 @@ class GateDecision:
         """Return a JSON-able dict (the rejected text itself is never included)."""
         return {"source": self.source, "reasons": list(self.reasons),
                 "filled": list(self.filled)}
+
+
+def _decimals(shown: str) -> int:
+    match = re.search(r"\.(\d+)", shown)
+    return len(match.group(1)) if match else 0
+
+
+def _states(figure: Figure, quantity: Quantity) -> bool:
+    """True when ``figure`` shows the quantity's value, rounded at most one place further."""
+    return (figure.decimals >= _decimals(quantity.shown) - 1
+            and figure_matches(figure, quantity.value))
 
 
 def split_sentences(text: str) -> list[str]:
@@ -144,17 +156,30 @@ class SentenceGate:
         if unknown:
             reasons.append(f"unknown_name: {', '.join(dict.fromkeys(unknown))}")
         figures = extract_figures(sentence)
-        unsupported = [f.text for f in figures if not self.checker.is_grounded(f)]
+        unsupported = [f.text for f in figures if not self.supported(f)]
         if unsupported:
             reasons.append(f"unsupported_figure: {', '.join(unsupported)}")
         lowered = sentence.lower()
         for _, quantity in self.asked:
             if not any(p.search(lowered) for p in self._labels[id(quantity)]):
                 continue
-            if figures and not any(figure_matches(f, quantity.value) for f in figures) \
+            if figures and not any(_states(f, quantity) for f in figures) \
                     and self._names_only(quantity, lowered):
                 reasons.append(f"wrong_figure: {quantity.symbol} {quantity.name}")
         return reasons
+
+    def supported(self, figure: Figure) -> bool:
+        """True when a reference figure written at least as precisely shows the same value.
+
+        ``1.00`` is not supported by the ``01`` of a date: a figure cannot be more precise
+        than its source (whole numbers are always compared).
+        """
+        if math.isnan(figure.value):
+            return self.checker.is_grounded(figure)
+        return any((figure.decimals == 0 or figure.decimals <= ref.decimals
+                    or ref.percent != figure.percent)
+                   and figure_matches(figure, ref.value * ref.scale)
+                   for ref in self.checker.figures if not math.isnan(ref.value))
 
     def _names_only(self, quantity: Quantity, lowered: str) -> bool:
         """True when no other asked quantity with a figure here shares its label."""
@@ -252,7 +277,7 @@ class SentenceGate:
         for owner, quantity in self.asked:
             labels = self._labels[id(quantity)]
             if not any(any(p.search(s.lower()) for p in labels)
-                       and any(figure_matches(f, quantity.value) for f in extract_figures(s))
+                       and any(_states(f, quantity) for f in extract_figures(s))
                        for s in sentences):
                 out.append((owner, quantity))
         return out

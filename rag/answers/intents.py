@@ -51,7 +51,7 @@ TOPIC_PATTERNS: dict[str, tuple[str, ...]] = {
     "skew": (r"\bskew",),
     "term_structure": (r"term structure", r"contango", r"backwardation", r"iv curve",
                        r"across expir", r"by expir"),
-    "levels": (r"support", r"resistance", r"\blevels?\b"),
+    "levels": (r"support", r"resistance", r"(?<!usual )(?<!normal )\blevels?\b"),
     "patterns": (r"pattern", r"candle", r"\bdoji\b", r"engulfing", r"hammer",
                  r"shooting star", r"breakout", r"crossover"),
     "volume": (r"(?<!call )(?<!put )(?<!options )(?<!option )\bvolume\b(?! ratio)",
@@ -82,6 +82,7 @@ _COMPILED = {topic: [re.compile(p, re.IGNORECASE) for p in patterns]
              for topic, patterns in TOPIC_PATTERNS.items()}
 _GROUPS = {name: ([re.compile(p, re.IGNORECASE) for p in patterns], topics)
            for name, (patterns, topics) in GROUP_PATTERNS.items()}
+_OPTIONS_WORD = re.compile(r"\boptions?\b", re.IGNORECASE)
 _COMPARE = re.compile(r"\b(?:compare|comparison|versus|vs\.?|against|than|or)\b", re.IGNORECASE)
 # Lower-case tickers that are also English words are not read as tickers.
 _WORD_TICKERS = frozenset({"meta", "all", "it", "on", "key", "now", "low", "big", "cat", "dis",
@@ -143,8 +144,11 @@ def find_topics(text: str) -> tuple[tuple[str, ...], bool]:
         starts = [m.start() for p in patterns for m in [p.search(text)] if m]
         if starts:
             found.append((min(starts), 0, topic))
-    for patterns, members in _GROUPS.values():
+    specific_options = any(topic in OPTION_TOPICS for _, _, topic in found)
+    for name, (patterns, members) in _GROUPS.items():
         starts = [m.start() for p in patterns for m in [p.search(text)] if m]
+        if name == "options" and not starts and not specific_options:
+            starts = [m.start() for m in [_OPTIONS_WORD.search(text)] if m]
         if starts:
             found.extend((min(starts), rank + 1, topic) for rank, topic in enumerate(members))
     topics: list[str] = list(dict.fromkeys(topic for _, _, topic in sorted(found)))

@@ -129,3 +129,23 @@ def test_empty_chain_summary_is_valid() -> None:
     assert summary["contracts"] == 0
     assert summary["term_structure"] == []
     json.dumps(summary, allow_nan=False)
+
+
+@pytest.mark.parametrize(("spot", "iv", "days"), [(189.37, 0.2431, 3), (582.16, 0.1367, 10),
+                                                  (131.88, 0.5212, 17)])
+def test_expected_move_is_the_atm_straddle_over_sqrt_two_over_pi(spot: float, iv: float,
+                                                                  days: int) -> None:
+    # vollib's Black-Scholes straddle at the money (r = 0): S * sigma * sqrt(T) * sqrt(2/pi)
+    # to first order, so the one-sigma move is the straddle / sqrt(2/pi).
+    from vollib.black_scholes import black_scholes
+
+    t = days / 365.0
+    straddle = (black_scholes("c", spot, spot, t, 0.0, iv)
+                + black_scholes("p", spot, spot, t, 0.0, iv))
+    move = ca.expected_move(spot, iv, days)
+    assert move == pytest.approx(straddle / (2.0 / np.pi) ** 0.5, rel=5e-3)
+    assert move == pytest.approx(spot * iv * (days / 365.0) ** 0.5, rel=1e-12)
+
+
+def test_expected_move_of_a_past_expiry_is_nan() -> None:
+    assert np.isnan(ca.expected_move(100.0, 0.2, -1))
