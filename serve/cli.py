@@ -193,7 +193,7 @@ def _format_summary(summary: Any) -> str:
 
 
 # Modules that add subcommands: each has ``register(subparsers)``.
-COMMAND_MODULES = ("serve.cli_security", "serve.cli_data")
+COMMAND_MODULES = ("serve.cli_security", "serve.cli_data", "serve.cli_research")
 
 
 def parser() -> argparse.ArgumentParser:
