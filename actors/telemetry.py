@@ -81,7 +81,7 @@ CATALOGUE: dict[str, MetricSpec] = {spec.name: spec for spec in (
     _spec("marketray_shard_ingest_seconds", "histogram", "time to apply one ingest batch",
           "shard", buckets=LATENCY_BUCKETS),
     _spec("marketray_shard_ticks_total", "counter", "ticks applied", "shard", "kind"),
-    _spec("marketray_shard_chains_refreshed_total", "counter", "option chains recomputed",
+    _spec("marketray_shard_chains_refreshed_total", "counter", "option contracts repriced",
           "shard"),
     _spec("marketray_shard_stale_chains", "gauge",
           "chains whose analytics are older than their quotes", "shard"),
@@ -247,3 +247,16 @@ def on_flush(callback: Any) -> None:
 def flush_now() -> None:
     """Export what was recorded without waiting for the period (tests, shutdown)."""
     _EXPORTER.flush()
+
+
+def record_ingest(recorder: Recorder, shard: str, result: dict[str, Any], option_ticks: int,
+                  seconds: float) -> None:
+    """Record one shard ingest call: its time, ticks applied and contracts repriced."""
+    recorder.observe("marketray_shard_ingest_seconds", (shard,), seconds)
+    if result["ticks"]:
+        recorder.inc("marketray_shard_ticks_total", (shard, "stock"), result["ticks"])
+    if option_ticks:
+        recorder.inc("marketray_shard_ticks_total", (shard, "option"), option_ticks)
+    if result["contracts_refreshed"]:
+        recorder.inc("marketray_shard_chains_refreshed_total", (shard,),
+                     result["contracts_refreshed"])

@@ -124,6 +124,7 @@ class MarketHub:
         self._fetch_s = 0.0  # how long the last poll's fetch took, waiting for data included
         self.errors = 0
         self.published = 0
+        self.departed_sent = self.departed_conflated = 0  # frames of clients that left
         self._ages_ms: deque[float] = deque(maxlen=AGE_SAMPLES)
 
     def ensure_running(self) -> None:
@@ -139,6 +140,9 @@ class MarketHub:
 
     def remove(self, subscriber: Subscriber) -> None:
         """Forget a client and release its subscriptions."""
+        if subscriber in self.subscribers:  # keep its counts in the hub's totals (metrics)
+            self.departed_sent += subscriber.sent
+            self.departed_conflated += subscriber.conflated
         self.subscribers.discard(subscriber)
         for symbol, channels in list(subscriber.subscriptions.items()):
             self.unsubscribe(subscriber, [symbol], list(channels))

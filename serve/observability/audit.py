@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 GENESIS = "0" * 64
 FILE_SUFFIX = ".jsonl"
 CLOSE_ACTION = "chain.closed"
@@ -37,9 +39,13 @@ _SECRET_KEYS = frozenset({"token", "secret", "secret_key", "password", "authoriz
 
 
 def canonical(entry: Mapping[str, Any]) -> bytes:
-    """Return the bytes an entry's hash covers: sorted keys, no spaces, UTF-8."""
-    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      default=str).encode()
+    """Return the bytes an entry's hash covers: sorted keys, no spaces, UTF-8.
+
+    The same bytes as ``json.dumps(entry, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False)`` for the JSON types entries hold; orjson makes them ~10x faster.
+    """
+    return orjson.dumps(entry, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS,
+                        default=str)
 
 
 def entry_hash(prev: str, body: Mapping[str, Any]) -> str:
@@ -49,9 +55,20 @@ def entry_hash(prev: str, body: Mapping[str, Any]) -> str:
     return digest.hexdigest()
 
 
+_SECOND_CACHE: dict[int, str] = {}
+
+
 def utc_timestamp(unix_s: float) -> str:
     """ISO 8601 UTC with microseconds and a ``Z``."""
-    return datetime.fromtimestamp(unix_s, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    micros = round(unix_s * 1e6)
+    second, micro = divmod(micros, 1_000_000)
+    prefix = _SECOND_CACHE.get(second)
+    if prefix is None:  # strftime once per second, not once per entry
+        if len(_SECOND_CACHE) > 64:
+            _SECOND_CACHE.clear()
+        prefix = _SECOND_CACHE[second] = datetime.fromtimestamp(second, UTC).strftime(
+            "%Y-%m-%dT%H:%M:%S")
+    return f"{prefix}.{micro:06d}Z"
 
 
 def new_chain_id(kind: str) -> str:
@@ -88,8 +105,15 @@ class AuditWriter:
         self.closed = False
 
     def append(self, action: str, **fields: Any) -> None:
-        """Queue one entry (``time`` is now); written at the next :meth:`flush`."""
-        entry = {"time_unix": self._clock(), "action": action, **_scrub(fields)}
+        """Queue one entry (``time`` is now); written at the next :meth:`flush`.
+
+        Fields named like secrets (``token``, ``password``, ...) are written as ``***``.
+        """
+        self.append_trusted({"action": action, **_scrub(fields)})
+
+    def append_trusted(self, entry: dict[str, Any]) -> None:
+        """Queue ``entry`` (``action`` plus fields the caller built without secrets)."""
+        entry["time_unix"] = self._clock()
         with self._lock:
             if self.closed:
                 return
@@ -128,9 +152,10 @@ class AuditWriter:
             self._seq += 1
             body = {"seq": self._seq, "time": utc_timestamp(unix_s), **raw,
                     "prev": self._prev}
-            digest = entry_hash(self._prev, body)
-            body["hash"] = digest
-            line = canonical(body) + b"\n"
+            text = canonical(body)
+            digest = hashlib.sha256(self._prev.encode() + text).hexdigest()
+            # The stored line is the hashed bytes plus the hash (one serialisation).
+            line = b"%s,\"hash\":\"%s\"}\n" % (text[:-1], digest.encode())
             day = body["time"][:10]
             if self._file_no == 0 or day != self._file_day or (
                     self._file_bytes and self._file_bytes + len(line) > self.max_bytes):

@@ -15,36 +15,32 @@ MARKET_STREAM = "market"
 
 
 class HubCollector:
-    """Frames sent and conflated (as counter increments), clients behind, outbox depth.
-
-    Per-client counters are read at each export: frames of a client that disconnects
-    between two exports after its last sample are not counted (at most one period's).
-    """
+    """Frames sent and conflated (as counter increments), clients behind, outbox depth."""
 
     def __init__(self, hub: Any, recorder: Recorder) -> None:
         self._hub = weakref.ref(hub)
         self._recorder = recorder
-        self._seen: weakref.WeakKeyDictionary[Any, tuple[int, int]] = (
-            weakref.WeakKeyDictionary())
+        self._sent = self._conflated = 0
 
     def __call__(self) -> None:
         hub = self._hub()
         if hub is None:
             return
-        sent = conflated = behind = outbox = 0
+        sent, conflated = hub.departed_sent, hub.departed_conflated
+        behind = outbox = 0
         for client in list(hub.subscribers):
-            last_sent, last_conflated = self._seen.get(client, (0, 0))
-            sent += client.sent - last_sent
-            conflated += client.conflated - last_conflated
-            self._seen[client] = (client.sent, client.conflated)
+            sent += client.sent
+            conflated += client.conflated
             unsent = client.unsent
             outbox += unsent
             behind += unsent > 0
         labels = (MARKET_STREAM,)
-        if sent:
-            self._recorder.inc("marketray_ws_frames_sent_total", labels, sent)
-        if conflated:
-            self._recorder.inc("marketray_ws_frames_conflated_total", labels, conflated)
+        if sent > self._sent:
+            self._recorder.inc("marketray_ws_frames_sent_total", labels, sent - self._sent)
+        if conflated > self._conflated:
+            self._recorder.inc("marketray_ws_frames_conflated_total", labels,
+                               conflated - self._conflated)
+        self._sent, self._conflated = sent, conflated
         self._recorder.set("marketray_ws_clients_behind", labels, behind)
         self._recorder.set("marketray_ws_outbox_frames", labels, outbox)
 

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from serve.hooks import RequestRecord
 from serve.observability.audit import utc_timestamp
 
@@ -123,8 +125,8 @@ class RequestLog:
         if not pending:
             return 0
         with self._write_lock:
-            data = "".join(json.dumps(request_line(r), ensure_ascii=False, default=str) + "\n"
-                           for r in pending).encode()
+            data = b"".join(orjson.dumps(request_line(r), default=str) + b"\n"
+                            for r in pending)
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)

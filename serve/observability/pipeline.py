@@ -108,13 +108,13 @@ class ObservabilityHooks:
         if self.audit is not None:
             action = audit_action(record, self.audit_reads)
             if action is not None:
-                self.audit.append(
-                    action, request_id=record.request_id, subject=record.subject,
-                    role=record.role, jti=record.jti, client=record.client,
-                    user_agent=record.user_agent[:256],
-                    resource={"route": route, "method": record.method,
-                              "target": record.resource},
-                    outcome={"status": status, "reason": record.reason})
+                self.audit.append_trusted({
+                    "action": action, "request_id": record.request_id,
+                    "subject": record.subject, "role": record.role, "jti": record.jti,
+                    "client": record.client, "user_agent": record.user_agent[:256],
+                    "resource": {"route": route, "method": record.method,
+                                 "target": record.resource},
+                    "outcome": {"status": status, "reason": record.reason}})
 
     def on_security_event(self, name: str, **fields: Any) -> None:
         """Audit and log a security or data event (``token.issued``, ``index.published``).

@@ -195,6 +195,12 @@ def test_hub_collector_counts_deltas_behind_and_outbox() -> None:
     class Hub:
         def __init__(self, *clients: Client) -> None:
             self.subscribers = set(clients)
+            self.departed_sent = self.departed_conflated = 0
+
+        def remove(self, client: Client) -> None:  # as MarketHub.remove keeps the counts
+            self.subscribers.discard(client)
+            self.departed_sent += client.sent
+            self.departed_conflated += client.conflated
 
     fast, slow = Client(10, 0, 0), Client(3, 5, 4)
     hub = Hub(fast, slow)
@@ -203,6 +209,7 @@ def test_hub_collector_counts_deltas_behind_and_outbox() -> None:
 
     collect()
     fast.sent, slow.conflated, slow.unsent = 25, 6, 0
+    hub.remove(fast)  # a client that leaves between two exports still counts
     collect()
     counts, gauges, _ = recorder.drain()
 
