@@ -13,6 +13,7 @@ from typing import Any
 import ray
 from ray.actor import ActorHandle
 
+from actors import telemetry
 from market.feeds import make_feed
 from market.feeds.base import BarBatch, OptionContracts, OptionTickBatch, TickBatch
 from market.feeds.recorder import recorder_from_settings
@@ -46,6 +47,7 @@ class FeedActor:
         router = FeedRouter(feed.symbols, [ActorShardLink(s) for s in shards],
                             call_errors=(ray.exceptions.RayError,))
         self.runner = FeedRunner(feed, router, recorder_from_settings(self.settings))
+        telemetry.on_flush(telemetry.FeedCollector(self.runner, telemetry.recorder()))
 
     async def start(self) -> dict[str, Any]:
         return await self.runner.start()

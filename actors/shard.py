@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ray
 
+from actors import telemetry
 from market.feeds.base import BarBatch, OptionContracts, OptionTickBatch, TickBatch
 from market.settings import Settings
 from market.shard import ChainFilter, Shard, ShardConfig
@@ -37,12 +39,19 @@ class ShardActor:
                  config: ShardConfig) -> None:
         self.shard = Shard(symbols, universe, config)
         self._ingested = asyncio.Event()  # set, then replaced, by every ingest
+        name = ray.get_runtime_context().get_actor_name() or ""
+        self.metrics = telemetry.ShardMetrics(self.shard, name.rsplit("-", 1)[-1],
+                                              telemetry.recorder())
+        telemetry.on_flush(self.metrics)
 
     async def ingest(self, ticks: TickBatch | None, option_ticks: OptionTickBatch | None,
                      bars: BarBatch | None,
                      chains: Mapping[str, OptionContracts] | None, warmup: bool = False
                      ) -> dict[str, Any]:
+        started = time.perf_counter()
         result = self.shard.ingest(ticks, option_ticks, bars, chains, warmup=warmup)
+        self.metrics.ingested(result, 0 if option_ticks is None else len(option_ticks),
+                              time.perf_counter() - started)
         self._ingested.set()  # wakes the fetches waiting for this batch
         self._ingested = asyncio.Event()
         return result

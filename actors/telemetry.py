@@ -84,7 +84,7 @@ CATALOGUE: dict[str, MetricSpec] = {spec.name: spec for spec in (
     _spec("marketray_shard_chains_refreshed_total", "counter", "option contracts repriced",
           "shard"),
     _spec("marketray_shard_stale_chains", "gauge",
-          "chains whose analytics are older than their quotes", "shard"),
+          "chains whose quotes moved over a second after their analytics", "shard"),
     _spec("marketray_shard_snapshot_age_seconds", "gauge",
           "wall time since the shard's newest applied tick", "shard"),
     # Knowledge base and assistant.
@@ -108,6 +108,7 @@ CATALOGUE: dict[str, MetricSpec] = {spec.name: spec for spec in (
 )}
 
 Key = tuple[str, tuple[str, ...]]
+STALE_CHAIN_NS = 1_000_000_000
 
 
 class Recorder:
@@ -260,3 +261,71 @@ def record_ingest(recorder: Recorder, shard: str, result: dict[str, Any], option
     if result["contracts_refreshed"]:
         recorder.inc("marketray_shard_chains_refreshed_total", (shard,),
                      result["contracts_refreshed"])
+
+
+class FeedCollector:
+    """Feed metrics sampled from a feed runner's ``status()`` before each export."""
+
+    def __init__(self, runner: Any, recorder: Recorder, clock_ns: Any = None) -> None:
+        import time
+
+        self._runner = runner
+        self._recorder = recorder
+        self._clock_ns = clock_ns or time.time_ns
+        self._last: dict[tuple[str, str], float] = {}
+
+    def _delta(self, name: str, labels: tuple[str, ...], total: float) -> None:
+        key = (name, "/".join(labels))
+        before = self._last.get(key, 0.0)
+        if total > before:
+            self._recorder.inc(name, labels, total - before)
+        self._last[key] = total
+
+    def __call__(self) -> None:
+        status = self._runner.status()
+        detail = status.get("detail") or {}
+        for kind, counter in (("stock", "ticks"), ("option", "option_ticks"), ("bar", "bars")):
+            self._delta("marketray_feed_messages_total", (kind,), status.get(counter, 0))
+        last_ns = status.get("last_message_ns")
+        if last_ns:
+            self._recorder.set("marketray_feed_newest_tick_age_seconds", (),
+                               max(0.0, (self._clock_ns() - last_ns) / 1e9))
+        streams = detail.get("streams") or {}
+        self._delta("marketray_feed_reconnects_total", (),
+                    sum(s.get("reconnects", 0) for s in streams.values()))
+        for reason, count in (detail.get("dropped_by_reason") or {}).items():
+            self._delta("marketray_feed_malformed_total", (str(reason),), count)
+        self._delta("marketray_feed_backfilled_bars_total", (),
+                    detail.get("backfilled_bars", 0) + status.get("restored_bars", 0))
+        router = self._runner.router
+        for k in range(len(router.shards)):
+            self._recorder.set("marketray_feed_batches_waiting", (str(k),),
+                               1.0 if k in router.pending else 0.0)
+
+
+class ShardMetrics:
+    """A shard actor's metrics: per-ingest figures, and gauges sampled before export."""
+
+    def __init__(self, shard: Any, label: str, recorder: Recorder) -> None:
+        import time
+
+        self.shard = shard
+        self.label = label
+        self.recorder = recorder
+        self._clock_ns = time.time_ns
+        recorder.inc("marketray_shard_starts_total", (label,))
+
+    def ingested(self, result: dict[str, Any], option_ticks: int, seconds: float) -> None:
+        """Record one ingest call (see :func:`record_ingest`)."""
+        record_ingest(self.recorder, self.label, result, option_ticks, seconds)
+
+    def __call__(self) -> None:
+        chains = self.shard.chains
+        newest = self.shard.now_ns()
+        # Stale: quotes moved and the analytics are over a second older than the data.
+        stale = int((chains.dirty & (chains.count > 0)
+                     & (newest - chains.refreshed_ns > STALE_CHAIN_NS)).sum())
+        self.recorder.set("marketray_shard_stale_chains", (self.label,), float(stale))
+        if newest:
+            self.recorder.set("marketray_shard_snapshot_age_seconds", (self.label,),
+                              max(0.0, (self._clock_ns() - newest) / 1e9))
