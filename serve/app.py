@@ -40,7 +40,7 @@ from serve.routes_admin import router as admin_router
 from serve.routes_market import market_stream
 from serve.routes_market import router as market_router
 from serve.security.keyring import KEYRING_FILE, Keyring
-from serve.security.policy import secured
+from serve.security.policy import document_security, secured
 from serve.stream import MarketHub
 
 log = logging.getLogger("marketray.app")
@@ -63,6 +63,7 @@ def create_api() -> FastAPI:
             continue
         api.include_router(module.router)
     api.add_api_websocket_route("/", market_stream)
+    document_security(api)
 
     @api.get("/", include_in_schema=False)
     @secured(None)

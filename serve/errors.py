@@ -93,6 +93,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and request.method in ("POST", "PUT", "PATCH"):
+            # FastAPI's "error parsing the body" (bytes that are not UTF-8): invalid input
+            return error_response(request, 422, "invalid_input", "request body could not be parsed")
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         return error_response(request, exc.status_code, code, str(exc.detail),
                               dict(exc.headers) if exc.headers else None)

@@ -84,10 +84,10 @@ async def search(
     services: ServicesDep,
     q: str = Query(..., min_length=1, max_length=1000, description="question or keywords"),
     k: int = Query(5, ge=1, le=50),
-    company: str | None = Query(None, max_length=100),
-    ticker: str | None = Query(None, max_length=12),
-    doc_type: str | None = Query(None, max_length=20, description="10-K, 10-Q, 8-K, earnings"),
-    period: str | None = Query(None, max_length=20, description="e.g. FY2023 or FY2024Q2"),
+    company: str = Query("", max_length=100, description="empty: any"),
+    ticker: str = Query("", max_length=12, description="empty: any"),
+    doc_type: str = Query("", max_length=20, description="10-K, 10-Q, 8-K, earnings; empty: any"),
+    period: str = Query("", max_length=20, description="e.g. FY2023 or FY2024Q2; empty: any"),
 ) -> SearchResponse:
     """Return the passages most relevant to ``q`` (hybrid dense + BM25), best first."""
     q = neutralize(q, keep_newlines=False)

@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from fastapi import FastAPI
@@ -44,7 +45,7 @@ from serve.auth import PRINCIPAL_SCOPE_KEY, Principal, TokenSigner
 from serve.errors import REQUEST_ID_SCOPE_KEY, error_body, retry_after_header
 from serve.hooks import NoHooks, PipelineHooks, RequestRecord
 from serve.security.ipfilter import AddressPolicy, token_allows
-from serve.security.policy import PUBLIC, RoutePolicy, policy_of
+from serve.security.policy import PUBLIC, RoutePolicy, flat_routes, policy_of
 from serve.security.ratelimit import RateLimiter, rate_headers
 from serve.security.revocation import RevocationList
 from serve.security.signing import FrameVerifier, NonceCache
@@ -133,7 +134,7 @@ class RequestPipeline:
         if self._routes is None:
             self._routes = [(r, policy_of(r.endpoint)
                              if isinstance(r, APIRoute | APIWebSocketRoute) else PUBLIC)
-                            for r in _flat_routes(self.app.router.routes)]
+                            for r in flat_routes(self.app.router.routes)]
         partial: _Route | None = None
         for route, policy in self._routes:
             match, child = route.matches(scope)
@@ -212,6 +213,7 @@ class RequestPipeline:
                                   "the Retry-After header's seconds",
                                   headers=[(b"retry-after", retry_after_header(
                                       decision.retry_after_s).encode())])
+            _single_query_values(scope.get("query_string", b""))
             limit = (security.settings.max_upload_mb * 1024 * 1024 + _MULTIPART_SLACK
                      if route.policy.upload else security.settings.max_body_kb * 1024)
             receive = await self._bounded_body(scope, receive, headers, limit)
@@ -410,22 +412,19 @@ class RequestPipeline:
         return token
 
 
-def _flat_routes(routes: list[Any]) -> list[Any]:
-    """The app's routes in matching order, included routers expanded."""
-    flat: list[Any] = []
-    for route in routes:
-        included = getattr(route, "original_router", None)  # FastAPI's included router
-        if included is None:
-            flat.append(route)
-            continue
-        if route.include_context.prefix:  # every router here carries its prefix itself
-            raise ValueError("include_router(prefix=...) is not supported by the pipeline")
-        flat += _flat_routes(included.routes)
-    return flat
-
-
 class _ClientGone(Exception):
     """The client disconnected before it authenticated."""
+
+
+def _single_query_values(query: bytes) -> None:
+    """Refuse a query string that gives one parameter twice (422): no route takes a list."""
+    if not query:
+        return
+    names = [name for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True)]
+    if len(names) != len(set(names)):
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        raise Refusal(422, "invalid_input", "query parameter given more than once: "
+                      + ", ".join(repeated)[:100])
 
 
 def _bearer(headers: Headers) -> str | None:

@@ -16,11 +16,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
+
 from serve.auth import Role
 from serve.errors import ErrorBody
 
 F = TypeVar("F", bound=Callable[..., Any])
 POLICY_ATTRIBUTE = "__marketray_policy__"
+BEARER = "bearerAuth"
 
 _DESCRIPTIONS = {
     400: "Bad request",
@@ -68,6 +73,45 @@ def policy_of(endpoint: Callable[..., Any] | None) -> RoutePolicy:
     """The endpoint's policy; an unmarked endpoint needs the admin role."""
     policy: RoutePolicy | None = getattr(endpoint, POLICY_ATTRIBUTE, None)
     return policy if policy is not None else UNMARKED
+
+
+def flat_routes(routes: list[Any]) -> list[Any]:
+    """An app's routes in matching order, included routers expanded."""
+    flat: list[Any] = []
+    for route in routes:
+        included = getattr(route, "original_router", None)  # FastAPI's included router
+        if included is None:
+            flat.append(route)
+            continue
+        if route.include_context.prefix:  # every router here carries its prefix itself
+            raise ValueError("include_router(prefix=...) is not supported by the pipeline")
+        flat += flat_routes(included.routes)
+    return flat
+
+
+def document_security(app: FastAPI) -> None:
+    """Make ``app``'s OpenAPI say which operations need a bearer token, role and cost."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version,
+                                 description=app.description, routes=app.routes)
+            schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes[BEARER] = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            for route in flat_routes(app.router.routes):
+                if not isinstance(route, APIRoute) or not route.include_in_schema:
+                    continue
+                policy = policy_of(route.endpoint)
+                for method in route.methods:
+                    operation = schema["paths"][route.path][method.lower()]
+                    operation["x-marketray-cost"] = policy.cost
+                    if policy.role is not None:
+                        operation["security"] = [{BEARER: []}]
+                        operation["x-marketray-role"] = policy.role
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
