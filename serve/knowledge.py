@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -25,6 +26,7 @@ import numpy as np
 from ray import serve
 from ray.serve.exceptions import RayServeException
 
+from actors import telemetry
 from market.errors import InvalidInput, PayloadTooLarge, Unavailable
 from market.settings import Settings
 from rag.embedder import Embedder
@@ -32,6 +34,8 @@ from rag.index import IndexStore
 from rag.ingestion import ingest_document, ingest_files
 from rag.pdf import BadDocument, content_hash, document_id_for
 from rag.retrieval import HybridRetriever
+from serve.observability import build_hooks
+from serve.observability.collectors import KnowledgeMetrics
 
 log = logging.getLogger("marketray.knowledge")
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "rag" / "samples"
@@ -221,6 +225,9 @@ class KnowledgeBase:
         self.query_embedder = query_embedder
         self._tasks: set[asyncio.Task[Any]] = set()
         self._batched = _in_replica()  # @serve.batch needs a replica; tests build the class bare
+        self.metrics = KnowledgeMetrics(self.service, telemetry.recorder(),
+                                        build_hooks(self.service.settings, kind="knowledge"))
+        telemetry.on_flush(self.metrics)
         self._starting = threading.Thread(target=self._start, name="kb-start", daemon=True)
         self._starting.start()
 
@@ -240,8 +247,11 @@ class KnowledgeBase:
             raise Unavailable("the knowledge base is still loading")
         if not query.strip():
             raise InvalidInput("query must not be empty")
+        started = time.perf_counter()
         vector = await self._embed_query(query)
-        return self.service.search(query, k, filters, query_vector=vector)
+        found = self.service.search(query, k, filters, query_vector=vector)
+        self.metrics.searched(time.perf_counter() - started)
+        return found
 
     async def _embed_query(self, query: str) -> np.ndarray:
         if self.query_embedder is not None:
@@ -269,7 +279,14 @@ class KnowledgeBase:
                 self.service.process, record["document_id"], filename, data))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._count_ingest)
+        else:
+            self.metrics.ingested(record)
         return record
+
+    def _count_ingest(self, task: asyncio.Task[dict[str, Any]]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            self.metrics.ingested(task.result())
 
     async def delete_document(self, document_id: str) -> bool:
         """Remove a document; False when it is unknown."""

@@ -27,6 +27,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -34,10 +35,13 @@ from typing import Any
 import numpy as np
 from ray import serve
 
+from actors import telemetry
 from market.errors import Unavailable
 from market.settings import Settings
 from rag.generation import Generator as TextGenerator
 from rag.generation import LoadReport, load_generator
+from serve.observability.collectors import GeneratorMetrics
+from serve.observability.logs import event
 
 log = logging.getLogger("marketray.models")
 _END = object()
@@ -164,21 +168,36 @@ class Generator:
                 num_threads or config.llm_threads or max(1, (os.cpu_count() or 1) - 1)),
             max_batch=max_batch,
         )
+        self.metrics = GeneratorMetrics(self.service, telemetry.recorder())
+        telemetry.on_flush(self.metrics)
+        report = self.service.report
+        event(log, "model.loaded", backend=report.backend, degraded=report.degraded,
+              skipped=list(report.skipped))
 
     async def stream(
         self, messages: list[dict[str, str]], max_new_tokens: int = 256,
         evidence: dict[str, Any] | None = None,
     ) -> AsyncIterator[str]:
         """Yield text pieces (call with ``handle.options(stream=True)``)."""
-        async for piece in self.service.stream(messages, max_new_tokens, evidence):
-            yield piece
+        started, pieces = time.perf_counter(), 0
+        self.metrics.in_progress += 1
+        try:
+            async for piece in self.service.stream(messages, max_new_tokens, evidence):
+                if not pieces:
+                    self.metrics.first_token(time.perf_counter() - started)
+                pieces += 1
+                yield piece
+        finally:
+            self.metrics.in_progress -= 1
+            self.metrics.tokens(pieces)
 
     async def generate(
         self, messages: list[dict[str, str]], max_new_tokens: int = 256,
         evidence: dict[str, Any] | None = None,
     ) -> str:
         """Return the whole answer."""
-        return await self.service.generate(messages, max_new_tokens, evidence)
+        return "".join([piece async for piece in self.stream(messages, max_new_tokens,
+                                                             evidence)])
 
     async def status(self) -> dict[str, Any]:
         """Backend, model, device, skipped backends with reasons; ``degraded`` if extractive."""

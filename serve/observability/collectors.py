@@ -64,3 +64,82 @@ class CacheCollector:
             self._recorder.inc("marketray_redis_fallbacks_total", (),
                                failovers - self._failovers)
         self._failovers = failovers
+
+
+def _version_number(version: str | None) -> float | None:
+    digits = "".join(c for c in (version or "") if c.isdigit())
+    return float(digits) if digits else None
+
+
+class KnowledgeMetrics:
+    """The knowledge base's metrics; an index version change is audited as published."""
+
+    def __init__(self, service: Any, recorder: Recorder, hooks: Any = None) -> None:
+        self._service = weakref.ref(service)
+        self.recorder = recorder
+        self.hooks = hooks
+        self._version: str | None = None
+
+    def searched(self, seconds: float) -> None:
+        """Record one search's latency."""
+        self.recorder.observe("marketray_kb_search_seconds", (), seconds)
+
+    def ingested(self, record: dict[str, Any]) -> None:
+        """Record one processed upload (``indexed``, ``duplicate`` or ``failed``)."""
+        status = record.get("status")
+        if status == "indexed":
+            self.recorder.inc("marketray_kb_ingested_total", ("documents",))
+            self.recorder.inc("marketray_kb_ingested_total", ("pages",), record.get("pages") or 0)
+            self.recorder.inc("marketray_kb_ingested_total", ("chunks",),
+                              record.get("chunks") or 0)
+        elif status in ("failed", "duplicate"):
+            reason = "duplicate" if status == "duplicate" else _reason_code(record.get("reason"))
+            self.recorder.inc("marketray_kb_skipped_total", (reason,))
+
+    def __call__(self) -> None:
+        service = self._service()
+        if service is None:
+            return
+        status = service.status()
+        number = _version_number(status.get("version"))
+        if number is not None:
+            self.recorder.set("marketray_kb_index_version", (), number)
+        self.recorder.set("marketray_kb_index_chunks", (), float(status.get("chunks", 0)))
+        version = status.get("version")
+        if version is not None and version != self._version:
+            if self._version is not None and self.hooks is not None:
+                self.hooks.on_security_event("index.published", version=version,
+                                             chunks=status.get("chunks"),
+                                             documents=status.get("documents"))
+            self._version = version
+
+
+def _reason_code(reason: Any) -> str:
+    """A bounded label from a skip reason: its first word, snake_case, at most 32 chars."""
+    text = str(reason or "unknown").split(":")[0].strip().lower()
+    return "".join(c if c.isalnum() else "_" for c in text)[:32] or "unknown"
+
+
+class GeneratorMetrics:
+    """Time to first token, tokens, queue length and active sequences of a generator."""
+
+    def __init__(self, service: Any, recorder: Recorder) -> None:
+        self._service = weakref.ref(service)
+        self.recorder = recorder
+        self.in_progress = 0  # stream calls started and not finished (queued or active)
+
+    def first_token(self, seconds: float) -> None:
+        self.recorder.observe("marketray_llm_time_to_first_token_seconds", (), seconds)
+
+    def tokens(self, count: int) -> None:
+        if count:
+            self.recorder.inc("marketray_llm_tokens_total", (), count)
+
+    def __call__(self) -> None:
+        service = self._service()
+        if service is None:
+            return
+        active = int(service.active)
+        self.recorder.set("marketray_llm_active_sequences", (), float(active))
+        self.recorder.set("marketray_llm_queue_length", (), float(max(0, self.in_progress
+                                                                       - active)))
