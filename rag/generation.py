@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import logging
 import os
 import shutil
@@ -291,29 +290,42 @@ class HFGenerator:
 
 
 class OpenAIGenerator:
-    """Streams from an OpenAI-compatible ``/v1/chat/completions`` endpoint (SSE)."""
+    """Streams from an OpenAI-compatible ``/v1/chat/completions`` endpoint.
+
+    Uses the maintained ``openai`` client rather than parsing server-sent events by hand:
+    it joins ``data`` fields split over lines and raises on an ``error`` event mid-stream,
+    which a line-by-line reader got wrong (``bench/bench_llm_client.py`` compares both;
+    docs/performance.md has the decision). ``client`` is an ``httpx.Client`` to send
+    through (tests pass one with a mock transport); a request the endpoint refuses
+    before streaming (connection error, 429, 5xx) is retried ``max_retries`` times.
+    Without ``api_key`` a placeholder is sent, never the environment's ``OPENAI_API_KEY``:
+    the endpoint is the user's own.
+    """
 
     name = "openai"
 
     def __init__(
         self, url: str, model: str | None = None, *, api_key: str | None = None,
-        timeout_s: float = 60.0, client: httpx.Client | None = None,
+        timeout_s: float = 60.0, client: httpx.Client | None = None, max_retries: int = 2,
     ) -> None:
+        import openai  # noqa: PLC0415 - imported only when an endpoint is configured
+
         base = url.rstrip("/")
         for suffix in ("/chat/completions", "/v1"):
             base = base.removesuffix(suffix)
         self.base_url = base
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = client or httpx.Client(timeout=timeout_s, headers=headers)
+        http_client: Any = client  # openai types its own httpx; any httpx.Client works
+        self._client = openai.OpenAI(base_url=f"{base}/v1", api_key=api_key or "no-key",
+                                     timeout=timeout_s, max_retries=max_retries,
+                                     http_client=http_client)
         self.model = model or self._first_model()
 
     def _first_model(self) -> str:
-        response = self._client.get(f"{self.base_url}/v1/models", timeout=5.0)
-        response.raise_for_status()
-        models = response.json().get("data") or []
+        # At start-up an unreachable endpoint should fail fast, not retry.
+        models = self._client.with_options(max_retries=0, timeout=5.0).models.list().data
         if not models:
             raise RuntimeError(f"{self.base_url} serves no models")
-        return str(models[0]["id"])
+        return str(models[0].id)
 
     def describe(self) -> dict[str, Any]:
         """Return backend, endpoint and model."""
@@ -323,33 +335,18 @@ class OpenAIGenerator:
         self, messages: Messages, max_new_tokens: int = 256, *,
         evidence: Mapping[str, Any] | None = None, stop: threading.Event | None = None,
     ) -> Iterator[str]:
-        """Yield content deltas from the endpoint's server-sent events."""
-        body = {"model": self.model, "messages": [dict(m) for m in messages],
-                "max_tokens": max_new_tokens, "temperature": 0.0, "stream": True}
-        with self._client.stream(
-            "POST", f"{self.base_url}/v1/chat/completions", json=body
-        ) as response:
-            if response.status_code >= 400:
-                response.read()
-                raise RuntimeError(
-                    f"LLM endpoint answered {response.status_code}: {response.text[:200]}"
-                )
-            for line in response.iter_lines():
+        """Yield content deltas as the endpoint streams them; raise on an error it reports."""
+        sent: Any = [dict(m) for m in messages]  # role/content dicts, as the API takes
+        chunks = self._client.chat.completions.create(
+            model=self.model, messages=sent, max_tokens=max_new_tokens, temperature=0.0,
+            stream=True)
+        with chunks:
+            for chunk in chunks:
                 if stop is not None and stop.is_set():
                     return
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    return
-                try:
-                    choices = json.loads(data).get("choices") or []
-                except json.JSONDecodeError:
-                    continue
-                for choice in choices:
-                    piece = (choice.get("delta") or {}).get("content")
-                    if piece:
-                        yield str(piece)
+                for choice in chunk.choices:
+                    if choice.delta is not None and choice.delta.content:
+                        yield choice.delta.content
 
 
 _INTENT_FACTS: dict[str, tuple[str, ...]] = {
