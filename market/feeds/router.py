@@ -6,6 +6,14 @@ feed's batches bigger instead of queueing without bound. When a shard answers wi
 incarnation id (it was restarted), the router sends it the warm-up history and current
 chains again, then asks it to restore what it closed since this feed started.
 
+A call that fails (the shard's actor or node died) does not lose its ticks: the router
+keeps, per shard, the stock ticks and bars routed since the start of the minute of the
+newest tick the shard acknowledged, and sends that shard nothing more until a probe call
+answers. A restarted shard then gets the warm-up, its history (closed minutes) and the
+kept ticks (the minute it was forming and everything since), so its bars are the same as
+if it had never stopped; a shard that answers as the same incarnation gets the ticks its
+failed calls carried.
+
 The shards are reached through :class:`ShardLink`: the Ray layer adapts actor handles
 to it, unit tests pass in-process fakes.
 """
@@ -30,7 +38,9 @@ from market.sharding import shard_index_array, shard_of
 log = logging.getLogger("marketray.feed")
 
 COUNTER_NAMES = ("batches", "ticks", "option_ticks", "bars", "shard_errors", "reseeds",
-                 "restored_bars")
+                 "restored_bars", "replayed_ticks", "replay_dropped_ticks")
+# Ticks kept per shard for a replay at most (an outage longer than this loses the oldest).
+MAX_REPLAY_TICKS = 2_000_000
 
 
 class ShardLink(Protocol):
@@ -71,6 +81,13 @@ class FeedRouter:
         self.incarnations: dict[int, str] = {}
         self.pending: dict[int, Awaitable[Mapping[str, Any]]] = {}
         self.counters = dict.fromkeys(COUNTER_NAMES, 0)
+        # Replay state per shard: parts routed since the acknowledged minute, the newest
+        # tick time of the call in flight and of the last acknowledged one, shards whose
+        # last call failed.
+        self.kept: dict[int, list[tuple[TickBatch, BarBatch]]] = {}
+        self.in_flight_ns: dict[int, int] = {}
+        self.acked_ns: dict[int, int] = {}
+        self.down: set[int] = set()
         self.last_batch_wall = 0.0
 
     async def warm_up(self, batch: FeedBatch) -> None:
@@ -105,9 +122,16 @@ class FeedRouter:
             chains = self.chains_of(batch.chains, k) if batch.chains else None
             if not (len(ticks) or len(options) or len(bars) or chains):
                 continue
-            previous = self.pending.get(k)
+            previous = self.pending.pop(k, None)
             if previous is not None:
                 await self.settle(k, previous)
+            if not warmup:
+                self._keep(k, ticks, bars)
+            if k in self.down:
+                await self.recover(k)  # sends the kept ticks, this batch's among them
+                continue
+            if len(ticks):
+                self.in_flight_ns[k] = int(ticks.ts_ns.max())
             self.pending[k] = shard.ingest(ticks, options, bars, chains, warmup)
         self.counters["batches"] += 1
         self.counters["ticks"] += len(batch.ticks)
@@ -121,13 +145,70 @@ class FeedRouter:
             result = await call
         except self.call_errors as exc:
             self.counters["shard_errors"] += 1
-            log.warning("shard %d call failed (%s); its batch is dropped", k, type(exc).__name__)
+            self.down.add(k)
+            log.warning("shard %d call failed (%s); its ticks are kept for a replay", k,
+                        type(exc).__name__)
             return
+        if k in self.in_flight_ns:
+            self.acked_ns[k] = self.in_flight_ns[k]
+            self._prune(k)
         incarnation = result["incarnation"]
         known = self.incarnations.get(k)
         self.incarnations[k] = incarnation
         if known is not None and known != incarnation:
             await self.reseed(k)
+
+    def _keep(self, k: int, ticks: TickBatch, bars: BarBatch) -> None:
+        if not (len(ticks) or len(bars)):
+            return
+        kept = self.kept.setdefault(k, [])
+        kept.append((ticks, bars))
+        excess = sum(len(t) for t, _ in kept) - MAX_REPLAY_TICKS
+        while excess > 0 and len(kept) > 1:
+            dropped = kept.pop(0)
+            excess -= len(dropped[0])
+            self.counters["replay_dropped_ticks"] += len(dropped[0])
+
+    def _replay_from(self, k: int) -> int:
+        """Start of the minute of shard ``k``'s newest acknowledged tick: it had closed, and
+        written to its history, every minute before it."""
+        return self.acked_ns.get(k, 0) // NS_PER_MINUTE * NS_PER_MINUTE
+
+    def _prune(self, k: int) -> None:
+        since = self._replay_from(k)
+        kept = self.kept.get(k)
+        while kept and len(kept[0][0]) and int(kept[0][0].ts_ns.max()) < since:
+            kept.pop(0)
+
+    async def recover(self, k: int) -> bool:
+        """Probe shard ``k`` after a failed call; when it answers, re-seed it if it is a new
+        incarnation, then send it the kept ticks. False while it is still unreachable."""
+        try:
+            result = await self.shards[k].ingest(None, None, None, None, False)
+        except self.call_errors:
+            self.counters["shard_errors"] += 1
+            return False
+        self.down.discard(k)
+        incarnation = result["incarnation"]
+        restarted = self.incarnations.get(k) not in (None, incarnation)
+        self.incarnations[k] = incarnation
+        if restarted:
+            await self.reseed(k)
+            since = self._replay_from(k)  # the old incarnation's forming minute on
+        else:
+            since = self.acked_ns.get(k, -1) + 1  # only what the failed calls carried
+        kept = self.kept.get(k, [])
+        ticks = TickBatch.concat([t for t, _ in kept])
+        ticks = ticks.take(ticks.ts_ns >= since)
+        bars = BarBatch.concat([b for _, b in kept])
+        bars = bars.take(bars.ts_ns >= since)
+        if len(ticks) or len(bars):
+            await self.shards[k].ingest(ticks, None, bars, None, False)
+            self.counters["replayed_ticks"] += len(ticks)
+            if len(ticks):
+                self.acked_ns[k] = int(ticks.ts_ns.max())
+                self._prune(k)
+        return True
 
     async def reseed(self, k: int) -> None:
         """Send restarted shard ``k`` the warm-up and chains, then restore its own history."""

@@ -43,7 +43,8 @@ async def test_route_sends_each_shard_only_the_rows_and_chains_it_owns():
     assert got_ticks == 5
     assert sum(len(s.calls[0][2]) for s in stubs[:2]) == len(sent.bars)
     assert router.counters == {"batches": 1, "ticks": 5, "option_ticks": 2, "bars": 8,
-                               "shard_errors": 0, "reseeds": 0, "restored_bars": 0}
+                               "shard_errors": 0, "reseeds": 0, "restored_bars": 0,
+                               "replayed_ticks": 0, "replay_dropped_ticks": 0}
     assert router.seconds_since_batch() == 0.0
     # What the shards applied: each holds its own symbols' last trade.
     for symbol in UNIVERSE:

@@ -1,0 +1,106 @@
+"""FeedRouter after failed calls: a lost shard's ticks are kept and replayed (no Ray).
+
+Each scenario streams the same ticks through a router whose shard fails and through a
+reference router whose shard never does; afterwards the two shards hold the same bars.
+"""
+
+import numpy as np
+
+from market.feeds.base import NS_PER_MINUTE, NS_PER_SECOND
+from market.feeds.router import FeedRouter
+from market.shard import Shard, ShardConfig
+from market.sharding import shard_of
+from tests.unit.market.feed_stubs import NUM_SHARDS, T0, UNIVERSE, bars, batch, make_stubs, ticks
+
+AAPL = UNIVERSE.index("AAPL")
+K = shard_of("AAPL", NUM_SHARDS)
+
+
+def at(minute: int, second: int) -> int:
+    return T0 + minute * NS_PER_MINUTE + second * NS_PER_SECOND
+
+
+async def _routers(tmp_path):
+    made = []
+    for name in ("lossy", "reference"):
+        stubs = make_stubs(lambda k, n=name: ShardConfig(history_dir=tmp_path / n / f"h{k}",
+                                                           bar_capacity=64))
+        router = FeedRouter(UNIVERSE, stubs, started_ns=at(3, 0),
+                            call_errors=(ConnectionError,))
+        await router.warm_up(batch(b=bars(3)))
+        made.append((router, stubs))
+    return made
+
+
+async def _send(routers, minute: int, second: int, price: float) -> None:
+    for router, _ in routers:
+        await router.forward(batch(ticks([AAPL, AAPL], at(minute, second), price)))
+
+
+def _bars(stubs):
+    return stubs[K].shard.bars("AAPL", 50)
+
+
+async def test_restarted_shard_gets_history_and_kept_ticks_so_bars_match(tmp_path):
+    routers = await _routers(tmp_path)
+    (lossy, stubs), _ = routers
+    await _send(routers, 3, 1, 101.0)
+    await _send(routers, 4, 1, 102.0)  # closes minute 3: written to the history store
+    await _send(routers, 4, 20, 103.0)
+    await lossy.flush()  # acknowledged: the dead shard had applied everything up to 4:20
+    stubs[K].fail_with = ConnectionError("node died")  # the shard dies inside minute 4
+    await _send(routers, 4, 40, 104.0)
+    await _send(routers, 5, 5, 105.0)
+    await _send(routers, 5, 50, 106.0)
+    assert K in lossy.down
+    # Ray re-creates it: a fresh Shard with a new incarnation over the same history dir.
+    old = stubs[K].shard
+    stubs[K].shard = Shard(old.market.symbols, UNIVERSE, old.config)
+    stubs[K].fail_with = None
+    await _send(routers, 6, 2, 107.0)  # probe, re-seed, restore, replay
+    for router, _ in routers:
+        await router.flush()
+
+    assert lossy.counters["reseeds"] == 1
+    assert lossy.counters["restored_bars"] >= 1  # minute 3, from the history store
+    replayed = lossy.counters["replayed_ticks"]
+    assert replayed == 2 * 6  # 4:01 to 6:02: the minute forming at the loss, and on
+    reference = _bars(routers[1][1])
+    got = _bars(stubs)
+    assert [b["timestamp"] for b in got] == [b["timestamp"] for b in reference]
+    assert got == reference
+    assert len(got) == 6  # 3 warm-up minutes, then 3, 4 and 5
+    assert np.isclose(got[-1]["close"], 106.0)
+
+
+async def test_same_incarnation_after_failure_gets_only_the_failed_calls(tmp_path):
+    routers = await _routers(tmp_path)
+    (lossy, stubs), _ = routers
+    await _send(routers, 3, 1, 101.0)
+    await _send(routers, 3, 30, 102.0)
+    await lossy.flush()
+    stubs[K].fail_with = ConnectionError("connection reset")
+    await _send(routers, 3, 50, 103.0)
+    await _send(routers, 4, 10, 104.0)  # settles the failed call: the shard is down
+    stubs[K].fail_with = None
+    await _send(routers, 4, 30, 105.0)  # the probe answers as the same incarnation
+    await _send(routers, 5, 1, 106.0)
+    for router, _ in routers:
+        await router.flush()
+
+    assert lossy.counters["reseeds"] == 0
+    assert lossy.counters["replayed_ticks"] == 2 * 3  # 3:50, 4:10 and 4:30, once each
+    assert _bars(stubs) == _bars(routers[1][1])
+    assert stubs[K].shard.stats()["ticks"] == routers[1][1][K].shard.stats()["ticks"]
+
+
+async def test_kept_ticks_stay_bounded_to_the_acknowledged_minute(tmp_path):
+    routers = await _routers(tmp_path)
+    lossy, _ = routers[0]
+    for minute in range(3, 9):
+        await _send(routers, minute, 10, 100.0 + minute)
+        await _send(routers, minute, 40, 100.5 + minute)
+    await lossy.flush()
+    kept = lossy.kept[K]
+    oldest = min(int(t.ts_ns.min()) for t, _ in kept if len(t))
+    assert oldest >= at(8, 0) - NS_PER_MINUTE  # nothing older than the minute before
