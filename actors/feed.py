@@ -47,7 +47,7 @@ class FeedActor:
         router = FeedRouter(feed.symbols, [ActorShardLink(s) for s in shards],
                             call_errors=(ray.exceptions.RayError,))
         self.runner = FeedRunner(feed, router, recorder_from_settings(self.settings))
-        telemetry.on_flush(telemetry.FeedCollector(self.runner, telemetry.recorder()))
+        telemetry.on_flush(telemetry.FeedCollector(self._status, telemetry.recorder()))
 
     async def start(self) -> dict[str, Any]:
         return await self.runner.start()
@@ -59,7 +59,19 @@ class FeedActor:
         await self.runner.set_interest(symbols)
 
     async def status(self) -> dict[str, Any]:
-        return self.runner.status()
+        return {**self._status(), "process": telemetry.process_usage()}
+
+    def _status(self) -> dict[str, Any]:
+        """The runner's status, and which shards still apply their previous batch."""
+        pending = self.runner.router.pending
+        waiting: list[int] = []
+        if pending:
+            refs = list(pending.values())
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
+            done = set(ready)
+            waiting = sorted(k for k, ref in pending.items() if ref not in done)
+        return {**self.runner.status(), "shards": len(self.runner.router.shards),
+                "shards_waiting": waiting}
 
     async def stop(self) -> None:
         await self.runner.stop()

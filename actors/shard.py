@@ -89,7 +89,7 @@ class ShardActor:
         return self.shard.chain_versions(symbols)
 
     async def stats(self) -> dict[str, Any]:
-        return self.shard.stats()
+        return {**self.shard.stats(), "process": telemetry.process_usage()}
 
     async def flush_history(self) -> None:
         self.shard.flush_history()

@@ -11,6 +11,7 @@ templates, configured shard numbers, fixed reasons.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import defaultdict
 from dataclasses import dataclass
@@ -264,12 +265,16 @@ def record_ingest(recorder: Recorder, shard: str, result: dict[str, Any], option
 
 
 class FeedCollector:
-    """Feed metrics sampled from a feed runner's ``status()`` before each export."""
+    """Feed metrics sampled from the feed actor's status before each export.
 
-    def __init__(self, runner: Any, recorder: Recorder, clock_ns: Any = None) -> None:
+    ``status()`` returns the feed runner's status plus ``shards`` (how many) and
+    ``shards_waiting`` (those whose previous batch is still being applied).
+    """
+
+    def __init__(self, status: Any, recorder: Recorder, clock_ns: Any = None) -> None:
         import time
 
-        self._runner = runner
+        self._status = status
         self._recorder = recorder
         self._clock_ns = clock_ns or time.time_ns
         self._last: dict[tuple[str, str], float] = {}
@@ -282,7 +287,7 @@ class FeedCollector:
         self._last[key] = total
 
     def __call__(self) -> None:
-        status = self._runner.status()
+        status = self._status()
         detail = status.get("detail") or {}
         for kind, counter in (("stock", "ticks"), ("option", "option_ticks"), ("bar", "bars")):
             self._delta("marketray_feed_messages_total", (kind,), status.get(counter, 0))
@@ -297,10 +302,10 @@ class FeedCollector:
             self._delta("marketray_feed_malformed_total", (str(reason),), count)
         self._delta("marketray_feed_backfilled_bars_total", (),
                     detail.get("backfilled_bars", 0) + status.get("restored_bars", 0))
-        router = self._runner.router
-        for k in range(len(router.shards)):
+        waiting = set(status.get("shards_waiting") or ())
+        for k in range(int(status.get("shards", 0))):
             self._recorder.set("marketray_feed_batches_waiting", (str(k),),
-                               1.0 if k in router.pending else 0.0)
+                               1.0 if k in waiting else 0.0)
 
 
 class ShardMetrics:
@@ -329,3 +334,22 @@ class ShardMetrics:
         if newest:
             self.recorder.set("marketray_shard_snapshot_age_seconds", (self.label,),
                               max(0.0, (self._clock_ns() - newest) / 1e9))
+
+
+_PROCESS_LOCK = threading.Lock()
+_PROCESS: Any = None
+
+
+def process_usage() -> dict[str, Any]:
+    """This process's CPU (percent of one core since the previous call) and memory."""
+    import psutil
+
+    global _PROCESS
+    with _PROCESS_LOCK:
+        if _PROCESS is None or _PROCESS.pid != os.getpid():
+            _PROCESS = psutil.Process()
+            _PROCESS.cpu_percent(None)  # the first reading has no interval: prime it
+        process = _PROCESS
+        with process.oneshot():
+            return {"pid": process.pid, "cpu_percent": round(process.cpu_percent(None), 1),
+                    "rss_mb": round(process.memory_info().rss / 2**20, 1)}

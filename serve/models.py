@@ -201,7 +201,8 @@ class Generator:
 
     async def status(self) -> dict[str, Any]:
         """Backend, model, device, skipped backends with reasons; ``degraded`` if extractive."""
-        return self.service.status()
+        return {**self.service.status(),
+                "queued": max(0, self.metrics.in_progress - self.service.active)}
 
 
 def _gpu_visible() -> bool:

@@ -52,16 +52,10 @@ def test_recorder_thread_safe_counts_exact() -> None:
     assert total == 80_000
 
 
-class FakeRouter:
-    def __init__(self) -> None:
-        self.shards = [object(), object(), object()]
-        self.pending = {1: object()}
-
-
 class FakeRunner:
     def __init__(self) -> None:
-        self.router = FakeRouter()
         self.state: dict[str, Any] = {
+            "shards": 3, "shards_waiting": [1],
             "ticks": 100, "option_ticks": 10, "bars": 0, "last_message_ns": 95_000_000_000,
             "restored_bars": 0,
             "detail": {"streams": {"stock": {"reconnects": 1}, "option": {"reconnects": 0}},
@@ -73,7 +67,7 @@ class FakeRunner:
 
 def test_feed_collector_exports_deltas_age_and_backpressure() -> None:
     runner, recorder = FakeRunner(), Recorder()
-    collect = FeedCollector(runner, recorder, clock_ns=lambda: 100_000_000_000)
+    collect = FeedCollector(runner.status, recorder, clock_ns=lambda: 100_000_000_000)
 
     collect()
     runner.state.update(ticks=160, option_ticks=10, restored_bars=5)
