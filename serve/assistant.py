@@ -214,7 +214,8 @@ class Assistant:
         wants_documents = "documents" in ask.topics or not symbols
         gathered = await asyncio.gather(
             *(self._gather(symbol, ask, primary) for symbol in symbols),
-            self._retrieve(_search_query(question, symbols), symbols) if wants_documents
+            self._retrieve(_search_query(question, symbols),
+                           [s for s in ask.named if s in symbols]) if wants_documents
             else _empty_list(), return_exceptions=True)
         data: dict[str, SymbolData] = {}
         for symbol, result in zip(symbols, gathered[:-1], strict=True):

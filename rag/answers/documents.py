@@ -57,10 +57,19 @@ class DocumentAnswer:
         return ("From the documents: " + " ".join(parts)) if parts else ""
 
 
+def _stem(term: str) -> str:
+    """Fold the commonest inflections ("increased", "increase" → "increas")."""
+    for suffix in ("ing", "ed", "es", "s"):
+        if term.endswith(suffix) and len(term) - len(suffix) >= 4:
+            term = term[:-len(suffix)]
+            break
+    return term[:-1] if term.endswith("e") and len(term) > 4 else term
+
+
 def _terms(text: str) -> set[str]:
     from rag.lexical import tokenize  # noqa: PLC0415 - keeps this module light to import
 
-    return {t for t in tokenize(text) if t not in _STOP}
+    return {_stem(t) for t in tokenize(text) if t not in _STOP}
 
 
 def _pieces(text: str) -> list[str]:

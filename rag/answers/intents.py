@@ -111,7 +111,7 @@ class Ask:
     horizon_phrase: str | None = None
     compare: bool = False
     overview: bool = False
-    named: tuple[str, ...] = field(default_factory=tuple)
+    named: tuple[str, ...] = field(default_factory=tuple)  # in the question's own text
 
     def needs_options(self) -> bool:
         """Return True when an answer needs the option-chain summary."""
@@ -172,13 +172,14 @@ def recognise(question: str, tracked: Sequence[str],
               context: Mapping[str, Any] | None = None,
               previous_symbols: Sequence[str] = ()) -> Ask:
     """Return what ``question`` asks; symbols fall back to ``previous_symbols``."""
+    in_text = find_symbols(question, tracked)
     named = find_symbols(question, tracked, context)
     symbols = named or tuple(s for s in previous_symbols if s in tracked)
     topics, overview = find_topics(question)
-    compare = len(symbols) > 1 and bool(_COMPARE.search(question) or len(named) > 1)
+    compare = len(symbols) > 1 and bool(_COMPARE.search(question) or len(in_text) > 1)
     return Ask(question=question, symbols=symbols, topics=topics,
                horizon_phrase=_horizon_phrase(question), compare=compare, overview=overview,
-               named=named)
+               named=in_text)
 
 
 _HORIZON = re.compile(

@@ -201,8 +201,11 @@ def unusual(w: Writer) -> Statement:
         return w.missing("unusual", "unusual option activity")
     rows = [r for r in w.options.get("unusual_activity") or [] if isinstance(r, Mapping)]
     if not rows:
-        return w.done("unusual", f"No {w.symbol} contract shows unusual activity (at least "
-                      "100 contracts traded and more than its open interest).")
+        listed = int(number(w.options.get("contracts")) or 0)
+        count = w.q("unusual_count", 0.0, "0", "len(options.unusual_activity)", ("unusual",))
+        of = f" of {w.symbol}'s {listed:,} listed contracts" if listed else f" {w.symbol} contracts"
+        return w.done("unusual", f"{count}{of} show unusual activity (at least 100 contracts "
+                      "traded and more than the open interest).")
     top = rows[0]
     traded, interest = float(top.get("volume") or 0.0), float(top.get("open_interest") or 0.0)
     count = w.q("unusual_count", float(len(rows)), str(len(rows)),

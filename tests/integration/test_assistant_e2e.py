@@ -108,14 +108,17 @@ def test_rest_chat_session_is_private_to_its_user(svc: Any) -> None:
 
 
 def test_analyze_returns_contract_shape(svc: Any) -> None:
-    response = httpx.post(f"{svc.base_url}/analyze", json={"symbol": "AAPL", "query": "trend?"},
+    response = httpx.post(f"{svc.base_url}/analyze",
+                          json={"symbol": "AAPL", "query": "Is AAPL overbought? Trend?"},
                           headers=svc.auth("analyst"), timeout=300)
 
     assert response.status_code == 200, response.text
     body = response.json()
     assert set(body) >= {"symbol", "query", "market", "options", "patterns", "answer", "sources"}
     assert body["market"]["symbol"] == "AAPL"
-    assert body["answer"]
+    rsi = body["market"]["indicators"]["rsi_14"]
+    assert f"RSI(14) is {rsi:.1f}" in body["answer"]  # the response's own figure
+    assert body["context"]["answer"]["source"] == "composed"  # default: the 135M model
 
 
 def test_health_reports_the_loaded_generator(svc: Any) -> None:

@@ -1,0 +1,105 @@
+"""FinanceBench (finbench-dev): does the answer contain the gold figure? Extractive vs model.
+
+The six filings are ingested once into an index under ``index_dir`` (reused by later
+runs); each of the 26 questions retrieves 5 passages with the knowledge service's hybrid
+search. The extractive answer quotes the best sentences or table rows
+(:func:`rag.answers.documents.extract_answer`); the generative one is the built-in model
+answering from the same passages with the assistant's document prompt. A question is a
+hit when a figure of the answer shows a figure of the gold answer (years left out) at the
+precision either writes it. Many gold answers are computed (ratios, changes): no quote
+holds them, so the extractive share is bounded by the questions whose figure is printed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+FINBENCH = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "finbench-dev"
+
+
+def _figures(text: str) -> list[Any]:
+    from rag.grounding import extract_figures
+
+    return [f for f in extract_figures(text) if not math.isnan(f.value)
+            and not (f.decimals == 0 and not f.percent and 1990 <= f.value <= 2035)]
+
+
+def hit(answer: str, gold: str) -> bool:
+    """True when a figure of ``answer`` shows a gold figure (either's precision)."""
+    from rag.grounding import figure_matches
+
+    golds = _figures(gold)
+    for figure in _figures(answer):
+        for g in golds:
+            if figure_matches(figure, g.value * g.scale) or figure_matches(
+                    g, figure.value * figure.scale):
+                return True
+    return False
+
+
+def _service(index_dir: Path) -> Any:
+    from market.settings import Settings
+    from rag.index import IndexStore
+    from rag.ingestion import ingest_files
+    from serve.knowledge import KnowledgeService
+
+    settings = Settings(secret_key="bench-secret-0123456789abcdef-0123", data_dir=index_dir)
+    service = KnowledgeService(settings, samples_dir=None, torch_threads=None)
+    store = IndexStore(index_dir / "index")
+    if store.current_version() is None:
+        ingest_files(sorted((FINBENCH / "pdfs").glob("*.pdf")), store, service.embedder)
+    service.refresh()
+    return service
+
+
+def finbench(index_dir: Path, *, with_model: bool = False, k: int = 5) -> dict[str, Any]:
+    """Return the gold-figure share of extractive (and model) answers on finbench-dev."""
+    if not (FINBENCH / "questions.jsonl").exists():
+        return {"skipped": f"{FINBENCH} not found"}
+    from rag.answers.documents import extract_answer
+
+    started = time.perf_counter()
+    service = _service(index_dir)
+    index_s = time.perf_counter() - started
+    items = [json.loads(line) for line in (FINBENCH / "questions.jsonl").read_text()
+             .splitlines() if line.strip()]
+    generator = None
+    if with_model:
+        from market.settings import Settings
+        from rag.generation import load_generator
+
+        generator, _ = load_generator(Settings(secret_key="bench-secret-0123456789abcdef-0123"))
+    extractive_hits, model_hits, retrieved_hits, rows = 0, 0, 0, []
+    for item in items:
+        query = f"{item['company']} {item['question']}"
+        sources = service.search(query, k)
+        retrieved = hit(" ".join(s["text"] for s in sources), item["answer"])
+        answer = extract_answer(item["question"], sources, max_quotes=3).text()
+        ok = hit(answer, item["answer"])
+        extractive_hits += ok
+        retrieved_hits += retrieved
+        row: dict[str, Any] = {"id": item["financebench_id"], "retrieved": retrieved,
+                               "extractive": ok}
+        if generator is not None:
+            from rag.prompt import Evidence, build_messages
+
+            evidence = Evidence(question=item["question"], intent="fundamental")
+            evidence.add_passages(sources)
+            text = "".join(generator.stream(build_messages(evidence), 160,
+                                            evidence=evidence.to_dict()))
+            row["model"] = hit(text, item["answer"])
+            model_hits += row["model"]
+        rows.append(row)
+    total = len(items)
+    result: dict[str, Any] = {
+        "questions": total, "index_s": round(index_s, 1),
+        "gold_in_retrieved_passages": round(retrieved_hits / total, 4),
+        "extractive_gold_share": round(extractive_hits / total, 4),
+    }
+    if generator is not None:
+        result["model_gold_share"] = round(model_hits / total, 4)
+    return result
