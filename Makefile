@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: run test lint typecheck unit integration bench redis install clean
+.PHONY: run test lint typecheck unit integration bench redis prometheus alerts install clean
 
 install: $(STAMP)
 
@@ -41,13 +41,22 @@ redis:
 		sleep 1; echo "redis: started a server on 127.0.0.1:6379"; \
 	fi
 
+# Prometheus and promtool (Debian's package) for the alert-rule tests and the
+# observability integration test; installed the way redis-server is when missing.
+prometheus:
+	@command -v promtool >/dev/null || (apt-get update -qq && apt-get install -y -qq prometheus)
+
+alerts: prometheus
+	promtool check rules deploy/prometheus/alerts.yml
+	cd deploy/prometheus && promtool test rules alerts_test.yml
+
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
 integration: $(STAMP) redis
 	$(BIN)/pytest -q tests/integration
 
-test: $(STAMP) redis lint typecheck
+test: $(STAMP) redis lint typecheck alerts
 	PYTHONFAULTHANDLER=1 $(BIN)/pytest -q -p no:cacheprovider tests
 
 bench: $(STAMP)
