@@ -6,6 +6,8 @@ import argparse
 import importlib
 
 JOBS = {
+    "backfill": ("pipelines.backfill", "build the history lake (simulator)"),
+    "features": ("pipelines.features", "indicator bundle and patterns over the lake"),
     "backtest": ("pipelines.backtest", "strategy backtests and parameter sweeps"),
 }
 
