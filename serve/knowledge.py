@@ -108,7 +108,9 @@ class KnowledgeService:
                 return False
             retriever = HybridRetriever(self.store.load(version), self.embedder.encode_query)
             self._retriever = retriever  # one reference swap: searches never see a mix
-            log.info("serving index version %s (%d chunks)", version, len(retriever.snapshot))
+            log.info("serving index version %s (%d chunks)", version, len(retriever.snapshot),
+                     extra={"event": "index.loaded", "version": version,
+                            "chunks": len(retriever.snapshot)})
             return True
 
     # -- search ----------------------------------------------------------------------------

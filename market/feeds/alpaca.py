@@ -219,7 +219,8 @@ class AlpacaFeed:
         try:
             bars = await self.fetch_bars(self.symbols, start)
         except FeedError as exc:
-            log.warning("backfill after reconnect failed: %s", exc)
+            log.warning("backfill after reconnect failed: %s", exc,
+                        extra={"event": "feed.backfill_failed", "error": str(exc)})
             return
         # Keep only bars not seen yet (live bars of the new connection may already be in).
         fresh = bars.take(np.array([int(t) not in self._seen.get(self.symbols[int(i)], ())
@@ -228,7 +229,9 @@ class AlpacaFeed:
         if len(fresh):
             self._pending_bars.append(fresh)
             self.backfilled_bars += len(fresh)
-            log.info("backfilled %d bars after a %s gap", len(fresh), "stream")
+            log.info("backfilled %d bars after a %s gap", len(fresh), "stream",
+                     extra={"event": "feed.backfilled", "bars": len(fresh),
+                            "gap_start_ns": gap_start_ns})
 
     # Subscriptions.
 

@@ -151,7 +151,10 @@ class StreamRunner:
                 self.error, self.fatal = None, False
                 self.stream._running = True  # lets the SDK's subscribe helpers send
                 await self.stream._send_subscribe_msg()
-                log.info("%s stream connected (connection %d)", self.name, self.connects)
+                log.info("%s stream connected (connection %d)", self.name, self.connects,
+                         extra={"event": "feed.connected", "stream": self.name,
+                                "connection": self.connects,
+                                "reconnect": gap_start is not None})
                 if gap_start is not None and self.on_reconnect is not None:
                     self.reconnects += 1
                     task = asyncio.create_task(self.on_reconnect(gap_start))
@@ -159,7 +162,9 @@ class StreamRunner:
                 await self._consume()
             except SilentConnection:
                 self.error = f"no data for {self.silence_s:.0f}s; reconnecting"
-                log.warning("%s stream silent for %.1fs, reconnecting", self.name, self.silence_s)
+                log.warning("%s stream silent for %.1fs, reconnecting", self.name,
+                            self.silence_s, extra={"event": "feed.reconnecting",
+                                                   "stream": self.name, "reason": "silence"})
             except ValueError as exc:
                 text = str(exc)
                 if any(marker in text.lower() for marker in FATAL_MARKERS):
@@ -171,7 +176,9 @@ class StreamRunner:
                 raise
             except Exception as exc:  # noqa: BLE001 - every transport failure reconnects
                 self.error = f"{type(exc).__name__}: {exc}"
-                log.warning("%s stream connection failed: %s", self.name, self.error)
+                log.warning("%s stream connection failed: %s", self.name, self.error,
+                            extra={"event": "feed.reconnecting", "stream": self.name,
+                                   "reason": type(exc).__name__})
             finally:
                 if self.connected:
                     gap_start = self.last_message_ns or time.time_ns()

@@ -213,7 +213,8 @@ class FeedRouter:
     async def reseed(self, k: int) -> None:
         """Send restarted shard ``k`` the warm-up and chains, then restore its own history."""
         self.counters["reseeds"] += 1
-        log.warning("shard %d restarted; re-seeding history and chains", k)
+        log.warning("shard %d restarted; re-seeding history and chains", k,
+                    extra={"event": "shard.reseeded", "shard": k})
         bars = self.warm_bars.take(self.shard_of_id[self.warm_bars.symbol_id] == k)
         await self.shards[k].ingest(None, None, bars, self.chains_of(self.chains, k), True)
         # Then what it closed since this feed started, from its history store.

@@ -52,6 +52,11 @@ class FeedRunner:
             await self.router.warm_up(warm)
             self._task = asyncio.get_running_loop().create_task(self._run())
             self.started.set()
+            name = self.feed.status().name
+            log.info("feed %s started", name,
+                     extra={"event": "feed.started", "feed": name,
+                            "symbols": len(self.universe),
+                            "warm_bars": len(self.router.warm_bars)})
         return {"symbols": len(self.universe), "warm_bars": len(self.router.warm_bars)}
 
     async def _run(self) -> None:
@@ -64,7 +69,7 @@ class FeedRunner:
             raise
         except Exception as exc:  # keep the process alive and the failure visible on /health
             self.error = f"{type(exc).__name__}: {exc}"
-            log.exception("feed stopped")
+            log.exception("feed stopped", extra={"event": "feed.failed", "error": self.error})
 
     async def set_interest(self, symbols: list[str]) -> None:
         """Pass the symbols clients subscribed to on to feeds that care (Alpaca)."""
