@@ -9,6 +9,7 @@ JOBS = {
     "backfill": ("pipelines.backfill", "build the history lake (simulator)"),
     "features": ("pipelines.features", "indicator bundle and patterns over the lake"),
     "backtest": ("pipelines.backtest", "strategy backtests and parameter sweeps"),
+    "walkforward": ("pipelines.walkforward", "rolling in-sample choice, out-of-sample test"),
 }
 
 
