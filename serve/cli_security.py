@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from market.settings import Settings
+from serve.observability import audit_event
 
 
 def _settings() -> Settings:
@@ -46,9 +47,13 @@ def cmd_token(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"marketray token: --allow-ip: {exc}", file=sys.stderr)
         return 2
-    signer = _signer(_settings())
+    settings = _settings()
+    signer = _signer(settings)
     token, claims = signer.issue_with_claims(args.role, args.subject, args.ttl,
                                              allow_ip=networks, signing=args.signing)
+    audit_event(settings, "token.issued", subject=args.subject, role=args.role,
+                jti=claims["jti"], expires_at=claims["exp"], allow_ip=networks,
+                signing=args.signing, by="cli")
     if not args.signing and not args.verbose:
         print(token)
         return 0
@@ -69,6 +74,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
         entry = _revoke_on_server(settings, kind, value, args.url)
         if entry is None:
             return 1
+    audit_event(settings, "token.revoked", kind=kind, value=value, by="cli")
     print(json.dumps(entry))
     return 0
 
@@ -111,6 +117,7 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     settings = _settings()
     keyring = _signer(settings).keyring
     key = keyring.rotate()
+    audit_event(settings, "keys.rotated", kid=key.kid, by="cli")
     print(json.dumps({"kid": key.kid, "keyring": str(keyring.path),
                       "previous_keys_valid_until": key.created_at + settings.key_grace_s}))
     return 0
