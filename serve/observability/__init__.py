@@ -8,6 +8,8 @@ The request pipeline gets its hooks from :func:`build_hooks`; the hooks object i
 from __future__ import annotations
 
 import atexit
+import json
+import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +23,8 @@ from serve.observability.pipeline import FLUSH_PERIOD_S, ObservabilityHooks
 if TYPE_CHECKING:
     from market.settings import Settings
 
-__all__ = ["audit_dir", "audit_event", "build_hooks", "masked_settings"]
+__all__ = ["audit_dir", "audit_event", "build_hooks", "masked_settings", "settings_changes"]
+LAST_SETTINGS_FILE = "last_settings.json"
 _LOCK = threading.Lock()
 _HOOKS: dict[str, ObservabilityHooks] = {}
 
@@ -38,6 +41,9 @@ def masked_settings(settings: Settings) -> dict[str, Any]:
         secret = "secret" in name or name.endswith("_key_id") or name.endswith("_key")
         if value is not None and (secret or type(value).__name__ == "SecretStr"):
             values[name] = "***"
+        elif isinstance(value, str) and "://" in value and "@" in value:
+            scheme, rest = value.split("://", 1)  # a URL with credentials: keep the host
+            values[name] = f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
         elif isinstance(value, Path):
             values[name] = str(value)
         elif isinstance(value, tuple):
@@ -45,6 +51,28 @@ def masked_settings(settings: Settings) -> dict[str, Any]:
         else:
             values[name] = value
     return values
+
+
+def settings_changes(path: Path, current: dict[str, Any]) -> dict[str, Any]:
+    """Masked settings that differ from those recorded at the previous start (then record)."""
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError):
+        previous = None
+    changes: dict[str, Any] = {}
+    if isinstance(previous, dict):
+        for key in sorted(set(previous) | set(current)):
+            if previous.get(key) != current.get(key):
+                changes[key] = {"from": previous.get(key), "to": current.get(key)}
+    if previous != current:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            temporary.write_text(json.dumps(current, sort_keys=True, default=str))
+            temporary.replace(path)
+        except OSError:
+            pass  # a read-only audit folder: the audit writer counts its own errors
+    return changes
 
 
 def build_hooks(settings: Settings, kind: str = "replica") -> PipelineHooks:
@@ -70,8 +98,11 @@ def build_hooks(settings: Settings, kind: str = "replica") -> PipelineHooks:
                                    audit_reads=settings.audit_reads)
         telemetry.on_flush(hooks.export_gauges)
         timer = FlushTimer(hooks.flush, FLUSH_PERIOD_S, "marketray-audit")
-        hooks.on_security_event("service.start", component=kind,
-                                settings=masked_settings(settings))
+        current = masked_settings(settings)
+        hooks.on_security_event("service.start", component=kind, settings=current)
+        changed = settings_changes(audit_dir(settings) / LAST_SETTINGS_FILE, current)
+        if changed:
+            hooks.on_security_event("settings.changed", component=kind, changes=changed)
 
         def _stop() -> None:
             hooks.on_security_event("service.stop", component=kind)

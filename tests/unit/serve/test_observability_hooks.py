@@ -217,3 +217,20 @@ def test_hub_collector_counts_deltas_behind_and_outbox() -> None:
     assert counts[("marketray_ws_frames_conflated_total", ("market",))] == 6
     assert gauges[("marketray_ws_clients_behind", ("market",))] == 0
     assert gauges[("marketray_ws_outbox_frames", ("market",))] == 0
+
+
+def test_settings_changes_recorded_masked(tmp_path: Path) -> None:
+    from market.settings import Settings
+    from serve.observability import masked_settings, settings_changes
+
+    path = tmp_path / "last_settings.json"
+    first = masked_settings(Settings(secret_key="s" * 40, port=8765))
+    second = masked_settings(Settings(secret_key="t" * 40, port=9000))
+
+    assert settings_changes(path, first) == {}  # nothing recorded before
+    assert settings_changes(path, first) == {}
+    assert settings_changes(path, second) == {"port": {"from": 8765, "to": 9000}}
+    assert "s" * 40 not in path.read_text()
+    assert first["secret_key"] == "***"
+    with_password = masked_settings(Settings(redis_url="redis://:hunter2@10.0.0.9:6379/0"))
+    assert with_password["redis_url"] == "redis://***@10.0.0.9:6379/0"
