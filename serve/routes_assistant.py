@@ -3,7 +3,8 @@
 The WebSocket sends ``{"type": "token", "content"}`` frames as the model generates, then
 ``{"type": "done", "message", "sources", "session_id"}``. A malformed message gets an
 ``{"type": "error"}`` frame and the connection stays open; a client that disconnects
-cancels its generation. Chat is rate-limited per subject.
+cancels its generation. Rate limits are the request pipeline's (serve/security): each
+request, and each chat WebSocket message, costs its route's units.
 """
 
 from __future__ import annotations
@@ -14,20 +15,19 @@ import logging
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Depends, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from market.errors import MarketrayError, RateLimited
 from market.models import ChatMessage, MarketData, Source
 from serve.assistant import Assistant
-from serve.auth import Principal, accept_authenticated, require_role
-from serve.deps import Services, get_services, services_of
+from serve.auth import Principal, accept_authenticated
+from serve.deps import CurrentPrincipal, Services, ServicesDep, services_of
 from serve.security.policy import errors, secured
 
 log = logging.getLogger("marketray.chat")
 router = APIRouter(tags=["assistant"])
 
-CHAT_RATE_PER_MINUTE = 60
 MAX_MESSAGE_CHARS = 4_000
 
 
@@ -82,25 +82,15 @@ def assistant_for(services: Services) -> Assistant:
     return assistant
 
 
-async def check_chat_rate(services: Services, principal: Principal) -> None:
-    """Raise RateLimited when ``principal`` exceeds the chat budget."""
-    limit = min(CHAT_RATE_PER_MINUTE, services.settings.rate_limit_per_minute)
-    allowed, retry_after = await services.cache.rate_limit(
-        f"ratelimit:chat:{principal.subject}", limit=limit, window_s=60.0)
-    if not allowed:
-        raise RateLimited("too many chat requests; slow down", retry_after=retry_after)
-
-
 @router.post("/analyze", response_model=AnalyzeResponse,
              responses=errors(401, 403, 404, 413, 422, 429, 503))
 @secured("analyst", cost=20)
 async def analyze(
     body: AnalyzeRequest,
-    services: Services = Depends(get_services),  # noqa: B008 - FastAPI dependency
-    principal: Principal = Depends(require_role("analyst")),  # noqa: B008
+    services: ServicesDep,
+    principal: CurrentPrincipal,
 ) -> dict[str, Any]:
     """Indicators, patterns, volume and option-chain analytics plus a cited narrative."""
-    await check_chat_rate(services, principal)
     return await assistant_for(services).analyze(body.symbol.strip().upper(), body.query)
 
 
@@ -109,11 +99,10 @@ async def analyze(
 @secured("analyst", cost=20)
 async def chat(
     body: ChatRequest,
-    services: Services = Depends(get_services),  # noqa: B008
-    principal: Principal = Depends(require_role("analyst")),  # noqa: B008
+    services: ServicesDep,
+    principal: CurrentPrincipal,
 ) -> dict[str, Any]:
     """Answer one message (whole answer at once); pass ``session_id`` back for follow-ups."""
-    await check_chat_rate(services, principal)
     done: dict[str, Any] | None = None
     async for event in assistant_for(services).chat(body.message, body.context, body.session_id,
                                                    principal):
@@ -136,7 +125,6 @@ async def _error(websocket: WebSocket, code: str, message: str, **extra: Any) ->
 async def _answer(websocket: WebSocket, services: Services, principal: Principal,
                   request: ChatRequest) -> None:
     try:
-        await check_chat_rate(services, principal)
         async for event in assistant_for(services).chat(
                 request.message, request.context, request.session_id, principal):
             await websocket.send_text(_frame(event))
@@ -151,7 +139,7 @@ async def _answer(websocket: WebSocket, services: Services, principal: Principal
         await _error(websocket, "internal_error", "the answer failed; see server log")
 
 
-@secured("analyst", cost=20)
+@secured("analyst", cost=1, message_cost=20)
 async def chat_stream(websocket: WebSocket) -> None:
     """Chat WebSocket: one answer at a time; messages sent meanwhile wait their turn."""
     services = services_of(websocket)

@@ -26,7 +26,7 @@ import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -322,7 +322,13 @@ class RequestPipeline:
                                   "for this subject", "connection_cap")
                 subject = principal.subject
                 security.connections[subject] += 1
+            decision = await security.limiter.charge(client, principal, route.policy.cost)
+            if decision is not None and not decision.allowed:
+                raise Refusal(429, "rate_limited", "rate limit exceeded")
             guard = self._guard(security, principal, receive, send)
+            if route.policy.message_cost and security.limiter.enabled:
+                guard.charge = self._message_charge(security, client, principal,
+                                                    route.policy.message_cost)
             guard.start()
             try:
                 await self.app(scope, guard.receive, guard.send)
@@ -357,6 +363,15 @@ class RequestPipeline:
                 if security.connections[subject] <= 0:
                     del security.connections[subject]
             self._end(hooks, record, clock)
+
+    @staticmethod
+    def _message_charge(security: Security, client: str, principal: Principal | None,
+                        cost: int) -> Callable[[], Awaitable[float | None]]:
+        async def charge() -> float | None:
+            decision = await security.limiter.charge(client, principal, cost)
+            return None if decision is None or decision.allowed else decision.retry_after_s
+
+        return charge
 
     def _guard(self, security: Security, principal: Principal | None, receive: Receive,
                send: Send) -> GuardedSocket:

@@ -45,25 +45,28 @@ class RoutePolicy:
     """``role``: the least role allowed (None: no token needed); ``cost``: rate-limit units.
 
     ``upload``: the body is a file upload, bounded by the settings' ``max_upload_mb``
-    (others by ``max_body_kb``).
+    (others by ``max_body_kb``). ``message_cost``: what each client message on a
+    WebSocket route costs (0: messages are only held to the per-connection rate).
     """
 
     role: Role | None
     cost: int = 1
     upload: bool = False
+    message_cost: int = 0
 
 
 PUBLIC = RoutePolicy(None, cost=1)
 UNMARKED = RoutePolicy("admin", cost=1)
 
 
-def secured(role: Role | None, *, cost: int = 1, upload: bool = False) -> Callable[[F], F]:
-    """Mark an endpoint with the role it needs and what one call costs."""
-    if cost < 0:
-        raise ValueError("cost must not be negative")
+def secured(role: Role | None, *, cost: int = 1, upload: bool = False,
+            message_cost: int = 0) -> Callable[[F], F]:
+    """Mark an endpoint with the role it needs and what one call (or message) costs."""
+    if cost < 0 or message_cost < 0:
+        raise ValueError("costs must not be negative")
 
     def mark(endpoint: F) -> F:
-        setattr(endpoint, POLICY_ATTRIBUTE, RoutePolicy(role, cost, upload))
+        setattr(endpoint, POLICY_ATTRIBUTE, RoutePolicy(role, cost, upload, message_cost))
         return endpoint
 
     return mark

@@ -7,6 +7,8 @@ then stands between the client and the handler's ``receive``/``send``:
 - binary frames get an error frame (the API speaks JSON text);
 - more than ``burst`` messages at ``rate`` per second get ``rate_limited`` error frames,
   and a client that keeps sending ``burst`` more past the limit is closed with 1008;
+- on routes whose messages cost (the chat stream), each message is charged to the
+  subject's and address's quotas; over them it gets a ``rate_limited`` error frame;
 - for a ``--signing`` token every client frame must be signed (checked and unwrapped
   here; refusals are error frames, ``MAX_FAILURES`` of them close with 4401) and every
   server frame is sealed in a signed envelope;
@@ -23,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -45,7 +47,8 @@ class GuardedSocket:
 
     def __init__(self, receive: Receive, send: Send, *, max_frame_bytes: int,
                  rate: float, burst: int, still_valid: Callable[[], str | None],
-                 verifier: FrameVerifier | None = None, watch_s: float = WATCH_S) -> None:
+                 verifier: FrameVerifier | None = None, watch_s: float = WATCH_S,
+                 charge: Callable[[], Awaitable[float | None]] | None = None) -> None:
         self._receive = receive
         self._send = send
         self.max_frame_bytes = max_frame_bytes
@@ -54,6 +57,7 @@ class GuardedSocket:
         self.still_valid = still_valid
         self.verifier = verifier
         self.watch_s = watch_s
+        self.charge = charge  # per message: None when allowed, else seconds to wait
         self.inbox: asyncio.Queue[Message] = asyncio.Queue()
         self.inbox.put_nowait({"type": "websocket.connect"})
         self.close_code: int | None = None
@@ -167,6 +171,12 @@ class GuardedSocket:
                     await self.close(4401, "repeated bad signatures")
                 return
             text = orjson.dumps(frame).decode()
+        if self.charge is not None:
+            wait_s = await self.charge()
+            if wait_s is not None:
+                await self._reply_error("rate_limited", f"rate limit exceeded; retry in "
+                                        f"{max(1, int(-(-wait_s // 1)))} s")
+                return
         self.inbox.put_nowait({"type": "websocket.receive", "text": text})
 
     async def _watch(self) -> None:

@@ -267,7 +267,7 @@ async def test_closing_the_stream_early_stops_the_local_model(local_service: Gen
 
 def test_chat_is_rate_limited_per_subject(extractive_app: Any) -> None:
     app, services = extractive_app
-    services.settings.rate_limit_per_minute = 2
+    services.settings.rate_budget_analyst = 40  # two chats of 20 units (the pipeline's limit)
     alice = {"Authorization": f"Bearer {_token(services, subject='alice')}"}
     bob = {"Authorization": f"Bearer {_token(services, subject='bob')}"}
     with TestClient(app) as client:

@@ -8,12 +8,14 @@ from dataclasses import replace
 
 import orjson
 import pytest
+from fastapi import WebSocket
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from serve.app import create_api
 from serve.deps import protect
 from serve.hooks import RequestRecord
+from serve.security.policy import secured
 from serve.security.signing import FrameSigner
 from tests.unit.serve.fakes import make_services
 
@@ -329,3 +331,37 @@ def test_principal_record_fields_are_set():
     record = services.hooks.ended[0]
     assert (record.subject, record.role, record.jti) == ("ivy", "analyst", principal.jti)
     assert replace(record, latency_s=0).status == 200
+
+
+def test_websocket_connect_is_charged_its_route_cost():
+    client, services = _client(rate_budget_viewer=1)
+    token = services.signer.issue("viewer", "jan")
+    with client:
+        with client.websocket_connect(f"/ws/market?token={token}") as ws:
+            ws.send_text('{"action": "ping"}')
+            ws.receive_text()
+        with client.websocket_connect(f"/ws/market?token={token}") as ws:
+            _, code = _read_until_closed(ws)
+    assert code == 1008
+    assert services.hooks.ended[-1].reason == "rate_limited"
+
+
+def test_costly_websocket_messages_are_charged_each():
+    # A stand-in route with a per-message cost, as the chat stream has.
+    client, services = _client(rate_budget_viewer=3)
+    api = client.app.app
+
+    @secured("viewer", cost=1, message_cost=1)
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        while True:
+            await websocket.send_text(await websocket.receive_text())
+
+    api.add_api_websocket_route("/echo", echo)
+    with client, client.websocket_connect(f"/echo?token={services.signer.issue('viewer')}") as ws:
+        replies = []
+        for _ in range(3):
+            ws.send_text('{"n": 1}')
+            replies.append(orjson.loads(ws.receive_text()))
+    assert replies[:2] == [{"n": 1}, {"n": 1}]  # connect 1 + two messages = the budget
+    assert replies[2]["code"] == "rate_limited"
