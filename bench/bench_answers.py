@@ -331,7 +331,10 @@ def main() -> None:
     if args.finbench:
         from bench.finbench_answers import finbench
 
-        result["finbench"] = finbench(Path(args.index_dir), with_model=args.finbench_model)
+        try:
+            result["finbench"] = finbench(Path(args.index_dir), with_model=args.finbench_model)
+        except Exception as exc:  # the usefulness figures above still print
+            result["finbench"] = {"error": f"{type(exc).__name__}: {exc}"}
     emit(result)
 
 

@@ -91,9 +91,20 @@ def _decimals(shown: str) -> int:
     return len(match.group(1)) if match else 0
 
 
+def _same_unit(figure: Figure, ref_text: str, ref_percent: bool) -> bool:
+    """A percentage shows a percentage and a dollar figure a dollar one ($1.95 is not 1.95%).
+
+    A bare number may show a dollar figure ("189.37" for "$189.37").
+    """
+    if figure.percent != ref_percent:
+        return False
+    return "$" not in figure.text or "$" in ref_text
+
+
 def _states(figure: Figure, quantity: Quantity) -> bool:
     """True when ``figure`` shows the quantity's value, rounded at most one place further."""
     return (figure.decimals >= _decimals(quantity.shown) - 1
+            and _same_unit(figure, quantity.shown, "%" in quantity.shown)
             and figure_matches(figure, quantity.value))
 
 
@@ -176,8 +187,8 @@ class SentenceGate:
         """
         if math.isnan(figure.value):
             return self.checker.is_grounded(figure)
-        return any((figure.decimals == 0 or figure.decimals <= ref.decimals
-                    or ref.percent != figure.percent)
+        return any(_same_unit(figure, ref.text, ref.percent)
+                   and (figure.decimals == 0 or figure.decimals <= ref.decimals)
                    and figure_matches(figure, ref.value * ref.scale)
                    for ref in self.checker.figures if not math.isnan(ref.value))
 

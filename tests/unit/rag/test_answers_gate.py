@@ -45,6 +45,7 @@ def test_model_text_with_every_fact_passes_unchanged() -> None:
         ("AAPL's RSI is approximately 1.00.", "wrong_figure"),
         ("AAPL is overbought with a value of 13.00.", "unsupported_figure"),
         ("The put/call open-interest ratio is 1.00:1.", "wrong_figure"),
+        ("AAPL could move $72.4 this week.", "unsupported_figure"),  # 72.4 is the RSI
     ],
 )
 def test_faulty_sentence_is_stopped_and_replaced_by_composed_facts(bad: str,
