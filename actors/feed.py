@@ -47,6 +47,7 @@ class FeedActor:
         router = FeedRouter(feed.symbols, [ActorShardLink(s) for s in shards],
                             call_errors=(ray.exceptions.RayError,))
         self.runner = FeedRunner(feed, router, recorder_from_settings(self.settings))
+        self._waiting_avg = 0.0
         telemetry.on_flush(telemetry.FeedCollector(self._status, telemetry.recorder()))
 
     async def start(self) -> dict[str, Any]:
@@ -70,8 +71,12 @@ class FeedActor:
             ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
             done = set(ready)
             waiting = sorted(k for k, ref in pending.items() if ref not in done)
-        return {**self.runner.status(), "shards": len(self.runner.router.shards),
-                "shards_waiting": waiting}
+        shards = len(self.runner.router.shards)
+        # One sample catches a call in flight most of the time; the average over the
+        # samples (each export and /health) shows a feed that keeps waiting.
+        self._waiting_avg = 0.8 * self._waiting_avg + 0.2 * len(waiting) / max(1, shards)
+        return {**self.runner.status(), "shards": shards, "shards_waiting": waiting,
+                "shards_waiting_avg": round(self._waiting_avg, 3)}
 
     async def stop(self) -> None:
         await self.runner.stop()

@@ -39,7 +39,8 @@ THRESHOLDS: dict[str, Threshold] = {
     "process_cpu_percent": Threshold(95.0, None),
     "process_rss_mb": Threshold(4_096.0, 12_288.0),
     "object_store_used_fraction": Threshold(0.8, 0.95),
-    "feed_shards_waiting_fraction": Threshold(0.5, 0.99),
+    # Share of shards still applying their previous batch, averaged over recent samples.
+    "feed_shards_waiting_fraction": Threshold(0.6, 0.9),
     "generation_queue": Threshold(8.0, 64.0),
     "ingest_jobs": Threshold(10.0, 100.0),
 }
@@ -110,10 +111,9 @@ def deep_checks(shard_stats: Sequence[Mapping[str, Any] | None],
                                   *(p["status"] for p in processes.values())),
                  "processes": processes, "object_store": store_check}
 
-    shards = max(1, len(shard_stats))
     waiting = list((feed or {}).get("shards_waiting") or [])
-    feed_queue = _check("feed_shards_waiting_fraction", len(waiting) / shards,
-                        shards_waiting=waiting)
+    average = (feed or {}).get("shards_waiting_avg")
+    feed_queue = _check("feed_shards_waiting_fraction", average, shards_waiting=waiting)
     generation = _check("generation_queue", None if generator is None
                         else float(generator.get("queued", 0)))
     ingest = _check("ingest_jobs", None if knowledge is None

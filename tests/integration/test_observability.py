@@ -310,3 +310,16 @@ def test_admin_audit_endpoint_filters(service: RunningService,
     assert {e["subject"] for e in by_subject["entries"]} == {"ops"}
     assert limited["count"] == traffic["viewer"].count(429)
     assert denied.status_code == 403
+
+
+def test_health_reports_resources_and_queues_with_thresholds(service: RunningService) -> None:
+    body = httpx.get(f"{service.base_url}/health", timeout=10).json()
+
+    resources, queues = body["checks"]["resources"], body["checks"]["queues"]
+    assert set(resources["processes"]) >= {"replica", "shard-0", "feed"}
+    shard = resources["processes"]["shard-0"]
+    assert shard["rss_mb"]["value"] > 50
+    assert shard["rss_mb"]["degraded_above"] < shard["rss_mb"]["unhealthy_above"]
+    assert resources["object_store"]["value"] is not None
+    assert 0 <= queues["feed_backlog"]["value"] <= 1
+    assert body["status"] != "unhealthy", body

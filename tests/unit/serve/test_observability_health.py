@@ -31,7 +31,8 @@ def test_process_check_reports_worst_of_cpu_and_memory() -> None:
 def test_deep_checks_resources_and_queues_with_thresholds() -> None:
     usage = {"pid": 1, "cpu_percent": 10.0, "rss_mb": 300.0}
     shards = [{"process": usage}, None, {"process": usage}, {"process": usage}]
-    feed = {"process": usage, "shards": 4, "shards_waiting": [0, 2, 3]}
+    feed = {"process": usage, "shards": 4, "shards_waiting": [0, 2, 3],
+            "shards_waiting_avg": 0.75}
 
     checks = deep_checks(shards, feed, generator={"queued": 9}, knowledge={"pending_uploads": 1})
 
@@ -49,7 +50,8 @@ def test_deep_checks_resources_and_queues_with_thresholds() -> None:
 
 
 def test_deep_checks_healthy_when_nothing_waits() -> None:
-    checks = deep_checks([{"process": None}], {"shards": 1, "shards_waiting": []})
+    checks = deep_checks([{"process": None}], {"shards": 1, "shards_waiting": [0],
+                                               "shards_waiting_avg": 0.2})
 
     assert checks["queues"]["status"] == "ok"
     assert checks["queues"]["generation"]["value"] is None
