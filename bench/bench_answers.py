@@ -251,12 +251,15 @@ def percentile(samples: Sequence[float], q: float) -> float:
 
 async def run_path(assistant: Any, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Ask every question through ``assistant.analyze``; return the scores and timings."""
-    rows, seconds, first = [], [], []
+    rows, seconds, first, model_first = [], [], [], []
     for item in items:
         started = time.perf_counter()
         body = await assistant.analyze(item["symbol"], item["question"])
         seconds.append(time.perf_counter() - started)
-        first.append(float(body["context"]["timings"].get("first_piece_s", seconds[-1])))
+        timings = body["context"]["timings"]
+        first.append(float(timings.get("first_piece_s", seconds[-1])))
+        if "model_first_token_s" in timings:
+            model_first.append(float(timings["model_first_token_s"]))
         rows.append({**score(item, body), "question": item["question"], "kind": item["kind"],
                      "source": body["context"]["answer"]["source"], "answer": body["answer"]})
     asked = sum(r["asked"] for r in rows)
@@ -269,6 +272,8 @@ async def run_path(assistant: Any, items: Sequence[Mapping[str, Any]]) -> dict[s
         "p50_s": round(statistics.median(seconds), 4),
         "p99_s": round(percentile(seconds, 0.99), 4),
         "first_piece_p50_s": round(statistics.median(first), 4),
+        **({"model_first_token_p50_s": round(statistics.median(model_first), 4)}
+           if model_first else {}),
         "sources": {s: sum(r["source"] == s for r in rows)
                     for s in ("composed", "model", "model+composed")},
         "failures": [{"question": r["question"], "missing": r["missing"],

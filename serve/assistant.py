@@ -231,11 +231,12 @@ class Assistant:
         documents = extract_answer(question, sources) if wants_documents else DocumentAnswer()
         gathered_at = time.perf_counter()
         first_piece = 0.0
+        marks: dict[str, float] = {}  # when the model's first token came
         if composed.statements and await self.phrases():
             gate = SentenceGate(composed, ask.topics, ask.symbols, question,
                                 [str(s.get("text", "")) for s in sources])
             pieces: list[str] = []
-            async for piece in self._phrase(question, composed, sources, gate):
+            async for piece in self._phrase(question, composed, sources, gate, marks):
                 first_piece = first_piece or time.perf_counter()
                 pieces.append(piece)
                 yield piece
@@ -265,6 +266,8 @@ class Assistant:
         yield Answer(ask, text, decision, composed, data, sources, cited, grounding, {
             "gather_s": round(gathered_at - started, 4),
             "first_piece_s": round((first_piece or done) - started, 4),
+            **({"model_first_token_s": round(marks["first_token"] - started, 4)}
+               if "first_token" in marks else {}),
             "total_s": round(done - started, 4)})
 
     async def _gather(self, symbol: str, ask: Ask, primary: SymbolData | None) -> SymbolData:
@@ -275,7 +278,7 @@ class Assistant:
                                       volume_history="volume" in ask.topics)
 
     async def _phrase(self, question: str, composed: Composed, sources: list[dict[str, Any]],
-                      gate: SentenceGate) -> AsyncIterator[str]:
+                      gate: SentenceGate, marks: dict[str, float]) -> AsyncIterator[str]:
         """Yield the model's accepted sentences, then the composed fills (sets gate.decision)."""
         evidence = Evidence(question=question, intent="general")
         evidence.market.append({"symbol": "", "as_of": "", "options": [], "analysis": [],
@@ -287,6 +290,7 @@ class Assistant:
         tokens = self._tokens(messages, evidence)
         try:
             async for piece in tokens:
+                marks.setdefault("first_token", time.perf_counter())
                 for sentence in gate.feed(piece):
                     yield sentence if written == 0 else f" {sentence}"
                     written += 1
