@@ -74,7 +74,7 @@ def create_api() -> FastAPI:
 
 
 api = create_api()
-front = protect(api)  # what Serve serves: the request pipeline, then the app
+front = protect(api, server_request_ids=True)  # what Serve serves: pipeline, then app
 
 
 class AppArgs(BaseModel):

@@ -80,17 +80,18 @@ def services_of(connection: HTTPConnection) -> Services:
     return services
 
 
-def protect(app: Any) -> RequestPipeline:
+def protect(app: Any, *, server_request_ids: bool = False) -> RequestPipeline:
     """``app`` behind the request pipeline, with the state of ``app``'s services.
 
-    What Serve serves; tests wrap their app the same way, so no route goes unchecked.
+    What Serve serves (with ``server_request_ids``: Serve sets ``X-Request-ID``); tests
+    wrap their app the same way, so no route goes unchecked.
     """
 
     def security() -> Security | None:
         services = services_for(app)
         return services.security_state() if services is not None else None
 
-    return RequestPipeline(app, security)
+    return RequestPipeline(app, security, server_request_ids=server_request_ids)
 
 
 async def get_services(connection: HTTPConnection) -> Services:

@@ -98,6 +98,9 @@ class RedisCache:
         if time.monotonic() < self._next_probe:
             return False
         try:
+            # A restarted server closed the pooled connections: start from fresh ones, or
+            # each stale connection would fail once and send the replica back to memory.
+            await self._redis.connection_pool.disconnect()
             await self._redis.ping()
         except _DOWN as exc:
             self._down(exc)

@@ -2,8 +2,8 @@
 
 Every HTTP request and every WebSocket connection passes, in this order:
 
-1. request id: a proxy's ``X-Request-ID`` when the peer is a trusted proxy, else a new
-   one; set on the response once;
+1. request id: Ray Serve's (which sets the response header itself), else a trusted
+   proxy's ``X-Request-ID``, else a new one set on the response; always exactly once;
 2. client address: the peer, or ``X-Forwarded-For`` resolved behind a trusted proxy;
 3. IP filter: a refused address gets 403 (WebSocket: close 4403) before anything else;
 4. authentication (routes with a role): bearer token (WebSocket: also ``?token=`` or a
@@ -53,7 +53,7 @@ from serve.security.websocket import GuardedSocket, error_frame, frame_size_ok
 
 log = logging.getLogger("marketray.security")
 ROUTE_SCOPE_KEY = "marketray.route"
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_REQUEST_ID = re.compile(r"^[!-~]{1,200}$")  # printable ASCII, no spaces
 _JSON = [(b"content-type", b"application/json")]
 _RESOURCE_PARAMS = ("symbol", "document_id")
 _MULTIPART_SLACK = 64 * 1024  # a multipart body's boundaries and part headers
@@ -114,9 +114,14 @@ class _Route:
 class RequestPipeline:
     """ASGI app: the checks above, then ``app``. ``security_of`` finds the replica's state."""
 
-    def __init__(self, app: FastAPI, security_of: Callable[[], Security | None]) -> None:
+    def __init__(self, app: FastAPI, security_of: Callable[[], Security | None], *,
+                 server_request_ids: bool = False) -> None:
         self.app = app
         self.security_of = security_of
+        # Ray Serve assigns every request an X-Request-ID (the client's, else a new one),
+        # passes it in the request and sets it on the response itself: then the pipeline
+        # takes that id and does not set the header a second time.
+        self.server_request_ids = server_request_ids
         self._routes: list[tuple[Any, RoutePolicy]] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -148,9 +153,13 @@ class RequestPipeline:
         headers = Headers(scope=scope)
         peer = scope["client"][0] if scope.get("client") else "unknown"
         rid = None
-        if security is not None and security.addresses.is_trusted_proxy(peer):
+        if self.server_request_ids:
             given = headers.get("x-request-id")
             rid = given if given and _REQUEST_ID.match(given) else None
+        if security is not None and security.addresses.is_trusted_proxy(peer):
+            if rid is None:
+                given = headers.get("x-request-id")
+                rid = given if given and _REQUEST_ID.match(given) else None
             client = security.addresses.client_address(peer, headers.get("x-forwarded-for"))
         else:
             client = security.addresses.client_address(peer, None) if security else peer
@@ -192,7 +201,8 @@ class RequestPipeline:
             latency_s=0.0, started_at=started,
             resource=next((str(route.params[p]) for p in _RESOURCE_PARAMS
                            if p in route.params), None))
-        extra: list[tuple[bytes, bytes]] = [(b"x-request-id", rid.encode())]
+        extra: list[tuple[bytes, bytes]] = [] if self.server_request_ids else [
+            (b"x-request-id", rid.encode())]
         try:
             if security is None:
                 raise Refusal(503, "unavailable", "service is starting")
@@ -297,8 +307,8 @@ class RequestPipeline:
             record.status, record.reason = 1006, "disconnected"
             self._end(hooks, record, clock)
             return
-        await send({"type": "websocket.accept",
-                    "headers": [(b"x-request-id", rid.encode())]})
+        await send({"type": "websocket.accept", "headers": [] if self.server_request_ids
+                    else [(b"x-request-id", rid.encode())]})
         subject: str | None = None
         guard: GuardedSocket | None = None
         try:

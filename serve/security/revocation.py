@@ -1,11 +1,12 @@
 """Revoked tokens, by ``jti`` or by subject, shared through the cache (Redis when configured).
 
 Each revocation is appended to one shared list and a version key changes; every replica
-keeps a local copy and reloads it when the version moved (checked every
-``refresh_s``), so the per-request check is a dict lookup. A ``jti`` stays revoked until
-its token would have expired; a subject's revocation covers every token issued to it up
-to that moment (by ``iat``, whole seconds) and lasts ``max_ttl_s``. With Redis away the
-cache keeps the list in this replica's memory (see ``market.cache.redis_cache``).
+keeps a local copy and reloads it when the version moved (checked every ``refresh_s`` by
+a background loop), so the per-request check is a dict lookup and a revocation reaches
+every replica within ``refresh_s`` (the replica that stored it at once). A ``jti`` stays
+revoked until its token would have expired; a subject's revocation covers every token
+issued to it up to that moment (by ``iat``, whole seconds) and lasts ``max_ttl_s``. With
+Redis away the cache keeps the list in this replica's memory (``market.cache.redis_cache``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ class RevocationList:
         self._jtis: dict[str, float] = {}  # jti -> until
         self._subjects: dict[str, tuple[float, float]] = {}  # subject -> (before, until)
         self._version: bytes | None = None
-        self._next_refresh = 0.0
         self._refreshing: asyncio.Task[None] | None = None
 
     async def revoke(self, kind: Kind, value: str, *,
@@ -68,14 +68,20 @@ class RevocationList:
         return subject is not None and subject[1] > now and principal.issued_at <= subject[0]
 
     def poll(self) -> None:
-        """Start a background reload when one is due (never waits; call per request)."""
-        now = time.monotonic()
-        if now < self._next_refresh:
-            return
-        self._next_refresh = now + self.refresh_s
+        """Keep the local copy fresh: start the reload loop if it is not running (per request).
+
+        The loop reloads every ``refresh_s`` whether or not requests arrive, so a replica
+        that was idle does not judge its next request by an old copy.
+        """
         if self._refreshing is None or self._refreshing.done():
             with contextlib.suppress(RuntimeError):  # no running loop: the caller reloads
-                self._refreshing = asyncio.get_running_loop().create_task(self.refresh())
+                self._refreshing = asyncio.get_running_loop().create_task(self._reload_loop())
+
+    async def _reload_loop(self) -> None:
+        while True:
+            with contextlib.suppress(Exception):  # the cache falls back by itself; retry
+                await self.refresh()
+            await asyncio.sleep(self.refresh_s)
 
     async def refresh(self) -> None:
         """Reload the local copy when the shared version changed."""
