@@ -5,10 +5,14 @@ in a signed envelope (parse, canonical re-encoding, HMAC-SHA256, encoding) and a
 client frame is checked (HMAC, window, nonce); the baseline is what the server does per
 frame without signing: encode the frame once (``orjson.dumps``). Prints microseconds
 per frame (best of BENCH_REPEATS timings of BENCH_FRAMES frames) and the ratio.
+
+Also the guard's cost on every connection's frames, signing off: a frame sent through
+``GuardedSocket.send`` against the same frame sent to the same no-op ASGI ``send``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -20,6 +24,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import emit  # noqa: E402
 from serve.security.signing import FrameSigner, FrameVerifier  # noqa: E402
+from serve.security.websocket import GuardedSocket  # noqa: E402
 
 FRAMES = int(os.environ.get("BENCH_FRAMES", "20000"))
 REPEATS = int(os.environ.get("BENCH_REPEATS", "5"))
@@ -35,6 +40,30 @@ def _best_us(func, items: list) -> float:
             func(item)
         best = min(best, time.perf_counter() - started)
     return best / len(items) * 1e6
+
+
+async def _guard_overhead(texts: list[str]) -> tuple[float, float]:
+    """Best per-frame time of a no-op send, directly and through the guard (signing off)."""
+    async def send(message: dict) -> None:
+        return None
+
+    async def receive() -> dict:
+        await asyncio.sleep(3600)
+        return {}
+
+    guard = GuardedSocket(receive, send, max_frame_bytes=65536, rate=20, burst=40,
+                          still_valid=lambda: None)
+    messages = [{"type": "websocket.send", "text": t} for t in texts]
+    results = []
+    for target in (send, guard.send):
+        best = float("inf")
+        for _ in range(REPEATS):
+            started = time.perf_counter()
+            for message in messages:
+                await target(message)
+            best = min(best, time.perf_counter() - started)
+        results.append(best / len(messages) * 1e6)
+    return results[0], results[1]
 
 
 def main() -> None:
@@ -56,7 +85,10 @@ def main() -> None:
         verifier.check(dict(frame))
 
     check_us = _best_us(check, signed_client)
-    emit({"benchmark": "ws_signed_frames", "frames": FRAMES, "frame_bytes": len(texts[0]),
+    direct_us, guarded_us = asyncio.run(_guard_overhead(texts))
+    emit({"benchmark": "ws_signed_frames",
+          "unsigned_send_direct_us": direct_us, "unsigned_send_through_guard_us": guarded_us,
+          "frames": FRAMES, "frame_bytes": len(texts[0]),
           "baseline_encode_us": unsigned_us, "seal_us": seal_us,
           "check_client_frame_us": check_us,
           "seal_ratio_to_encode": seal_us / unsigned_us})
