@@ -135,7 +135,6 @@ class Settings(BaseSettings):
         "stream's fetches of changed symbols; a fetch with nothing new waits up to this "
         "long for the shards' next ingest, so frames follow the feed's batches")
     max_ws_clients: int = Field(2_000, ge=1)
-    rate_limit_per_minute: int = Field(600, ge=1)
     max_upload_mb: int = Field(50, ge=1)
 
     # Security (serve/security): addresses, tokens, rate limits, WebSocket limits.
