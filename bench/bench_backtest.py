@@ -44,6 +44,7 @@ FAST = list(range(5, 55, 5))
 SLOW = list(range(60, 160, 10))
 COMMISSION = 0.0005
 CASH = 10_000.0
+_ENTRIES = _EXITS = np.empty((0, 0), dtype=np.bool_)
 
 
 def _cpu_s() -> float:
@@ -110,6 +111,8 @@ def engine_vectorbt(lake: Path, count: int) -> dict[str, Any]:
         slow_ma = vbt.MA.run(close, slow, short_name="slow")
         entries = fast_ma.ma_crossed_above(slow_ma)
         exits = fast_ma.ma_crossed_below(slow_ma)
+        global _ENTRIES, _EXITS
+        _ENTRIES, _EXITS = entries.to_numpy(), exits.to_numpy()  # for the untimed check
         return vbt.Portfolio.from_signals(close, entries, exits, fees=COMMISSION,
                                           init_cash=CASH, freq="1min")
 
@@ -122,15 +125,48 @@ def engine_vectorbt(lake: Path, count: int) -> dict[str, Any]:
     rows = []
     wall = time.perf_counter()
     cpu = _cpu_s()
+    wall_s = cpu_s = 0.0
+    checks = {"runs_signals_differ": 0, "runs_signals_differ_only_at_ties": 0,
+              "runs_engine_on_vectorbt_signals_agree": 0}
     for name, close, times in zip(names, closes, stamps, strict=True):
+        wall, cpu = time.perf_counter(), _cpu_s()
         portfolio = sweep(pd.Series(close, pd.to_datetime(times, utc=True)))
         total = portfolio.total_return().to_numpy()
         trades = portfolio.trades.count().to_numpy()
+        wall_s += time.perf_counter() - wall
+        cpu_s += _cpu_s() - cpu
         rows += [(name, f, s, int(t), float(r))
                  for f, s, t, r in zip(fast, slow, trades, total, strict=True)]
-    return {"compile_s": compile_s, "wall_s": time.perf_counter() - wall,
-            "cpu_s": _cpu_s() - cpu, "rows": rows,
-            "steps": sum(len(c) for c in closes) * len(fast)}
+        _check_signals(close, portfolio, fast, slow, total, trades, checks)
+    return {"compile_s": compile_s, "wall_s": wall_s, "cpu_s": cpu_s, "rows": rows,
+            "steps": sum(len(c) for c in closes) * len(fast), "checks": checks}
+
+
+def _check_signals(close: np.ndarray, portfolio: Any, fast: list[int], slow: list[int],
+                   total: np.ndarray, trades: np.ndarray, checks: dict[str, int]) -> None:
+    """Untimed: where vectorbt's signals differ from ours, and our engine on its signals."""
+    from market.research.backtest import BacktestConfig, simulate
+    from market.research.strategies import Bars, IndicatorCache, get
+
+    bars = Bars(close, close, close, close, np.ones_like(close))
+    cache = IndicatorCache(bars)
+    config = BacktestConfig(commission=COMMISSION, cash=CASH, periods_per_year=98_280)
+    for j, (f, s) in enumerate(zip(fast, slow, strict=True)):
+        ours = get("sma_cross").signal(bars, {"fast": f, "slow": s}, cache)
+        theirs_entry = _ENTRIES[:, j]
+        theirs_exit = _EXITS[:, j]
+        differ = np.flatnonzero((theirs_entry != (ours == 1)) | (theirs_exit != (ours == -1)))
+        if len(differ):
+            checks["runs_signals_differ"] += 1
+            gap = np.abs(cache.sma(f) - cache.sma(s))
+            tie = gap <= 1e-9 * close
+            near = tie[differ] | tie[np.maximum(differ - 1, 0)]
+            checks["runs_signals_differ_only_at_ties"] += int(bool(near.all()))
+        signals = np.where(theirs_entry, 1, np.where(theirs_exit, -1, 0)).astype(np.int8)
+        stats, _ = simulate(bars, signals, config)
+        if stats[7] == trades[j] and abs(stats[0] - total[j]) <= 1e-9 * max(abs(total[j]),
+                                                                             1e-12):
+            checks["runs_engine_on_vectorbt_signals_agree"] += 1
 
 
 def _child(argv: list[str]) -> tuple[dict[str, Any], int]:
@@ -175,6 +211,7 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
         "runs_compared": both.height,
         "runs_same_trade_count": int(same_trades.sum()),
         "runs_total_return_within_1e-9": int(close_return.sum()),
+        **theirs["checks"],
     }
 
 
