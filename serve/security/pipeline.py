@@ -227,7 +227,8 @@ class RequestPipeline:
             limit = (security.settings.max_upload_mb * 1024 * 1024 + _MULTIPART_SLACK
                      if route.policy.upload else security.settings.max_body_kb * 1024)
             receive = await self._bounded_body(scope, receive, headers, limit)
-        except Refusal as refusal:
+        except Refusal as refused:
+            refusal = await self._charge_refusal(security, client, refused, extra)
             record.status, record.reason = refusal.status, refusal.reason
             body = error_body(refusal.code, refusal.message, rid)
             await send({"type": "http.response.start", "status": refusal.status,
@@ -249,6 +250,25 @@ class RequestPipeline:
             record.status, record.reason = 500, "internal_error"
         finally:
             self._end(hooks, record, clock)
+
+    @staticmethod
+    async def _charge_refusal(security: Security | None, client: str, refusal: Refusal,
+                              extra: list[tuple[bytes, bytes]]) -> Refusal:
+        """Charge a refused authentication to its address, so guessing tokens is limited.
+
+        Returns the refusal, or a 429 once the address is over its budget.
+        """
+        if security is None or refusal.status not in (401, 403) or refusal.reason == "ip_denied":
+            return refusal
+        decision = await security.limiter.charge(client, None, 1)
+        if decision is None:
+            return refusal
+        extra += rate_headers(decision)
+        if decision.allowed:
+            return refusal
+        return Refusal(429, "rate_limited", "rate limit exceeded; retry after the Retry-After "
+                       "header's seconds", headers=[(b"retry-after", retry_after_header(
+                           decision.retry_after_s).encode())])
 
     async def _bounded_body(self, scope: Scope, receive: Receive, headers: Headers,
                             limit: int) -> Receive:

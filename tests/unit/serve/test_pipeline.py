@@ -365,3 +365,13 @@ def test_costly_websocket_messages_are_charged_each():
             replies.append(orjson.loads(ws.receive_text()))
     assert replies[:2] == [{"n": 1}, {"n": 1}]  # connect 1 + two messages = the budget
     assert replies[2]["code"] == "rate_limited"
+
+
+def test_failed_authentication_is_charged_to_the_address():
+    client, _ = _client(rate_budget_per_ip=3)
+    bad = {"Authorization": "Bearer not-a-token"}
+    with client:
+        answers = [client.get("/market/AAPL", headers=bad) for _ in range(4)]
+    assert [a.status_code for a in answers] == [401, 401, 401, 429]
+    assert answers[0].headers["ratelimit-remaining"] == "2"
+    assert answers[3].headers["retry-after"].isdigit()
