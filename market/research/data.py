@@ -78,17 +78,27 @@ def list_symbols(path: Path | str) -> list[str]:
     return sorted(frame["symbol"].to_list())
 
 
-def _read_one(file: Path, symbol: str | None) -> pl.LazyFrame:
+def _read_one(file: Path, symbol: str | None, start_ns: int | None = None,
+              end_ns: int | None = None) -> pl.LazyFrame:
     lazy = (pl.scan_csv(file, try_parse_dates=True) if file.suffix == ".csv"
             else pl.scan_parquet(file, hive_partitioning=False))
     names = lazy.collect_schema().names()
     if "ts_ns" in names:
+        time_column = pl.col("ts_ns")
+        as_time: pl.DataType = pl.Int64()
         lazy = lazy.with_columns(pl.col("ts_ns").cast(pl.Int64).alias("timestamp_ns"))
     elif "timestamp" in names:
+        time_column = pl.col("timestamp")
+        as_time = pl.Datetime("ns", "UTC")
         lazy = lazy.with_columns(pl.col("timestamp").cast(pl.Datetime("ns", "UTC"))
                                  .dt.epoch("ns").alias("timestamp_ns"))
     else:
         raise InvalidInput(f"{file}: bars need a timestamp or ts_ns column")
+    # on the stored column, so Parquet statistics skip row groups outside the range
+    if start_ns is not None:
+        lazy = lazy.filter(time_column >= pl.lit(start_ns, pl.Int64).cast(as_time))
+    if end_ns is not None:
+        lazy = lazy.filter(time_column < pl.lit(end_ns, pl.Int64).cast(as_time))
     missing = [c for c in PRICE_COLUMNS if c not in names]
     if missing:
         raise InvalidInput(f"{file}: missing columns {missing}")
@@ -100,13 +110,18 @@ def _read_one(file: Path, symbol: str | None) -> pl.LazyFrame:
                        *(pl.col(c).cast(pl.Float64) for c in PRICE_COLUMNS))
 
 
-def _scan(files: Sequence[Path], root: Path) -> pl.LazyFrame:
-    frames = [_read_one(f, _symbol_of(f, root)) for f in files]
+def _scan(files: Sequence[Path], root: Path, start_ns: int | None = None,
+          end_ns: int | None = None) -> pl.LazyFrame:
+    frames = [_read_one(f, _symbol_of(f, root), start_ns, end_ns) for f in files]
     return pl.concat(frames, how="vertical")
 
 
-def load_bars(path: Path | str, symbols: Sequence[str]) -> list[SymbolBars]:
-    """Return the given symbols' bars, one entry per symbol found, in ``symbols`` order."""
+def load_bars(path: Path | str, symbols: Sequence[str], *, start_ns: int | None = None,
+              end_ns: int | None = None) -> list[SymbolBars]:
+    """Return the given symbols' bars in ``[start_ns, end_ns)``, in ``symbols`` order.
+
+    Symbols without bars there are left out.
+    """
     root = Path(path)
     files = _files(root)
     wanted = set(symbols)
@@ -115,7 +130,8 @@ def load_bars(path: Path | str, symbols: Sequence[str]) -> list[SymbolBars]:
         files = [f for f in files if by_path[f] in wanted]
         if not files:
             return []
-    lazy = _scan(files, root).with_row_index("_row").filter(pl.col("symbol").is_in(wanted))
+    lazy = (_scan(files, root, start_ns, end_ns).with_row_index("_row")
+            .filter(pl.col("symbol").is_in(wanted)))
     frame = (lazy.sort("symbol", "timestamp_ns", "_row")
              .unique(["symbol", "timestamp_ns"], keep="last", maintain_order=True)
              .drop("_row").collect())

@@ -56,6 +56,9 @@ def test_history_store_layout_reads_per_symbol_with_later_file_winning(tmp_path:
     (aaa,) = load_bars(tmp_path, ["AAA"])
     assert aaa.bars.close.tolist() == [10.0, 99.0, 12.0]
     assert np.all(np.diff(aaa.timestamp_ns) == 60_000_000_000)
+    (later,) = load_bars(tmp_path, ["AAA"], start_ns=day + 60_000_000_000,
+                         end_ns=day + 120_000_000_000)
+    assert later.bars.close.tolist() == [99.0]
 
 
 def test_plain_parquet_and_csv_with_symbol_column(tmp_path: Path) -> None:
