@@ -19,6 +19,7 @@ from market.settings import normalize_symbol
 from market.shard import ChainFilter
 from serve.auth import accept_authenticated
 from serve.deps import Services, ServicesDep, services_of
+from serve.observability.health import deep_checks
 from serve.security.policy import errors, secured
 from serve.stream import CHANNELS, Subscriber
 
@@ -110,7 +111,10 @@ async def health(services: ServicesDep) -> JSONResponse:
     hub = getattr(services, "hub", None)
     if hub is not None:
         checks["stream"] = {"status": "ok", **hub.stats()}
-    if checks["shards"]["alive"] == 0 or feed_state == "down":
+    checks.update(deep_checks(shard_stats, feed, checks.get("generator"),
+                              checks.get("knowledge")))
+    if checks["shards"]["alive"] == 0 or feed_state == "down" or any(
+            c.get("status") == "unhealthy" for c in checks.values()):
         overall = "unhealthy"
     elif all(c.get("status") == "ok" for c in checks.values()):
         overall = "healthy"
