@@ -7,6 +7,7 @@ Routing, backpressure and the re-seeding of restarted shards live in
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -47,10 +48,17 @@ class FeedActor:
         router = FeedRouter(feed.symbols, [ActorShardLink(s) for s in shards],
                             call_errors=(ray.exceptions.RayError,))
         self.runner = FeedRunner(feed, router, recorder_from_settings(self.settings))
+        # Re-created by Ray (its node died, or it crashed): nobody calls start() again, so
+        # it starts itself and warms the shards up as at first start.
+        self._restart: asyncio.Task[dict[str, Any]] | None = None
+        if ray.get_runtime_context().was_current_actor_reconstructed:
+            self._restart = asyncio.get_running_loop().create_task(self.runner.start())
         self._waiting_avg = 0.0
         telemetry.on_flush(telemetry.FeedCollector(self._status, telemetry.recorder()))
 
     async def start(self) -> dict[str, Any]:
+        if self._restart is not None:
+            await self._restart  # one warm-up, not two
         return await self.runner.start()
 
     async def flush(self) -> None:

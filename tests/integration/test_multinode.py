@@ -1,0 +1,307 @@
+"""marketray on a three-node Ray cluster: a head with no CPUs and two worker nodes.
+
+One ``ray.cluster_utils.Cluster`` for the module, its GCS backed by the test Redis (a key
+namespace of its own, deleted at the end), so the GCS can be killed and restarted. The
+market actors and two ingress replicas spread over the workers; Serve's proxy runs on the
+head, so clients keep one address while a worker dies. The tests run in file order: the
+GCS restart first, the node loss last (it leaves one worker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import ray
+import redis
+import talib
+import websockets
+from ray import serve
+from ray.cluster_utils import Cluster
+
+from actors.market import start_market
+from market.settings import Settings
+from serve.app import Ingress
+from serve.auth import TokenSigner
+from serve.cli import pick_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SECRET = "multinode-test-secret-0123456789abcdef"
+SYMBOLS = ("AAPL", "MSFT", "NVDA", "TSLA", "SPY", "QQQ")
+REDIS = "127.0.0.1:6379"
+RECOVERY_LIMIT_S = 30.0
+INGRESS_CLASS = "ServeReplica:marketray:Ingress"
+
+
+@dataclass
+class Deployment:
+    cluster: Cluster
+    settings: Settings
+    base_url: str
+    ws_url: str
+    token: str
+    workers: list[Any]
+    market: Any
+    started_s: float  # wall time the feed started: the run's bars are the ones after it
+
+    def get(self, path: str, timeout: float = 5.0) -> httpx.Response:
+        return httpx.get(f"{self.base_url}{path}", timeout=timeout,
+                         headers={"Authorization": f"Bearer {self.token}"})
+
+
+def _delete_namespace(namespace: str) -> None:
+    client = redis.Redis.from_url(f"redis://{REDIS}/0")
+    keys = list(client.scan_iter(match=f"*{namespace}*", count=1_000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    namespace = f"marketray-it-{uuid.uuid4().hex[:12]}"
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 0, "include_dashboard": False,
+        "external_addresses": [REDIS, REDIS], "num_redis_shards": 1,
+        "_system_config": {"external_storage_namespace": namespace}})
+    workers = [cluster.add_node(num_cpus=2) for _ in range(2)]
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, namespace="marketray", log_to_driver=False)
+    data_dir = tmp_path_factory.mktemp("multinode")
+    settings = Settings(symbols=SYMBOLS, num_shards=2, market_actor_cpus=0.5, data_dir=data_dir,
+                        secret_key=SECRET, serve_ingress="proxy", sim_rate=1_000.0)
+    port = pick_port()
+    try:
+        started_s = time.time()
+        market = start_market(settings)
+        serve.start(http_options={"host": "127.0.0.1", "port": port, "location": "HeadOnly"})
+        app = Ingress.options(num_replicas=2, max_replicas_per_node=1,
+                              ray_actor_options={"num_cpus": 0.5}).bind(
+            settings.model_dump(mode="json"))
+        serve.run(app, name="marketray", route_prefix="/")
+        yield Deployment(cluster, settings, f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}",
+                         TokenSigner(SECRET).issue("viewer", "multinode"), workers, market,
+                         started_s)
+    finally:
+        with contextlib.suppress(Exception):
+            serve.shutdown()
+        ray.shutdown()
+        cluster.shutdown()
+        _delete_namespace(namespace)
+
+
+def _nodes_of(class_name: str) -> Counter[str]:
+    """Node ids of the live actors of ``class_name``, read from the GCS (the state API
+    needs the dashboard, which this cluster does not start)."""
+    actors = ray._private.state.actors().values()
+    return Counter(a["Address"]["NodeID"] for a in actors
+                   if a["ActorClassName"] == class_name and a["State"] == "ALIVE")
+
+
+def _shard_nodes() -> Counter[str]:
+    return _nodes_of("ShardActor")
+
+
+# ---------------------------------------------------------------------------- clients
+
+
+@dataclass
+class RestProbe:
+    """Polls /market/{symbol} for every symbol in a thread; records when each call failed."""
+
+    deployment: Deployment
+    period_s: float = 0.2
+    ok: int = 0
+    answered: list[tuple[float, str]] = field(default_factory=list)
+    errors: list[float] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for symbol in SYMBOLS:
+                try:
+                    response = self.deployment.get(f"/market/{symbol}", timeout=3.0)
+                    good = response.status_code == 200 and response.json()["price"] > 0
+                except httpx.HTTPError:
+                    good = False
+                if good:
+                    self.ok += 1
+                    self.answered.append((time.monotonic(), symbol))
+                else:
+                    self.errors.append(time.monotonic())
+            time.sleep(self.period_s)
+
+
+@dataclass
+class WsProbe:
+    """A WebSocket client that resubscribes on every new connection; records frame times."""
+
+    deployment: Deployment
+    frames: list[float] = field(default_factory=list)
+    connects: list[float] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    async def _session(self) -> None:
+        url = f"{self.deployment.ws_url}/ws/market?token={self.deployment.token}"
+        async with websockets.connect(url, open_timeout=5, close_timeout=1) as ws:
+            self.connects.append(time.monotonic())
+            await ws.send(json.dumps({"action": "subscribe", "symbols": list(SYMBOLS),
+                                      "channels": ["market"]}))
+            while not self.stop.is_set():
+                frame = json.loads(await asyncio.wait_for(ws.recv(), 3.0))
+                if frame.get("type") == "market":
+                    self.frames.append(time.monotonic())
+
+    async def _loop(self) -> None:
+        while not self.stop.is_set():
+            try:
+                await self._session()
+            except (OSError, TimeoutError, websockets.WebSocketException):
+                await asyncio.sleep(0.3)  # the replica went away: reconnect, resubscribe
+
+    def run(self) -> None:
+        asyncio.run(self._loop())
+
+
+@contextlib.contextmanager
+def clients(deployment: Deployment):
+    rest, ws = RestProbe(deployment), WsProbe(deployment)
+    threads = [threading.Thread(target=rest.run, daemon=True),
+               threading.Thread(target=ws.run, daemon=True)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield rest, ws
+    finally:
+        rest.stop.set()
+        ws.stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
+
+
+def _wait(predicate, timeout_s: float, what: str, describe=lambda: "") -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        with contextlib.suppress(Exception):
+            if predicate():
+                return time.monotonic() - start
+        time.sleep(0.25)
+    raise AssertionError(f"{what} not within {timeout_s} s {describe()}")
+
+
+# ---------------------------------------------------------------------------- tests
+
+
+def test_shards_and_ingress_replicas_on_both_workers(deployment):
+    workers = {w.node_id for w in deployment.workers}
+    _wait(lambda: set(_nodes_of(INGRESS_CLASS)) == workers, 30, "ingress on both workers")
+    assert set(_shard_nodes()) == workers
+    assert deployment.cluster.head_node.node_id not in _nodes_of("FeedActor")
+    assert deployment.get("/market/AAPL").status_code == 200
+
+
+def test_gcs_restart_keeps_market_and_stream_serving(deployment):
+    head = deployment.cluster.head_node
+    with clients(deployment) as (rest, ws):
+        _wait(lambda: len(ws.frames) > 5 and rest.ok > 10, 30, "clients running")
+        head.kill_gcs_server()
+        down_at = time.monotonic()
+        frames_before = len(ws.frames)
+        time.sleep(8.0)
+        answered = {symbol for t, symbol in rest.answered if t >= down_at}
+        frames_while_down = len(ws.frames) - frames_before
+        errors_while_down = sum(t >= down_at for t in rest.errors)
+        head.start_gcs_server()
+        # The cluster is whole again: the GCS answers and schedules new work.
+        _wait(lambda: sum(n["Alive"] for n in ray.nodes()) == 3, 60, "nodes back")
+        assert ray.get(ray.remote(lambda: 1).options(num_cpus=0.1).remote(), timeout=60) == 1
+    assert answered == set(SYMBOLS)  # /market answered for every symbol without the GCS
+    assert errors_while_down == 0
+    assert frames_while_down >= 10  # the stream flowed without the GCS
+
+
+def test_node_loss_recovers_shards_rest_and_stream(deployment):
+    shards = _shard_nodes()
+    feed_node = next(iter(_nodes_of("FeedActor")))
+    # The worker holding shards, and the feed where it is there too (the harder case).
+    victim = max(deployment.workers, key=lambda w: (shards[w.node_id], w.node_id == feed_node))
+    survivor = next(w for w in deployment.workers if w is not victim)
+    assert shards[victim.node_id] >= 1
+    with clients(deployment) as (rest, ws):
+        _wait(lambda: len(ws.frames) > 5 and rest.ok > 10, 30, "clients running")
+        errors_before = len(rest.errors)
+        deployment.cluster.remove_node(victim, allow_graceful=False)
+        removed_at = time.monotonic()
+
+        seen: dict[str, Any] = {}
+
+        def recovered() -> bool:
+            seen["shards"] = on_survivor = _shard_nodes()
+            if on_survivor != Counter({survivor.node_id: 2}):
+                return False
+            seen["rest"] = [deployment.get(f"/market/{s}", 3.0).status_code for s in SYMBOLS]
+            return all(code == 200 for code in seen["rest"])
+
+        recovery_s = _wait(recovered, RECOVERY_LIMIT_S, "all shards serving on the survivor",
+                           lambda: f"{seen}, survivor {survivor.node_id[:8]}, feed "
+                           f"{ray.get(deployment.market.feed.status.remote(), timeout=5)}")
+        recovered_at = time.monotonic()
+        ok_at_recovery = rest.ok
+        frames_at_recovery = len(ws.frames)
+        time.sleep(4.0)
+        # Every shard restarted on the survivor, re-seeded and restored from history.
+        status = ray.get(deployment.market.feed.status.remote(), timeout=10)
+        assert status["running"], status
+    failover = [t for t in rest.errors[errors_before:] if not removed_at <= t <= recovered_at]
+    assert errors_before == 0
+    assert failover == []  # REST errors only inside the failover window
+    assert rest.ok > ok_at_recovery + 2 * len(SYMBOLS)
+    assert len(ws.frames) > frames_at_recovery + 5  # the stream flows again after recovery
+    # The client reconnected after the loss (its replica died, or the stream paused while
+    # the feed waited for the lost node's calls to fail) and gets frames on that connection.
+    reconnected = [t for t in ws.connects if t > removed_at]
+    assert reconnected
+    assert any(t > reconnected[-1] for t in ws.frames)
+    print(f"recovery {recovery_s:.1f} s, REST errors in the window {len(rest.errors)}, "
+          f"WebSocket connects {len(ws.connects)}, feed {status}")
+    _check_bars_complete_and_talib_exact(deployment)
+
+
+def _check_bars_complete_and_talib_exact(deployment: Deployment) -> None:
+    """Every minute since the feed started has its bar (the warm-up before it has the
+    simulated sessions' own gaps), up to the last closed minute, and the indicators over
+    the whole series equal TA-Lib's."""
+    if time.time() % 60 < 2:
+        time.sleep(2)  # let the shards close the minute that just ended
+    first = int(deployment.started_s // 60 * 60)
+    last_closed = int(time.time() // 60 * 60) - 60
+    minutes = list(range(first, last_closed + 1, 60))
+    for symbol in SYMBOLS:
+        body = deployment.get(f"/market/{symbol}/bars?limit=5000").json()
+        bars = body["bars"]
+        seconds = np.array([np.datetime64(b["timestamp"].replace("Z", ""), "s").astype(int)
+                            for b in bars])
+        run = seconds[seconds >= first]
+        assert list(run) == minutes, f"{symbol}: missing {sorted(set(minutes) - set(run))}"
+        close = np.array([b["close"] for b in bars])
+        high = np.array([b["high"] for b in bars])
+        low = np.array([b["low"] for b in bars])
+        expected = {"sma_20": talib.SMA(close, 20), "ema_20": talib.EMA(close, 20),
+                    "rsi_14": talib.RSI(close, 14), "atr_14": talib.ATR(high, low, close, 14)}
+        for name, reference in expected.items():
+            got = np.array([b.get(name) for b in bars], dtype=float)
+            defined = ~np.isnan(reference)
+            assert defined[-len(run):].all()
+            np.testing.assert_allclose(got[defined], reference[defined], rtol=1e-9,
+                                       err_msg=f"{symbol} {name}")
