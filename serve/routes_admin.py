@@ -17,9 +17,10 @@ router = APIRouter(prefix="/admin", tags=["admin"])
 class RevocationRequest(BaseModel):
     """Revoke one token (``jti``) or every token of a subject issued so far."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # no false for a time, no 1 for a name
     jti: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_-]+$")
-    subject: str | None = Field(None, min_length=1, max_length=128)
+    subject: str | None = Field(None, min_length=1, max_length=128,
+                                pattern=r"^[^\x00-\x1f\x7f]+$")
     expires_at: float | None = Field(
         None, ge=0, le=1e11, description="the token's exp, Unix seconds (jti only): the "
         "revocation lasts until then; default the longest token lifetime")

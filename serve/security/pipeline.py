@@ -21,6 +21,7 @@ route template and the refusal's reason.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import re
 import time
@@ -56,7 +57,12 @@ ROUTE_SCOPE_KEY = "marketray.route"
 _REQUEST_ID = re.compile(r"^[!-~]{1,200}$")  # printable ASCII, no spaces
 _JSON = [(b"content-type", b"application/json")]
 _RESOURCE_PARAMS = ("symbol", "document_id")
-_MULTIPART_SLACK = 64 * 1024  # a multipart body's boundaries and part headers
+_MULTIPART_SLACK = 64 * 1024
+_ROUTE_CACHE_SIZE = 10_000
+# New request ids: a random per-process prefix and a counter (unique, and no system call
+# for randomness per request; ids need not be secret)
+_ID_PREFIX = uuid.uuid4().hex[:16]
+_ID_COUNTER = itertools.count(1)  # a multipart body's boundaries and part headers
 
 
 @dataclass
@@ -123,6 +129,9 @@ class RequestPipeline:
         # takes that id and does not set the header a second time.
         self.server_request_ids = server_request_ids
         self._routes: list[tuple[Any, RoutePolicy]] | None = None
+        # (type, method, path) -> matched route: paths repeat (a symbol's quote), and
+        # matching walks every route's pattern
+        self._matched: dict[tuple[str, str | None, str], _Route] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -140,6 +149,18 @@ class RequestPipeline:
             self._routes = [(r, policy_of(r.endpoint)
                              if isinstance(r, APIRoute | APIWebSocketRoute) else PUBLIC)
                             for r in flat_routes(self.app.router.routes)]
+        key = (scope["type"], scope.get("method"), scope["path"])
+        known = self._matched.get(key)
+        if known is not None:
+            return known
+        found = self._match(scope)
+        if len(self._matched) >= _ROUTE_CACHE_SIZE:
+            self._matched.clear()
+        self._matched[key] = found
+        return found
+
+    def _match(self, scope: Scope) -> _Route:
+        assert self._routes is not None
         partial: _Route | None = None
         for route, policy in self._routes:
             match, child = route.matches(scope)
@@ -163,7 +184,7 @@ class RequestPipeline:
             client = security.addresses.client_address(peer, headers.get("x-forwarded-for"))
         else:
             client = security.addresses.client_address(peer, None) if security else peer
-        scope[REQUEST_ID_SCOPE_KEY] = rid or uuid.uuid4().hex
+        scope[REQUEST_ID_SCOPE_KEY] = rid or f"{_ID_PREFIX}{next(_ID_COUNTER):08x}"
         return scope[REQUEST_ID_SCOPE_KEY], client, headers
 
     def _authenticate(self, security: Security, token: str | None, client: str,

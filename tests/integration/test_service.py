@@ -108,7 +108,18 @@ def test_bad_requests_get_contract_errors(svc, path, status, code):
 def test_missing_token_is_401(svc):
     response = httpx.get(f"{svc.base_url}/market/AAPL", timeout=20)
     assert response.status_code == 401
-    assert "error" in response.json()
+    assert response.json()["error"]["code"] == "token_missing"
+
+
+@pytest.mark.parametrize("path", ["/market/AAPL", "/market/NOPE", "/health"])
+def test_every_response_carries_one_request_id_and_rate_limit_headers(svc, path):
+    response = get(svc, path)
+    ids = response.headers.get_list("x-request-id")
+    assert len(ids) == 1, ids
+    assert "," not in ids[0]
+    assert response.headers["ratelimit-limit"].isdigit()
+    if response.status_code >= 400:
+        assert response.json()["error"]["request_id"] == ids[0]
 
 
 async def _stream(svc, token, messages, count):
