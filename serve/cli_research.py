@@ -10,6 +10,7 @@ JOBS = {
     "features": ("pipelines.features", "indicator bundle and patterns over the lake"),
     "backtest": ("pipelines.backtest", "strategy backtests and parameter sweeps"),
     "walkforward": ("pipelines.walkforward", "rolling in-sample choice, out-of-sample test"),
+    "iv_surface": ("pipelines.iv_surface", "implied vols, ATM term structure, 25-delta skew"),
 }
 
 
