@@ -53,25 +53,26 @@ def take(tats: Sequence[float | None], now: float, cost: int,
     """
     if len(tats) != len(quotas) or not quotas:
         raise ValueError("one TAT per quota, at least one quota")
-    outcomes: list[tuple[bool, int, float, float, Quota]] = []
     new_tats: list[float] = []
+    allowed = True
+    binding: tuple[int, float, float, Quota] | None = None  # remaining, ahead, retry, quota
     for tat, quota in zip(tats, quotas, strict=True):
         interval = quota.window_s / quota.limit
         start = now if tat is None or tat < now else tat
         candidate = start + cost * interval
-        allowed = candidate - now <= quota.window_s + 1e-9
-        ahead = (candidate if allowed else start) - now
+        ok = candidate - now <= quota.window_s + 1e-9
+        ahead = (candidate if ok else start) - now
         remaining = max(0, math.floor((quota.window_s - ahead) / interval + 1e-9))
-        retry = 0.0 if allowed else candidate - now - quota.window_s
-        outcomes.append((allowed, remaining, ahead, retry, quota))
+        retry = 0.0 if ok else candidate - now - quota.window_s
         new_tats.append(candidate)
-    allowed = all(o[0] for o in outcomes)
-    if allowed:
-        binding = min(outcomes, key=lambda o: o[1])
-    else:
-        binding = max((o for o in outcomes if not o[0]), key=lambda o: o[3])
-    decision = RateDecision(allowed, binding[4].limit, binding[1], binding[2],
-                            0.0 if allowed else binding[3], binding[4].window_s)
+        if not ok and allowed:  # the first refusal binds from now on
+            allowed, binding = False, (remaining, ahead, retry, quota)
+        elif binding is None or (allowed and remaining < binding[0]) or (
+                not ok and retry > binding[2]):
+            binding = (remaining, ahead, retry, quota)
+    assert binding is not None
+    remaining, ahead, retry, quota = binding
+    decision = RateDecision(allowed, quota.limit, remaining, ahead, retry, quota.window_s)
     return decision, (new_tats if allowed else None)
 
 

@@ -58,10 +58,19 @@ class AddressPolicy:
         self.deny = parse_networks(deny)
         self.trusted = parse_networks(trusted_proxies)
         self._decisions: dict[str, bool] = {}
+        self._trusted_peers: dict[str, bool] = {}
 
     def is_trusted_proxy(self, peer: str) -> bool:
         """Whether ``peer`` is one of the trusted proxies."""
-        return bool(self.trusted) and in_any(parse_address(peer), self.trusted)
+        if not self.trusted:
+            return False
+        known = self._trusted_peers.get(peer)
+        if known is None:
+            known = in_any(parse_address(peer), self.trusted)
+            if len(self._trusted_peers) > 65_536:
+                self._trusted_peers.clear()
+            self._trusted_peers[peer] = known
+        return known
 
     def client_address(self, peer: str, forwarded_for: str | None) -> str:
         """The client's address: ``peer``, or from ``X-Forwarded-For`` behind a trusted proxy."""

@@ -35,7 +35,7 @@ from urllib.parse import parse_qsl
 import orjson
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, APIWebSocketRoute
-from starlette.datastructures import Headers, QueryParams
+from starlette.datastructures import QueryParams
 from starlette.routing import Match
 from starlette.types import Message, Receive, Scope, Send
 
@@ -170,8 +170,8 @@ class RequestPipeline:
                 partial = _Route(route.path, PUBLIC, {})  # wrong method: 405, no work done
         return partial or _Route("unmatched", PUBLIC, {})
 
-    def _begin(self, scope: Scope, security: Security | None) -> tuple[str, str, Headers]:
-        headers = Headers(scope=scope)
+    def _begin(self, scope: Scope, security: Security | None) -> tuple[str, str, _Headers]:
+        headers = _Headers(scope["headers"])
         peer = scope["client"][0] if scope.get("client") else "unknown"
         rid = None
         if self.server_request_ids:
@@ -218,7 +218,7 @@ class RequestPipeline:
         hooks.on_request_start("http", route.template)
         record = RequestRecord(
             request_id=rid, kind="http", method=scope["method"], route=route.template,
-            client=client, user_agent=headers.get("user-agent", "")[:200], status=500,
+            client=client, user_agent=(headers.get("user-agent") or "")[:200], status=500,
             latency_s=0.0, started_at=started,
             resource=next((str(route.params[p]) for p in _RESOURCE_PARAMS
                            if p in route.params), None))
@@ -291,7 +291,7 @@ class RequestPipeline:
                        "header's seconds", headers=[(b"retry-after", retry_after_header(
                            decision.retry_after_s).encode())])
 
-    async def _bounded_body(self, scope: Scope, receive: Receive, headers: Headers,
+    async def _bounded_body(self, scope: Scope, receive: Receive, headers: _Headers,
                             limit: int) -> Receive:
         """Refuse a body over ``limit`` (413) before the handler reads any of it."""
         length = headers.get("content-length")
@@ -341,7 +341,7 @@ class RequestPipeline:
         hooks.on_request_start("websocket", route.template)
         record = RequestRecord(
             request_id=rid, kind="websocket", method="WS", route=route.template,
-            client=client, user_agent=headers.get("user-agent", "")[:200], status=1000,
+            client=client, user_agent=(headers.get("user-agent") or "")[:200], status=1000,
             latency_s=0.0, started_at=started)
         first = await receive()
         if first["type"] != "websocket.connect":
@@ -493,7 +493,27 @@ def _single_query_values(query: bytes) -> None:
                       + ", ".join(repeated)[:100])
 
 
-def _bearer(headers: Headers) -> str | None:
+class _Headers:
+    """The few request headers the pipeline reads, found in one pass (first value wins)."""
+
+    __slots__ = ("_found",)
+    _WANTED = frozenset((b"authorization", b"x-request-id", b"x-forwarded-for",
+                         b"user-agent", b"content-length"))
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        found: dict[bytes, bytes] = {}
+        wanted = self._WANTED
+        for name, value in raw:
+            if name in wanted and name not in found:
+                found[name] = value
+        self._found = found
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        value = self._found.get(name.encode())
+        return value.decode("latin-1") if value is not None else default
+
+
+def _bearer(headers: _Headers) -> str | None:
     header = headers.get("authorization")
     if header:
         scheme, _, value = header.partition(" ")
