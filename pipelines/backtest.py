@@ -40,6 +40,7 @@ from pipelines import _jobs
 
 ALL_TRADES_MAX_RUNS = 2_000
 TASKS_PER_WORKER = 4
+MAX_SYMBOLS_PER_TASK = 16
 _WARM: dict[str, float] = {}
 
 
@@ -118,7 +119,10 @@ def _chunks(symbols: Sequence[str], n_params: int, workers: int,
             symbols_per_task: int | None) -> list[tuple[list[str], list[int]]]:
     target = max(1, workers * TASKS_PER_WORKER)
     if symbols_per_task is None:
-        symbols_per_task = max(1, math.ceil(len(symbols) / target))
+        # capped: a task holds all its symbols' bars at once, so its memory grows with
+        # the chunk, not with the universe (bench_backtest ray reports it per worker)
+        symbols_per_task = min(MAX_SYMBOLS_PER_TASK,
+                               max(1, math.ceil(len(symbols) / target)))
     symbol_chunks = [list(symbols[i:i + symbols_per_task])
                      for i in range(0, len(symbols), symbols_per_task)]
     # Too few symbols to keep the workers busy: cut the grid as well.
