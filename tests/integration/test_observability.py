@@ -323,3 +323,21 @@ def test_health_reports_resources_and_queues_with_thresholds(service: RunningSer
     assert resources["object_store"]["value"] is not None
     assert 0 <= queues["feed_backlog"]["value"] <= 1
     assert body["status"] != "unhealthy", body
+
+
+def test_application_events_logged_as_json_with_fields(service: RunningService,
+                                                       traffic: dict[str, Any]) -> None:
+    request_logs = [p for p in Path("/tmp/ray").glob("session_*/logs/marketray-requests-*.jsonl")
+                    if next(iter(traffic["ids"])) in p.read_text()]
+    assert len(request_logs) == 1
+    logs = request_logs[0].parent  # this service's Ray session
+    events = []
+    for path in logs.glob("worker-*.err"):
+        for line in path.read_text(errors="replace").splitlines():
+            if '"event": ' in line:
+                events.append(json.loads(line))  # Ray's JSON logging: one object per line
+
+    started = [e for e in events if e["event"] == "feed.started"]
+    assert started, [e["event"] for e in events]
+    assert (started[0]["feed"], started[0]["symbols"]) == ("sim", 2)
+    assert started[0]["actor_name"] == "marketray-feed"  # Ray's own fields beside ours
