@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import importlib
 import logging
@@ -43,6 +44,7 @@ def _settings(overrides: dict[str, Any]) -> Settings:
 REPLICA_PORTS = (20_000, 23_000)
 GRPC_OFFSET = 3_000
 SINGLE_PORTS = (26_000, 32_000)
+TARGETS_REFRESH_S = 30.0  # how often serve rewrites the metrics discovery file
 DRAIN_S = 2.0  # seconds a stopping ingress replica stays reachable (see _ingress_environment)
 
 
@@ -164,8 +166,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
               f"{token}\ntry: curl -H 'Authorization: Bearer {token}' {url}/market/"
               f"{settings.symbols[0]}", flush=True)
     _stop_on_signals(stop)  # ray.init put Ray's crash reporter on SIGTERM: take it back
+    refresh_at = time.monotonic() + TARGETS_REFRESH_S
     while not stop.is_set():
         time.sleep(0.5)
+        if time.monotonic() > refresh_at:  # nodes that joined since start get scraped too
+            refresh_at = time.monotonic() + TARGETS_REFRESH_S
+            with contextlib.suppress(Exception):
+                observability_commands.refresh_targets(settings.data_dir)
     print("marketray: shutting down", flush=True)
     serve.shutdown()
     ray.get(market.feed.stop.remote(), timeout=10)

@@ -41,6 +41,13 @@ def announce_metrics(data_dir: Path) -> list[str]:
     return targets
 
 
+def refresh_targets(data_dir: Path) -> list[str]:
+    """Rewrite ``<data_dir>/metrics_targets.json`` with the nodes alive now."""
+    targets = metrics_targets()
+    write_targets_file(data_dir.resolve() / "metrics_targets.json", targets)
+    return targets
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     """Verify every audit chain; exit 1 naming the first bad entry of each bad chain."""
     from serve.cli import _settings  # noqa: PLC0415 - the CLI's one way to read settings
