@@ -111,7 +111,10 @@ def _init_ray(address: str | None) -> None:
         ray.init(address=address, namespace="marketray", log_to_driver=False,
                  logging_config=ray_logging_config())
     else:
-        ray.init(namespace="marketray", include_dashboard=False, log_to_driver=False,
+        # "local": a cluster of this process's own; without it ray.init joins whatever
+        # cluster `ray start` left on this machine (another service's, or a test's)
+        ray.init(address="local", namespace="marketray", include_dashboard=False,
+                 log_to_driver=False,
                  logging_config=ray_logging_config(),
                  _metrics_export_port=_settings({}).metrics_export_port or None)
 
