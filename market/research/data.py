@@ -116,6 +116,18 @@ def _scan(files: Sequence[Path], root: Path, start_ns: int | None = None,
     return pl.concat(frames, how="vertical")
 
 
+def _research_layout(files: Sequence[Path], root: Path) -> bool:
+    """Whether every file is a ``symbol=<S>/year=<Y>/bars.parquet`` of ``market.research.lake``."""
+    if not root.is_dir():
+        return False
+    for file in files:
+        parts = file.relative_to(root).parts
+        if not (len(parts) == 3 and parts[0].startswith("symbol=")
+                and parts[1].startswith("year=") and parts[2] == "bars.parquet"):
+            return False
+    return True
+
+
 def load_bars(path: Path | str, symbols: Sequence[str], *, start_ns: int | None = None,
               end_ns: int | None = None) -> list[SymbolBars]:
     """Return the given symbols' bars in ``[start_ns, end_ns)``, in ``symbols`` order.
@@ -123,18 +135,37 @@ def load_bars(path: Path | str, symbols: Sequence[str], *, start_ns: int | None 
     Symbols without bars there are left out.
     """
     root = Path(path)
-    files = _files(root)
     wanted = set(symbols)
+    if root.is_dir() and any((root / f"symbol={s}").is_dir() for s in wanted):
+        # symbol-first layout: list only the wanted symbols' folders, not the whole lake
+        files = sorted(f for s in wanted if (root / f"symbol={s}").is_dir()
+                       for f in (root / f"symbol={s}").rglob("*.parquet")
+                       if not f.name.startswith((".", "_")))
+    else:
+        files = _files(root)
     by_path = {f: _symbol_of(f, root) for f in files}
     if None not in by_path.values():
         files = [f for f in files if by_path[f] in wanted]
         if not files:
             return []
-    lazy = (_scan(files, root, start_ns, end_ns).with_row_index("_row")
-            .filter(pl.col("symbol").is_in(wanted)))
-    frame = (lazy.sort("symbol", "timestamp_ns", "_row")
-             .unique(["symbol", "timestamp_ns"], keep="last", maintain_order=True)
-             .drop("_row").collect())
+    if _research_layout(files, root):
+        # one file per symbol and year, each sorted and unique: one scan, in path order
+        bounds = [pl.lit(ns, pl.Int64).cast(pl.Datetime("ns", "UTC")) for ns in (start_ns,
+                                                                                  end_ns)]
+        lazy = pl.scan_parquet(files, hive_partitioning=False)
+        if start_ns is not None:
+            lazy = lazy.filter(pl.col("timestamp") >= bounds[0])
+        if end_ns is not None:
+            lazy = lazy.filter(pl.col("timestamp") < bounds[1])
+        frame = lazy.select(
+            "symbol", pl.col("timestamp").dt.epoch("ns").alias("timestamp_ns"),
+            *(pl.col(c).cast(pl.Float64) for c in PRICE_COLUMNS)).collect()
+    else:
+        lazy = (_scan(files, root, start_ns, end_ns).with_row_index("_row")
+                .filter(pl.col("symbol").is_in(wanted)))
+        frame = (lazy.sort("symbol", "timestamp_ns", "_row")
+                 .unique(["symbol", "timestamp_ns"], keep="last", maintain_order=True)
+                 .drop("_row").collect())
     out = []
     parts = frame.partition_by("symbol", as_dict=True, maintain_order=True)
     for symbol in symbols:
