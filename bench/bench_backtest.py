@@ -257,7 +257,8 @@ def ray_bench(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=("sweep", "ray", "engine", "ray-run"))
+    parser.add_argument("mode", nargs="?", default="sweep",
+                        choices=("sweep", "ray", "engine", "ray-run"))
     parser.add_argument("engine", nargs="?", choices=("marketray", "vectorbt"))
     parser.add_argument("--lake", type=Path,
                         default=Path(tempfile.gettempdir()) / "marketray-bench-lake")
