@@ -38,6 +38,7 @@ os.environ.setdefault("POLARS_MAX_THREADS", "1")
 import numpy as np  # noqa: E402 - after the thread settings
 import polars as pl  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script too
 from bench.common import emit  # noqa: E402
 
 FAST = list(range(5, 55, 5))
@@ -173,7 +174,8 @@ def _child(argv: list[str]) -> tuple[dict[str, Any], int]:
     """Run this module with ``argv`` in a fresh process; return its JSON and peak RSS."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         process = subprocess.Popen([sys.executable, "-m", "bench.bench_backtest", *argv,
-                                    "--result", out.name])
+                                    "--result", out.name],
+                                   cwd=Path(__file__).resolve().parents[1])
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
         if process.returncode != 0:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import sys
 import tempfile
 from pathlib import Path
 
@@ -21,6 +22,7 @@ os.environ.setdefault("POLARS_MAX_THREADS", "1")
 
 import talib  # noqa: E402 - after the thread settings
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script too
 from bench.common import emit  # noqa: E402
 from market.research.data import list_symbols, load_bars  # noqa: E402
 from market.research.features import features  # noqa: E402

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ os.environ.setdefault("POLARS_MAX_THREADS", "1")
 import numpy as np  # noqa: E402 - after the thread setting
 import polars as pl  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script too
 from bench.common import emit  # noqa: E402
 from market.history import HistoryStore  # noqa: E402
 from market.research.data import list_symbols, load_bars  # noqa: E402
