@@ -17,11 +17,13 @@ against its own structured data, read here independently of the composer:
   sentence, or a made-up CamelCase name (target 0);
 * p50/p99 seconds to the whole answer (composed path target: p50 <= 1 s).
 
-``--model local`` runs the same questions with the built-in model phrasing under the gate
-(``answer_mode=phrase``) and reports the same figures plus time to first piece, side by
-side. With ``../shared/corpus/finbench-dev`` present (``--finbench``) it also reports the
-share of its questions whose gold figure appears in the answer: extractive quotes against
-the model answering from the same passages (``--finbench-model``).
+``--model local`` runs the same questions with the configured model (``load_generator``:
+``MARKETRAY_LLM_URL``, ``MARKETRAY_LLM_MODEL``, else the built-in one) phrasing under the
+gate (``answer_mode=phrase``) and reports the same figures plus time to first piece and
+to the model's first token, side by side. With ``../shared/corpus/finbench-dev`` present
+(``--finbench``) it also reports the share of its questions whose gold figure appears in
+the answer: extractive quotes against the model answering from the same passages
+(``--finbench-model``; ``bench/finbench_answers.py`` alone does the same).
 
     python bench/bench_answers.py [--model none|local] [--model-limit 20] [--finbench]
 
