@@ -189,10 +189,11 @@ def test_chat_with_default_model_streams_and_cites(local_service: GeneratorServi
         while (follow := ws.receive_json())["type"] == "token":
             pass
     assert frame["type"] == "done", frame
-    assert len(tokens) >= 3
+    assert tokens  # sentences the gate accepted, then composed fills
     message = frame["message"]
     assert message["content"]
     assert message["context"]["market"]["AAPL"]["price"] == 187.06
+    assert message["context"]["answer"]["source"] in {"model", "model+composed", "composed"}
     for n in message["context"]["citations"]:
         assert n in range(1, len(frame["sources"]) + 1)
     assert not re.search(r"\[(\d+)\]", message["content"]) or message["context"]["citations"]
