@@ -61,10 +61,15 @@ class Deployment:
 
 
 def _delete_namespace(namespace: str) -> None:
+    """Delete the GCS's keys of this module; a GCS still stopping may write once more."""
     client = redis.Redis.from_url(f"redis://{REDIS}/0")
-    keys = list(client.scan_iter(match=f"*{namespace}*", count=1_000))
-    if keys:
-        client.delete(*keys)
+    for _ in range(5):
+        keys = list(client.scan_iter(match=f"RAY{namespace}*", count=1_000))
+        if keys:
+            client.delete(*keys)
+        time.sleep(0.5)
+        if not any(client.scan_iter(match=f"RAY{namespace}*", count=1_000)):
+            break
     client.close()
 
 
@@ -274,7 +279,8 @@ def test_node_loss_recovers_shards_rest_and_stream(deployment):
     assert reconnected
     assert any(t > reconnected[-1] for t in ws.frames)
     print(f"recovery {recovery_s:.1f} s, REST errors in the window {len(rest.errors)}, "
-          f"WebSocket connects {len(ws.connects)}, feed {status}")
+          f"WebSocket connects {len(ws.connects)}, feed messages {status['messages']}, "
+          f"reseeds {status['reseeds']}, replayed ticks {status['replayed_ticks']}")
     _check_bars_complete_and_talib_exact(deployment)
 
 
