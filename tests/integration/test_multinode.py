@@ -4,7 +4,8 @@ One ``ray.cluster_utils.Cluster`` for the module, its GCS backed by the test Red
 namespace of its own, deleted at the end), so the GCS can be killed and restarted. The
 market actors and two ingress replicas spread over the workers; Serve's proxy runs on the
 head, so clients keep one address while a worker dies. The tests run in file order: the
-GCS restart first, the node loss last (it leaves one worker).
+GCS restart first, the node loss last (it leaves one worker). The nodes share this
+machine's filesystem, as pods share the ReadWriteMany data volume under KubeRay.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,6 +30,7 @@ import talib
 import websockets
 from ray import serve
 from ray.cluster_utils import Cluster
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.market import start_market
 from market.settings import Settings
@@ -234,6 +237,55 @@ def test_gcs_restart_keeps_market_and_stream_serving(deployment):
     assert answered == set(SYMBOLS)  # /market answered for every symbol without the GCS
     assert errors_while_down == 0
     assert frames_while_down >= 10  # the stream flowed without the GCS
+
+
+class _QueryVectors:
+    """Stands in for the query embedder: only the index's version matters here."""
+
+    def encode_query(self, query: str) -> np.ndarray:
+        return np.ones(16, np.float32) / 4.0
+
+
+@ray.remote(num_cpus=0.1)
+class _IndexFollower:
+    """The knowledge replica's index service, alone on one node, polling the data dir."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        from serve.knowledge import KnowledgeService
+
+        self.service = KnowledgeService(Settings(**settings), _QueryVectors, samples_dir=None,
+                                        torch_threads=None)
+        self.service.start()
+        self.service.start_polling(0.2)
+
+    def version(self) -> str | None:
+        return self.service.status()["version"]
+
+
+@ray.remote(num_cpus=0.1)
+def _publish(data_dir: str) -> str:
+    from rag.index import IndexStore, table_with_vectors
+
+    vectors = np.eye(3, 16, dtype=np.float32)
+    table = table_with_vectors({"chunk_id": ["d:0", "d:1", "d:2"], "document_id": ["d"] * 3,
+                                "page": [1, 2, 3], "text": ["alpha", "beta", "gamma"],
+                                "embed_text": ["alpha", "beta", "gamma"]}, vectors)
+    return IndexStore(Path(data_dir) / "index").publish(
+        table, [{"document_id": "d", "content_hash": "dddd", "uri": "d.pdf"}])
+
+
+def test_index_version_published_on_one_node_is_served_on_another(deployment):
+    reader, writer = (NodeAffinitySchedulingStrategy(w.node_id, soft=False)
+                      for w in deployment.workers)
+    follower = _IndexFollower.options(scheduling_strategy=reader).remote(
+        deployment.settings.model_dump(mode="json"))
+    before = ray.get(follower.version.remote(), timeout=60)
+    published = ray.get(_publish.options(scheduling_strategy=writer).remote(
+        str(deployment.settings.data_dir)), timeout=60)
+    assert published != before
+    _wait(lambda: ray.get(follower.version.remote(), timeout=5) == published, 15,
+          "the other node's index service on the new version")
+    ray.kill(follower)
 
 
 def test_node_loss_recovers_shards_rest_and_stream(deployment):
