@@ -72,9 +72,21 @@ def _terms(text: str) -> set[str]:
     return {_stem(t) for t in tokenize(text) if t not in _STOP}
 
 
-def _pieces(text: str) -> list[str]:
+def _pieces(text: str, amount: bool = False) -> list[str]:
+    """Sentences and lines; with ``amount``, a line without a figure takes the next lines
+    up to the first with one (pypdf puts a table row's label and its figures on separate
+    lines)."""
     cleaned = [" ".join(part.split()) for part in _SPLIT.split(text)]
-    return [piece for piece in cleaned if len(piece) >= 12]
+    cleaned = [part for part in cleaned if part]
+    pieces = []
+    for i, part in enumerate(cleaned):
+        if amount and not _FIGURE.search(part):
+            for follow in cleaned[i + 1:i + 3]:
+                part = f"{part} {follow}"
+                if _FIGURE.search(follow):
+                    break
+        pieces.append(part)
+    return [piece for piece in pieces if len(piece) >= 12]
 
 
 def extract_answer(question: str, sources: Sequence[Mapping[str, Any]],
@@ -95,14 +107,14 @@ def extract_answer(question: str, sources: Sequence[Mapping[str, Any]],
         title = sanitize_document_text(str(source.get("title", "")), 120)
         page = int(source.get("page", 1) or 1)
         rank_bonus = 0.1 / n  # the retriever's order breaks ties
-        for piece in _pieces(str(source.get("text", ""))):
+        for piece in _pieces(str(source.get("text", "")), amount):
             shared = len(wanted & _terms(piece))
             if shared < needed:
                 continue
             score = shared + (0.5 if amount and _FIGURE.search(piece) else 0.0) + rank_bonus
             shown = sanitize_document_text(piece, MAX_QUOTE_CHARS)
             candidates.append(Quote(n, title, page, shown, score))
-    candidates.sort(key=lambda q: -q.score)
+    candidates.sort(key=lambda q: (-q.score, len(q.text)))  # ties: the tighter quote
     chosen: list[Quote] = []
     for quote in candidates:
         if any(quote.text == c.text for c in chosen):

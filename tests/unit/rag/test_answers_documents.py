@@ -40,3 +40,10 @@ def test_definition_question_quotes_the_primer() -> None:
 
 def test_nothing_relevant_quotes_nothing() -> None:
     assert extract_answer("Who won the football match?", SOURCES).text() == ""
+
+
+def test_table_row_split_over_lines_is_quoted_with_its_figures() -> None:
+    sources = [{"title": "Amcor 2023 10-K", "page": 49,
+                "text": "Balance sheet\nTotal current assets\n5,308 \n5,853\nGoodwill\n5,366"}]
+    answer = extract_answer("What were Amcor's total current assets?", sources)
+    assert answer.quotes[0].text == "Total current assets 5,308"
