@@ -25,8 +25,10 @@ FINBENCH = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "finbench
 def _figures(text: str) -> list[Any]:
     from rag.grounding import extract_figures
 
+    # Years and small counts ("(1)" footnotes, "2 stores") are no evidence of a figure.
     return [f for f in extract_figures(text) if not math.isnan(f.value)
-            and not (f.decimals == 0 and not f.percent and 1990 <= f.value <= 2035)]
+            and not (f.decimals == 0 and not f.percent and 1990 <= f.value <= 2035)
+            and not (f.decimals == 0 and f.scale == 1.0 and abs(f.value) < 10)]
 
 
 def hit(answer: str, gold: str) -> bool:
