@@ -186,7 +186,9 @@ def by_activity(lat: np.ndarray, symbol: np.ndarray, tiers: int = 4) -> list[dic
 def main() -> None:
     env = {"MARKETRAY_SYMBOLS": ",".join(SYMBOLS), "MARKETRAY_SIM_RATE": str(SIM_RATE),
            "MARKETRAY_SERVE_INGRESS": os.environ.get("MARKETRAY_SERVE_INGRESS", "haproxy"),
-           "MARKETRAY_INGRESS_REPLICAS": os.environ.get("MARKETRAY_INGRESS_REPLICAS", "1")}
+           "MARKETRAY_INGRESS_REPLICAS": os.environ.get("MARKETRAY_INGRESS_REPLICAS", "1"),
+           # every client uses one token: the per-subject cap would refuse all but a few
+           "MARKETRAY_WS_MAX_CONNECTIONS_PER_SUBJECT": str(CLIENTS + 10)}
     with start_service(env, args=("--no-knowledge", "--no-assistant"),
                        ready_path=f"/market/{SYMBOLS[0]}") as svc:
         url = f"{svc.ws_url}/?token={svc.token('viewer')}"
