@@ -33,10 +33,10 @@ typecheck: $(STAMP)
 # A Redis server on 127.0.0.1:6379 is needed by the integration tests: use the running
 # one, else start one (installing redis-server first if the machine has none).
 redis:
+	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
 	@if $(BIN)/python -c "import socket; socket.create_connection(('127.0.0.1', 6379), 1)" 2>/dev/null; then \
 		echo "redis: using the server on 127.0.0.1:6379"; \
 	else \
-		command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server); \
 		redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no; \
 		sleep 1; echo "redis: started a server on 127.0.0.1:6379"; \
 	fi
@@ -59,8 +59,10 @@ integration: $(STAMP) redis
 test: $(STAMP) redis lint typecheck alerts
 	PYTHONFAULTHANDLER=1 $(BIN)/pytest -q -p no:cacheprovider tests
 
+# wrk drives the REST benchmarks (Debian's package).
 bench: $(STAMP)
-	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	@for b in bench/bench_*.py; do m=$$(basename $$b .py); echo "== $$m"; $(BIN)/python -m bench.$$m || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
