@@ -29,7 +29,8 @@ class AuditFilters(BaseModel):
     model_config = ConfigDict(extra="forbid")
     since: float | None = Field(None, ge=0, le=1e11, description="Unix seconds")
     until: float | None = Field(None, ge=0, le=1e11, description="Unix seconds")
-    subject: str | None = Field(None, max_length=128)
+    subject: str | None = Field(None, min_length=1, max_length=128,
+                                pattern=r"^[^\x00-\x1f\x7f]+$")  # as token subjects
     action: str | None = Field(None, max_length=64, pattern=r"^[a-z_.]+$",
                                description="exact (data.read) or a prefix ending in '.' (auth.)")
     limit: int = Field(100, ge=1, le=1_000)

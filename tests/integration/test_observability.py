@@ -213,13 +213,15 @@ def test_alert_rules_loaded_and_healthy(prometheus: str, traffic: dict[str, Any]
     assert {r["health"] for r in rules} == {"ok"}
 
 
+def request_log_files() -> set[Path]:
+    """Request-log files of every Ray session here, once each (session_latest is a link)."""
+    return {p.resolve() for p in Path("/tmp/ray").glob("session_*/logs/marketray-requests-*.jsonl")}
+
+
 def request_log_lines(service: RunningService) -> list[dict[str, Any]]:
     """Every request-log line this service's Ray session wrote (parsed; all must parse)."""
-    pid_files = list(Path("/tmp/ray").glob("session_*/logs/marketray-requests-*.jsonl"))
     lines = []
-    for path in pid_files:
-        if path.stat().st_mtime < service.data_dir.stat().st_mtime:
-            continue
+    for path in request_log_files():
         for line in path.read_text().splitlines():
             lines.append(json.loads(line))  # a line that is not JSON fails the test
     return lines
@@ -327,8 +329,7 @@ def test_health_reports_resources_and_queues_with_thresholds(service: RunningSer
 
 def test_application_events_logged_as_json_with_fields(service: RunningService,
                                                        traffic: dict[str, Any]) -> None:
-    request_logs = [p for p in Path("/tmp/ray").glob("session_*/logs/marketray-requests-*.jsonl")
-                    if next(iter(traffic["ids"])) in p.read_text()]
+    request_logs = [p for p in request_log_files() if next(iter(traffic["ids"])) in p.read_text()]
     assert len(request_logs) == 1
     logs = request_logs[0].parent  # this service's Ray session
     events = []
