@@ -19,22 +19,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from market.settings import Settings
+from serve.cli_settings import load_settings as _settings
 from serve.observability import cli as observability_commands
 from serve.observability.logs import configure_json_logging, ray_logging_config
 
 log = logging.getLogger("marketray")
-
-
-def _settings(overrides: dict[str, Any]) -> Settings:
-    try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}"
-                             for e in exc.errors())
-        raise SystemExit(f"marketray: invalid configuration: {problems}") from None
 
 
 # Ports this process hands out: below the kernel's ephemeral range (32768 and up on Linux),

@@ -20,9 +20,9 @@ from serve.observability import audit_event
 
 
 def _settings() -> Settings:
-    from serve.cli import _settings as load  # noqa: PLC0415 - the CLI's own error wording
+    from serve.cli_settings import load_settings  # noqa: PLC0415 - keep `marketray --help` fast
 
-    return load({})
+    return load_settings()
 
 
 def _signer(settings: Settings) -> Any:

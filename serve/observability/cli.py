@@ -50,10 +50,10 @@ def refresh_targets(data_dir: Path) -> list[str]:
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     """Verify every audit chain; exit 1 naming the first bad entry of each bad chain."""
-    from serve.cli import _settings  # noqa: PLC0415 - the CLI's one way to read settings
+    from serve.cli_settings import load_settings  # noqa: PLC0415
     from serve.observability import audit_dir  # noqa: PLC0415
 
-    directory = Path(args.dir) if args.dir else audit_dir(_settings({}))
+    directory = Path(args.dir) if args.dir else audit_dir(load_settings())
     if not directory.is_dir():
         print(f"marketray audit verify: no audit folder at {directory}", file=sys.stderr)
         return 2
@@ -72,10 +72,10 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 def cmd_audit_list(args: argparse.Namespace) -> int:
     """Print matching entries as JSON lines, newest first."""
-    from serve.cli import _settings  # noqa: PLC0415
+    from serve.cli_settings import load_settings  # noqa: PLC0415
     from serve.observability import audit_dir  # noqa: PLC0415
 
-    directory = Path(args.dir) if args.dir else audit_dir(_settings({}))
+    directory = Path(args.dir) if args.dir else audit_dir(load_settings())
     for entry in read_entries(directory, since=args.since, until=args.until,
                               subject=args.subject, action=args.action, limit=args.limit):
         print(json.dumps(entry, ensure_ascii=False))
