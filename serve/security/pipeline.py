@@ -44,7 +44,7 @@ from market.errors import Unauthorized
 from market.settings import Settings
 from serve.auth import PRINCIPAL_SCOPE_KEY, Principal, TokenSigner
 from serve.errors import REQUEST_ID_SCOPE_KEY, error_body, retry_after_header
-from serve.hooks import NoHooks, PipelineHooks, RequestRecord
+from serve.hooks import NoHooks, PipelineHooks, RequestKind, RequestRecord
 from serve.security.ipfilter import AddressPolicy, token_allows
 from serve.security.policy import PUBLIC, RoutePolicy, flat_routes, policy_of
 from serve.security.ratelimit import RateLimiter, rate_headers
@@ -208,20 +208,28 @@ class RequestPipeline:
 
     # -- HTTP ---------------------------------------------------------------------------
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def _enter(self, scope: Scope, kind: RequestKind, method: str, status: int
+               ) -> tuple[Security | None, Any, PipelineHooks, RequestRecord, _Headers, float]:
+        """Start a request or connection: id, client, route, hooks and its record."""
         started, clock = time.time(), time.perf_counter()
         security = self.security_of()
         rid, client, headers = self._begin(scope, security)
         route = self._route(scope)
         scope[ROUTE_SCOPE_KEY] = route.template
         hooks = security.hooks if security is not None else NoHooks()
-        hooks.on_request_start("http", route.template)
+        hooks.on_request_start(kind, route.template)
         record = RequestRecord(
-            request_id=rid, kind="http", method=scope["method"], route=route.template,
-            client=client, user_agent=(headers.get("user-agent") or "")[:200], status=500,
+            request_id=rid, kind=kind, method=method, route=route.template,
+            client=client, user_agent=(headers.get("user-agent") or "")[:200], status=status,
             latency_s=0.0, started_at=started,
             resource=next((str(route.params[p]) for p in _RESOURCE_PARAMS
                            if p in route.params), None))
+        return security, route, hooks, record, headers, clock
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        security, route, hooks, record, headers, clock = self._enter(
+            scope, "http", scope["method"], 500)
+        rid, client = record.request_id, record.client
         extra: list[tuple[bytes, bytes]] = [] if self.server_request_ids else [
             (b"x-request-id", rid.encode())]
         try:
@@ -332,17 +340,9 @@ class RequestPipeline:
     # -- WebSocket ----------------------------------------------------------------------
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started, clock = time.time(), time.perf_counter()
-        security = self.security_of()
-        rid, client, headers = self._begin(scope, security)
-        route = self._route(scope)
-        scope[ROUTE_SCOPE_KEY] = route.template
-        hooks = security.hooks if security is not None else NoHooks()
-        hooks.on_request_start("websocket", route.template)
-        record = RequestRecord(
-            request_id=rid, kind="websocket", method="WS", route=route.template,
-            client=client, user_agent=(headers.get("user-agent") or "")[:200], status=1000,
-            latency_s=0.0, started_at=started)
+        security, route, hooks, record, headers, clock = self._enter(
+            scope, "websocket", "WS", 1000)
+        rid, client = record.request_id, record.client
         first = await receive()
         if first["type"] != "websocket.connect":
             record.status, record.reason = 1006, "disconnected"
