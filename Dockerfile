@@ -14,6 +14,7 @@ FROM rayproject/ray:${RAY_VERSION}-${PYTHON_TAG}-${VARIANT} AS build
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 WORKDIR /home/ray/build
 COPY --chown=1000:100 pyproject.toml README.md ./
+COPY --chown=1000:100 core ./core
 COPY --chown=1000:100 market ./market
 COPY --chown=1000:100 rag ./rag
 COPY --chown=1000:100 actors ./actors

@@ -25,7 +25,7 @@ run: $(STAMP)
 	$(BIN)/marketray serve
 
 lint: $(STAMP)
-	$(BIN)/ruff check market rag actors serve pipelines tests bench
+	$(BIN)/ruff check core market rag actors serve pipelines tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -15,12 +15,12 @@ import ray
 from ray.actor import ActorHandle
 
 from actors import telemetry
+from core.settings import Settings
 from market.feeds import make_feed
 from market.feeds.base import BarBatch, OptionContracts, OptionTickBatch, TickBatch
 from market.feeds.recorder import recorder_from_settings
 from market.feeds.router import FeedRouter
 from market.feeds.runner import FeedRunner
-from market.settings import Settings
 
 
 class ActorShardLink:

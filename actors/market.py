@@ -10,7 +10,7 @@ from ray.actor import ActorHandle
 from actors.feed import FeedActor
 from actors.shard import ShardActor, shard_config
 from actors.sharding import FEED_ACTOR_NAME, NAMESPACE, partition, shard_name
-from market.settings import Settings
+from core.settings import Settings
 
 
 @dataclass

@@ -19,8 +19,8 @@ from typing import Any
 import ray
 
 from actors import telemetry
+from core.settings import Settings
 from market.feeds.base import BarBatch, OptionContracts, OptionTickBatch, TickBatch
-from market.settings import Settings
 from market.shard import ChainFilter, Shard, ShardConfig
 
 

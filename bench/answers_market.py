@@ -10,9 +10,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from core.models import BarsResponse, MarketData
 from market.chain_analytics import chain_summary
 from market.feeds.sim import SimulatedFeed
-from market.models import BarsResponse, MarketData
 from market.shard import Shard
 
 SYMBOLS = ("AAPL", "MSFT", "NVDA", "TSLA", "SPY", "QQQ", "AMZN", "META")

@@ -285,8 +285,8 @@ async def run_path(assistant: Any, items: Sequence[Mapping[str, Any]]) -> dict[s
 
 
 def assistant_for(market: SimMarket, generator: Any, mode: str) -> Any:
+    from core.settings import Settings
     from market.cache import InMemoryCache
-    from market.settings import Settings
     from serve.assistant import Assistant
 
     settings = Settings(secret_key="bench-secret-0123456789abcdef-0123", answer_mode=mode,

@@ -160,7 +160,7 @@ async def _users(call: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def direct(args: argparse.Namespace) -> dict[str, Any]:
-    from market.settings import Settings
+    from core.settings import Settings
     from serve.models import GeneratorService
 
     if args.threads:

@@ -119,7 +119,7 @@ def main() -> None:
     batch = texts(args.texts)
     threads = os.cpu_count() or 1
 
-    from market.settings import Settings
+    from core.settings import Settings
 
     dtype = Settings().embed_dtype
     models = load_models(dtype)

@@ -92,7 +92,7 @@ def _arm(system_config: dict[str, Any]) -> dict[str, Any]:
     from ray.cluster_utils import Cluster
 
     from actors.market import start_market
-    from market.settings import Settings
+    from core.settings import Settings
 
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 0, "include_dashboard": False, "_system_config": system_config})

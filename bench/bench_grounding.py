@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default="./data")
     parser.add_argument("--examples", action="store_true", help="print every answer")
     args = parser.parse_args()
-    from market.settings import Settings
+    from core.settings import Settings
     from rag.generation import ExtractiveGenerator, load_generator
 
     model, report = load_generator(Settings(data_dir=Path(args.data_dir)))

@@ -77,7 +77,7 @@ def main() -> None:
 
     import ray
 
-    from market.settings import Settings
+    from core.settings import Settings
     from pipelines.ingest import ingest
     from rag.embedder import Embedder
     from rag.index import IndexStore

@@ -43,7 +43,7 @@ def measure(num_shards: int) -> dict[str, Any]:
     import ray
 
     from actors.market import start_market
-    from market.settings import Settings
+    from core.settings import Settings
 
     data_dir = Path(tempfile.mkdtemp(prefix="bench-market-cpu-"))
     settings = Settings(num_shards=num_shards, data_dir=data_dir)

@@ -60,7 +60,7 @@ def with_ray(symbols: tuple[str, ...]) -> dict[str, float]:
     import ray
 
     from actors.market import start_market
-    from market.settings import Settings
+    from core.settings import Settings
 
     settings = Settings(symbols=symbols, sim_rate=RATE, sim_option_rate=RATE / 10,
                         num_shards=int(os.environ.get("BENCH_SHARDS", "2")))

@@ -22,8 +22,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import emit  # noqa: E402
+from core.settings import Settings  # noqa: E402
 from market.cache import InMemoryCache  # noqa: E402
-from market.settings import Settings  # noqa: E402
 from serve.app import create_api  # noqa: E402
 from serve.auth import TokenSigner  # noqa: E402
 from serve.deps import Services, protect  # noqa: E402

@@ -92,7 +92,7 @@ def ray_path(root: Path, symbols: tuple[str, ...], expected: int) -> dict[str, f
     import ray
 
     from actors.market import start_market
-    from market.settings import Settings
+    from core.settings import Settings
 
     settings = Settings(symbols=symbols, feed="replay", replay_dir=root, replay_speed=0,
                         num_shards=2)

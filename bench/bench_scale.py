@@ -38,7 +38,7 @@ def _arm(nodes: list[str], symbols: tuple[str, ...]) -> dict[str, Any]:
 
     from actors.feed import FeedActor
     from actors.shard import ShardActor, shard_config
-    from market.settings import Settings
+    from core.settings import Settings
     from market.sharding import partition
 
     settings = Settings(symbols=symbols, sim_rate=RATE, sim_option_rate=RATE / 10,

@@ -162,7 +162,7 @@ def main() -> None:
               "load_average": [round(x, 2) for x in os.getloadavg()]})
         return
 
-    from market.settings import Settings
+    from core.settings import Settings
     from serve.knowledge import KnowledgeService
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench-search-"))

@@ -55,7 +55,7 @@ def start_floor_apps(path: Path, port: int, ingress: str) -> list[str]:
     from starlette.requests import Request
     from starlette.responses import Response
 
-    from market.settings import Settings
+    from core.settings import Settings
     from serve.cli import _ingress_environment
 
     data_dir = Path(tempfile.mkdtemp(prefix="serve-floor-"))

@@ -21,10 +21,10 @@ from datetime import date
 
 import numpy as np
 
+from core.settings import DEFAULT_SYMBOLS
 from market.feeds.base import NS_PER_SECOND
 from market.feeds.sim import SimulatedFeed
 from market.feeds.sim_calendar import session_bounds_ns
-from market.settings import DEFAULT_SYMBOLS
 
 # 03:00 New York on a Tuesday: outside the session, where ``always_open`` runs the
 # configured rate exactly (in the session the U-shaped profile moves it around).

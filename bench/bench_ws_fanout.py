@@ -159,8 +159,8 @@ def run_clients(url: str, n: int, procs: int, seconds: float) -> dict[str, Any]:
 
 def symbol_rates() -> np.ndarray:
     """Each symbol's mean stock messages/s in the service's simulator (same seed and rate)."""
+    from core.settings import Settings
     from market.feeds.sim_process import draw_params
-    from market.settings import Settings
 
     activity = draw_params(list(SYMBOLS), Settings().sim_seed).activity
     return np.asarray(SIM_RATE * activity / activity.sum())

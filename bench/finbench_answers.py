@@ -45,7 +45,7 @@ def hit(answer: str, gold: str) -> bool:
 
 
 def _service(index_dir: Path) -> Any:
-    from market.settings import Settings
+    from core.settings import Settings
     from rag.index import IndexStore
     from rag.ingestion import ingest_files
     from serve.knowledge import KnowledgeService
@@ -105,7 +105,7 @@ def finbench(index_dir: Path, *, with_model: bool = False, k: int = 3,
              .splitlines() if line.strip()]
     generator = None
     if with_model:
-        from market.settings import Settings
+        from core.settings import Settings
         from rag.generation import load_generator
 
         generator, _ = load_generator(Settings(secret_key="bench-secret-0123456789abcdef-0123"))

@@ -18,7 +18,7 @@ import tarfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from market.errors import InvalidInput
+from core.errors import InvalidInput
 
 MANIFEST = "MANIFEST.json"
 # Derived or bulky directories a backup leaves out by default.

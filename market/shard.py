@@ -27,8 +27,8 @@ import numpy.typing as npt
 import orjson
 from cachetools import LRUCache
 
+from core.errors import InvalidInput, NotFound
 from market.chains import GREEK_NAMES, QUOTE_ASK, QUOTE_BID, QUOTE_LAST, ChainBook
-from market.errors import InvalidInput, NotFound
 from market.feeds.base import BarBatch, OptionContracts, OptionTickBatch, TickBatch
 from market.history import HistoryStore
 from market.state import ASK, BID, LAST_PRICE, MarketState

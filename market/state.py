@@ -22,9 +22,9 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
+from core.models import Bar, MarketData
 from market.feeds.base import NS_PER_MINUTE, QUOTE, BarBatch, TickBatch
 from market.incremental import INDICATOR_NAMES, IndicatorBank
-from market.models import Bar, MarketData
 
 SESSION_OFFSET_NS = 5 * 3600 * 1_000_000_000
 NS_PER_DAY = 86_400 * 1_000_000_000

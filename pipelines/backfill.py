@@ -23,7 +23,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from market.errors import InvalidInput, MarketrayError
+from core.errors import InvalidInput, MarketrayError
 from market.research import lake
 from pipelines import _jobs
 

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from market.errors import InvalidInput, MarketrayError
+from core.errors import InvalidInput, MarketrayError
 from market.research import data as research_data
 from market.research.backtest import TRADE_COLUMNS, BacktestConfig, RunResult, run_grid
 from market.research.grid import build_grid

@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from market.settings import Settings
+from core.settings import Settings
 from pipelines.ingest import ingest
 from rag.embedder import Embedder
 from rag.index import IndexStore

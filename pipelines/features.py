@@ -25,7 +25,7 @@ from typing import Any
 
 import polars as pl
 
-from market.errors import InvalidInput, MarketrayError
+from core.errors import InvalidInput, MarketrayError
 from market.research import data as research_data
 from market.research.features import features
 from pipelines import _jobs

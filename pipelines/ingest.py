@@ -42,7 +42,7 @@ import numpy as np
 import pyarrow as pa
 import ray
 
-from market.settings import Settings
+from core.settings import Settings
 from rag.documents import CHUNK_COLUMNS, process_document, rows_to_columns
 from rag.embedder import Embedder, load_token_counter
 from rag.index import IndexStore, table_with_vectors

@@ -22,7 +22,7 @@ from typing import Any
 
 import polars as pl
 
-from market.errors import MarketrayError, NotFound
+from core.errors import MarketrayError, NotFound
 from market.research.data import data_version
 from market.research.iv_surface import contract_minutes, expiry_summary
 from pipelines import _jobs

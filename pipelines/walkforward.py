@@ -24,7 +24,7 @@ from typing import Any
 
 import polars as pl
 
-from market.errors import InvalidInput, MarketrayError
+from core.errors import InvalidInput, MarketrayError
 from market.research import data as research_data
 from market.research.backtest import BacktestConfig
 from market.research.grid import build_grid

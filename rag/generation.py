@@ -451,7 +451,7 @@ def load_generator(
 ) -> tuple[Generator, LoadReport]:
     """Return the first generator that loads: endpoint, then local model, then extractive.
 
-    ``settings`` is a :class:`market.settings.Settings` (``llm_url``, ``llm_model``,
+    ``settings`` is a :class:`core.settings.Settings` (``llm_url``, ``llm_model``,
     ``llm_dtype``, ``data_dir``); ``model``/``url`` override it.
     ``MARKETRAY_LLM_MODEL=none`` disables the local model. ``max_batch`` > 1 batches a
     local model's concurrent generations (:mod:`rag.batching`).

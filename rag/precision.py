@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, get_args
 
-from market.settings import Precision
+from core.settings import Precision
 
 DTYPES: tuple[str, ...] = get_args(Precision)
 

@@ -16,8 +16,8 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from market.errors import InvalidInput
-from market.models import Source
+from core.errors import InvalidInput
+from core.models import Source
 from rag.glossary import expand_query
 from rag.index import IndexSnapshot
 from rag.lexical import BM25Index

@@ -2,7 +2,7 @@
 
 A session belongs to the subject that opened it: its owner is stored beside the history
 and every read or write checks it, so knowing another user's session id gives nothing
-(:class:`market.errors.Forbidden`). Histories keep the newest ``max_messages`` messages
+(:class:`core.errors.Forbidden`). Histories keep the newest ``max_messages`` messages
 and expire ``ttl_s`` after the last write.
 """
 
@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 import secrets
 
+from core.errors import Forbidden, InvalidInput
+from core.models import ChatMessage
 from market.cache.base import Cache
-from market.errors import Forbidden, InvalidInput
-from market.models import ChatMessage
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9_\-]{8,64}$")
 DEFAULT_MAX_MESSAGES = 20

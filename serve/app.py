@@ -28,9 +28,9 @@ from ray import serve
 from ray.serve import Application
 
 from actors.market import ensure_market
+from core.settings import Settings
 from market.cache import make_cache
 from market.history import HistoryStore
-from market.settings import Settings
 from serve.auth import TokenSigner
 from serve.deps import Services, install, protect
 from serve.errors import install_error_handlers

@@ -27,8 +27,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from market.errors import MarketrayError, NotFound
-from market.models import ChatMessage
+from core.errors import MarketrayError, NotFound
+from core.models import ChatMessage
 from rag.answers.compose import Composed, compose
 from rag.answers.documents import DocumentAnswer, extract_answer
 from rag.answers.facts import SymbolData

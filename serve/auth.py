@@ -20,7 +20,7 @@ import jwt
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
-from market.errors import Forbidden, Unauthorized
+from core.errors import Forbidden, Unauthorized
 from serve.security.keyring import Keyring, frame_key
 
 Role = Literal["viewer", "analyst", "admin"]

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from market.settings import Settings
+from core.settings import Settings
 from serve.cli_settings import load_settings as _settings
 from serve.observability import cli as observability_commands
 from serve.observability.logs import configure_json_logging, ray_logging_config

@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from market.errors import MarketrayError
-from market.settings import Settings
+from core.errors import MarketrayError
+from core.settings import Settings
 
 
 def register(sub: Any) -> None:

@@ -15,7 +15,7 @@ import json
 import sys
 from typing import Any
 
-from market.settings import Settings
+from core.settings import Settings
 from serve.observability import audit_event
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from market.settings import Settings
+from core.settings import Settings
 
 
 def load_settings(overrides: dict[str, Any] | None = None) -> Settings:

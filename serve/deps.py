@@ -17,9 +17,9 @@ from typing import Annotated, Any
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
+from core.errors import Unauthorized, Unavailable
+from core.settings import Settings
 from market.cache.base import Cache
-from market.errors import Unauthorized, Unavailable
-from market.settings import Settings
 from serve.auth import Principal, TokenSigner, principal_of
 from serve.hooks import PipelineHooks
 from serve.security.pipeline import RequestPipeline, Security

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
 
-from market.errors import MarketrayError, RateLimited
+from core.errors import MarketrayError, RateLimited
 
 log = logging.getLogger("marketray.api")
 REQUEST_ID_SCOPE_KEY = "marketray.request_id"

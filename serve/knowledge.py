@@ -27,8 +27,8 @@ from ray import serve
 from ray.serve.exceptions import RayServeException
 
 from actors import telemetry
-from market.errors import InvalidInput, PayloadTooLarge, Unavailable
-from market.settings import Settings
+from core.errors import InvalidInput, PayloadTooLarge, Unavailable
+from core.settings import Settings
 from rag.embedder import Embedder
 from rag.index import IndexStore
 from rag.ingestion import ingest_document, ingest_files

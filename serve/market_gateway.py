@@ -13,9 +13,9 @@ import ray
 
 from actors.market import MarketActors
 from actors.sharding import shard_of
-from market.errors import MarketrayError, NotFound, Unavailable
-from market.models import BarsResponse, MarketData, OptionsChain
-from market.settings import normalize_symbol
+from core.errors import MarketrayError, NotFound, Unavailable
+from core.models import BarsResponse, MarketData, OptionsChain
+from core.settings import normalize_symbol
 from market.shard import ChainFilter
 from market.state import MarketState
 

@@ -36,8 +36,8 @@ import numpy as np
 from ray import serve
 
 from actors import telemetry
-from market.errors import Unavailable
-from market.settings import Settings
+from core.errors import Unavailable
+from core.settings import Settings
 from rag.generation import Generator as TextGenerator
 from rag.generation import LoadReport, load_generator
 from serve.observability.collectors import GeneratorMetrics

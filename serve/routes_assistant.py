@@ -18,8 +18,8 @@ import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from market.errors import MarketrayError, RateLimited
-from market.models import ChatMessage, MarketData, Source
+from core.errors import MarketrayError, RateLimited
+from core.models import ChatMessage, MarketData, Source
 from serve.assistant import Assistant
 from serve.auth import Principal, accept_authenticated
 from serve.deps import CurrentPrincipal, Services, ServicesDep, services_of

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, File, Path, Query, UploadFile
 from pydantic import BaseModel
 
-from market.errors import (
+from core.errors import (
     Conflict,
     InvalidInput,
     MarketrayError,
@@ -21,7 +21,7 @@ from market.errors import (
     PayloadTooLarge,
     Unavailable,
 )
-from market.models import Source
+from core.models import Source
 from serve.deps import Services, ServicesDep
 from serve.security.policy import errors, secured
 from serve.security.sanitize import neutralize

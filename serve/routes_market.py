@@ -13,9 +13,9 @@ from fastapi import APIRouter, Path, Query, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from market.errors import MarketrayError
-from market.models import BarsResponse, MarketData, OptionsChain
-from market.settings import normalize_symbol
+from core.errors import MarketrayError
+from core.models import BarsResponse, MarketData, OptionsChain
+from core.settings import normalize_symbol
 from market.shard import ChainFilter
 from serve.auth import accept_authenticated
 from serve.deps import Services, ServicesDep, services_of

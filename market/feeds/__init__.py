@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from market.feeds.base import Feed
 
 if TYPE_CHECKING:
-    from market.settings import Settings
+    from core.settings import Settings
 
 
 def make_feed(settings: Settings) -> Feed:

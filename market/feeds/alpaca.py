@@ -40,7 +40,8 @@ from alpaca.data.timeframe import TimeFrame
 from alpaca.trading.client import TradingClient
 from alpaca.trading.requests import GetOptionContractsRequest
 
-from market.errors import FeedError
+from core.errors import FeedError
+from core.settings import normalize_symbol
 from market.feeds.alpaca_convert import (
     MessageBuffer,
     bars_from_barset,
@@ -56,10 +57,9 @@ from market.feeds.base import (
     OptionContracts,
     TickBatch,
 )
-from market.settings import normalize_symbol
 
 if TYPE_CHECKING:
-    from market.settings import Settings
+    from core.settings import Settings
 
 log = logging.getLogger(__name__)
 NEW_YORK = ZoneInfo("America/New_York")

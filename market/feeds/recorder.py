@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from market.feeds.base import BarBatch, FeedBatch, OptionContracts, OptionTickBatch, TickBatch
 
 if TYPE_CHECKING:
-    from market.settings import Settings
+    from core.settings import Settings
 
 KINDS = ("ticks", "option_ticks", "bars", "chains")
 GREEK_NAMES = ("delta", "gamma", "theta", "vega", "rho")

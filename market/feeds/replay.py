@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from market.errors import FeedError
+from core.errors import FeedError
 from market.feeds.base import (
     BarBatch,
     FeedBatch,
@@ -33,7 +33,7 @@ from market.feeds.base import (
 from market.feeds.recorder import GREEK_NAMES, KINDS
 
 if TYPE_CHECKING:
-    from market.settings import Settings
+    from core.settings import Settings
 
 log = logging.getLogger(__name__)
 _BATCH_TYPES: dict[str, Any] = {"ticks": TickBatch, "option_ticks": OptionTickBatch,

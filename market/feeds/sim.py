@@ -59,7 +59,7 @@ from market.feeds.sim_options import ChainSet, chain_snapshot, list_chains, opti
 from market.feeds.sim_process import ProcessParams, draw_params, step
 
 if TYPE_CHECKING:
-    from market.settings import Settings
+    from core.settings import Settings
 
 OFF_HOURS_ACTIVITY = 0.03  # message rate outside the session, relative to `rate`
 OFF_HOURS_PACE = 0.05  # price-clock speed outside the session (overnight is quiet)
@@ -150,7 +150,7 @@ class SimulatedFeed:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SimulatedFeed:
-        """Build the feed from :class:`market.settings.Settings` (``sim_*`` and pricing inputs)."""
+        """Build the feed from :class:`core.settings.Settings` (``sim_*`` and pricing inputs)."""
         return cls(
             settings.symbols,
             seed=settings.sim_seed,

@@ -26,7 +26,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from market.errors import InvalidInput
+from core.errors import InvalidInput
 from market.research.stats import STAT_NAMES, TRADING_DAYS_PER_YEAR
 from market.research.strategies import Bars, IndicatorCache, Strategy
 

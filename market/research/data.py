@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from market.errors import InvalidInput, NotFound
+from core.errors import InvalidInput, NotFound
 from market.research.stats import TRADING_DAYS_PER_YEAR
 from market.research.strategies import Bars
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 
-from market.errors import InvalidInput
+from core.errors import InvalidInput
 from market.research.strategies import DEFAULTS, Strategy
 
 MAX_GRID = 1_000_000

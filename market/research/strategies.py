@@ -33,8 +33,8 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
+from core.errors import InvalidInput
 from market import indicators
-from market.errors import InvalidInput
 
 F64 = npt.NDArray[np.float64]
 I8 = npt.NDArray[np.int8]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import numpy.typing as npt
 
-from market.errors import InvalidInput
+from core.errors import InvalidInput
 from market.research.backtest import BacktestConfig, run_grid, simulate
 from market.research.stats import STAT_NAMES
 from market.research.strategies import Bars, IndicatorCache, Strategy

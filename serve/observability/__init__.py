@@ -21,7 +21,7 @@ from serve.observability.logs import RequestLog, default_log_dir, request_log_pa
 from serve.observability.pipeline import FLUSH_PERIOD_S, ObservabilityHooks
 
 if TYPE_CHECKING:
-    from market.settings import Settings
+    from core.settings import Settings
 
 __all__ = ["audit_dir", "audit_event", "build_hooks", "masked_settings", "settings_changes"]
 LAST_SETTINGS_FILE = "last_settings.json"

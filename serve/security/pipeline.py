@@ -39,9 +39,9 @@ from starlette.datastructures import QueryParams
 from starlette.routing import Match
 from starlette.types import Message, Receive, Scope, Send
 
+from core.errors import Unauthorized
+from core.settings import Settings
 from market.cache.base import Cache
-from market.errors import Unauthorized
-from market.settings import Settings
 from serve.auth import PRINCIPAL_SCOPE_KEY, Principal, TokenSigner
 from serve.errors import REQUEST_ID_SCOPE_KEY, error_body, retry_after_header
 from serve.hooks import NoHooks, PipelineHooks, RequestKind, RequestRecord

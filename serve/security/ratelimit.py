@@ -10,9 +10,9 @@ degraded), and shares again once Redis answers.
 
 from __future__ import annotations
 
+from core.settings import Settings
 from market.cache.base import Cache
 from market.cache.gcra import Quota, RateDecision
-from market.settings import Settings
 from serve.auth import Principal
 
 

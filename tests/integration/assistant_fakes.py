@@ -7,10 +7,10 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from core.errors import NotFound
+from core.models import Bar, BarsResponse, MarketData
+from core.settings import Settings
 from market.cache import InMemoryCache
-from market.errors import NotFound
-from market.models import Bar, BarsResponse, MarketData
-from market.settings import Settings
 from serve.auth import TokenSigner
 from serve.deps import Services, protect
 from serve.errors import install_error_handlers

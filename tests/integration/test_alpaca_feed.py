@@ -15,10 +15,10 @@ import time
 import numpy as np
 import pytest
 
+from core.settings import Settings
 from market.feeds.alpaca import AlpacaFeed
 from market.feeds.alpaca_fake import NS_MIN, FakeAlpacaServer, bar_at, first_bar_at
 from market.feeds.base import FeedBatch
-from market.settings import Settings
 
 pytestmark = [pytest.mark.integration]
 SYMBOLS = "AAPL,MSFT"

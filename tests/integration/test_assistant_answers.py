@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from market.settings import Settings
+from core.settings import Settings
 from rag.generation import ExtractiveGenerator
 from rag.grounding import extract_figures, figure_matches
 from serve.models import GeneratorService

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from market.settings import Settings
+from core.settings import Settings
 from rag.generation import ExtractiveGenerator
 from rag.grounding import extract_figures
 from serve.models import GeneratorService

@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from market.settings import Settings
+from core.settings import Settings
 from rag.generation import ExtractiveGenerator
 from serve.app import create_api
 from serve.deps import protect

@@ -8,7 +8,7 @@ import shutil
 import pytest
 import ray
 
-from market.settings import Settings
+from core.settings import Settings
 from pipelines.ingest import ingest
 from rag.embedder import Embedder
 from rag.index import IndexStore

@@ -10,8 +10,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from core.settings import Settings
 from market.cache import InMemoryCache
-from market.settings import Settings
 from rag.embedder import Embedder
 from rag.index import IndexStore
 from rag.ingestion import ingest_files

@@ -33,7 +33,7 @@ from ray.cluster_utils import Cluster
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.market import start_market
-from market.settings import Settings
+from core.settings import Settings
 from serve.app import Ingress
 from serve.auth import TokenSigner
 from serve.cli import pick_port

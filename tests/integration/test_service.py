@@ -15,7 +15,7 @@ import talib
 import websockets
 from vollib.black_scholes_merton.implied_volatility import implied_volatility as vollib_iv
 
-from market.models import BarsResponse, MarketData, OptionsChain
+from core.models import BarsResponse, MarketData, OptionsChain
 from tests.integration.harness import start_service
 
 pytestmark = pytest.mark.integration

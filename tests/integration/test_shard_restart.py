@@ -9,8 +9,8 @@ import pytest
 import ray
 
 from actors.market import start_market
-from market.errors import Unavailable
-from market.settings import Settings
+from core.errors import Unavailable
+from core.settings import Settings
 from serve.market_gateway import MarketGateway
 
 pytestmark = pytest.mark.integration

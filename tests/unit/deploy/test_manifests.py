@@ -28,7 +28,7 @@ from pydantic import BaseModel
 from ray.serve.schema import DeploymentSchema, ServeApplicationSchema, ServeDeploySchema
 from referencing import Registry, Resource
 
-from market.settings import Settings
+from core.settings import Settings
 from serve.app import AppArgs
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -7,8 +7,8 @@ import tarfile
 
 import pytest
 
+from core.errors import InvalidInput
 from market.backup import backup, restore, verify
-from market.errors import InvalidInput
 
 
 @pytest.fixture

@@ -192,8 +192,8 @@ async def test_record_then_replay_gives_identical_indicator_values(tmp_path):
 async def test_replay_from_settings_holds_open_after_the_last_batch(recording):
     import asyncio
 
+    from core.settings import Settings
     from market.feeds import make_feed
-    from market.settings import Settings
 
     root, batches = recording
     feed = make_feed(Settings(feed="replay", replay_dir=root, replay_speed=0,
@@ -215,8 +215,8 @@ async def test_replay_from_settings_holds_open_after_the_last_batch(recording):
 
 
 def test_recorder_from_settings_only_when_recording(tmp_path):
+    from core.settings import Settings
     from market.feeds.recorder import recorder_from_settings
-    from market.settings import Settings
 
     assert recorder_from_settings(Settings(data_dir=tmp_path)) is None
     recorder = recorder_from_settings(Settings(data_dir=tmp_path, record=True))

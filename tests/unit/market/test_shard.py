@@ -7,7 +7,8 @@ from vollib.black_scholes_merton import black_scholes_merton
 from vollib.black_scholes_merton.greeks import analytical as vollib_greeks
 from vollib.black_scholes_merton.implied_volatility import implied_volatility as vollib_iv
 
-from market.errors import InvalidInput, NotFound
+from core.errors import InvalidInput, NotFound
+from core.models import OptionsChain
 from market.feeds.base import (
     NS_PER_MINUTE,
     QUOTE,
@@ -19,7 +20,6 @@ from market.feeds.base import (
     occ_symbol,
 )
 from market.greeks import time_to_expiry
-from market.models import OptionsChain
 from market.shard import ChainFilter, Shard, ShardConfig
 
 NOW = 1_764_000_000 * 1_000_000_000

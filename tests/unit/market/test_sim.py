@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import pytest
 
+from core.settings import DEFAULT_SYMBOLS, Settings
 from market.feeds.base import (
     NS_PER_MINUTE,
     NS_PER_SECOND,
@@ -27,7 +28,6 @@ from market.feeds.sim_calendar import (
 )
 from market.feeds.sim_options import strike_grid, surface_vol
 from market.greeks import implied_volatility, time_to_expiry
-from market.settings import DEFAULT_SYMBOLS, Settings
 
 MONDAY = date(2025, 11, 24)
 OPEN_NS, CLOSE_NS = session_bounds_ns(MONDAY)

@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from market.errors import InvalidInput
+from core.errors import InvalidInput
 from market.research.backtest import BacktestConfig, run_grid
 from market.research.data import load_bars, periods_per_year
 from market.research.strategies import get

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from market.settings import Settings
+from core.settings import Settings
 from rag.generation import (
     ExtractiveGenerator,
     HFGenerator,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from market.errors import InvalidInput
+from core.errors import InvalidInput
 from rag.documents import process_document
 from rag.embedder import Embedder
 from rag.index import IndexStore

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from core.errors import Forbidden, InvalidInput
+from core.models import ChatMessage
 from market.cache import InMemoryCache
-from market.errors import Forbidden, InvalidInput
-from market.models import ChatMessage
 from rag.sessions import SessionStore
 
 

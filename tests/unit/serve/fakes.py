@@ -7,10 +7,10 @@ from typing import Any
 
 import orjson
 
+from core.errors import NotFound
+from core.models import BarsResponse
+from core.settings import Settings, normalize_symbol
 from market.cache import InMemoryCache
-from market.errors import NotFound
-from market.models import BarsResponse
-from market.settings import Settings, normalize_symbol
 from serve.auth import TokenSigner
 from serve.deps import Services
 from serve.stream import MarketHub

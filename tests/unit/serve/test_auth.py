@@ -3,7 +3,7 @@ import time
 import jwt
 import pytest
 
-from market.errors import Unauthorized
+from core.errors import Unauthorized
 from serve.auth import TokenSigner
 from serve.security.keyring import Keyring, kid_of
 

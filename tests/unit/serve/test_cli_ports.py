@@ -3,7 +3,7 @@
 import socket
 from pathlib import Path
 
-from market.settings import Settings
+from core.settings import Settings
 from serve.cli import REPLICA_PORTS, SINGLE_PORTS, _ingress_environment, pick_port
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from market.settings import Settings
+from core.settings import Settings
 from serve.observability.audit import AuditWriter
 
 T0 = 1_764_000_000.0

@@ -220,7 +220,7 @@ def test_hub_collector_counts_deltas_behind_and_outbox() -> None:
 
 
 def test_settings_changes_recorded_masked(tmp_path: Path) -> None:
-    from market.settings import Settings
+    from core.settings import Settings
     from serve.observability import masked_settings, settings_changes
 
     path = tmp_path / "last_settings.json"

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
+from core.settings import Settings
 from market.cache import InMemoryCache
 from market.cache.gcra import Quota, take
-from market.settings import Settings
 from serve.auth import TokenSigner
 from serve.security.ipfilter import AddressPolicy, token_allows
 from serve.security.revocation import RevocationList

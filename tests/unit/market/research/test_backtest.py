@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from market.errors import InvalidInput
+from core.errors import InvalidInput
 from market.research.backtest import BacktestConfig, run_grid, simulate
 from market.research.strategies import FLAT, LONG, SHORT, Bars, IndicatorCache, get, names
 

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from market.errors import InvalidInput, NotFound
+from core.errors import InvalidInput, NotFound
 from market.research.data import data_version, list_symbols, load_bars, periods_per_year
 from market.research.grid import build_grid, parse_values
 from market.research.strategies import get

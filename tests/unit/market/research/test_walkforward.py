@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from market.errors import InvalidInput
+from core.errors import InvalidInput
 from market.research.backtest import BacktestConfig, run_grid
 from market.research.grid import build_grid
 from market.research.strategies import Bars, get

@@ -4,7 +4,7 @@ import stat
 import pytest
 from pydantic import ValidationError
 
-from market.settings import Settings, normalize_symbol
+from core.settings import Settings, normalize_symbol
 
 
 def test_symbols_from_comma_list_are_normalised_and_deduplicated(monkeypatch):
