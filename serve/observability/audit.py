@@ -42,7 +42,8 @@ def canonical(entry: Mapping[str, Any]) -> bytes:
     """Return the bytes an entry's hash covers: sorted keys, no spaces, UTF-8.
 
     The same bytes as ``json.dumps(entry, sort_keys=True, separators=(",", ":"),
-    ensure_ascii=False)`` for the JSON types entries hold, so a verifier in any language can rebuild them; orjson makes them without the standard library's per-call cost.
+    ensure_ascii=False)`` for the JSON types entries hold, so a verifier in any language
+    can rebuild them.
     """
     return orjson.dumps(entry, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS,
                         default=str)
