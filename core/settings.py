@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_serializer, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core.storage import Storage, is_uri, split_uri, validate_location
+
 SYMBOL_PATTERN = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "NVDA", "TSLA", "SPY", "QQQ", "AMZN", "META")
 _PLACEHOLDER_SECRETS = {"changethis", "changeme", "secret", "password", "marketray"}
@@ -48,7 +50,17 @@ class Settings(BaseSettings):
     environment: Literal["development", "production"] = "development"
     host: str = "0.0.0.0"  # noqa: S104 - the service is meant to listen on all interfaces
     port: int = Field(8765, ge=1, le=65535)
-    data_dir: Path = Path("./data")
+    data_dir: Path = Field(
+        Path("./data"), description="where the service keeps its data: a path (a shared "
+        "ReadWriteMany volume on a cluster) or an object-store URI (s3://bucket/prefix, "
+        "gs://bucket/prefix, file:///abs/path). With a bucket, history, recordings, the "
+        "knowledge index, uploads and the research lake live there and this node's own "
+        "files (secret, logs, audit, downloaded index versions) under local_dir")
+    data_url: str | None = Field(
+        None, description="set from data_dir when it is a URI; not meant to be set by hand")
+    local_dir: Path | None = Field(
+        None, description="this node's own files when data_dir is an object-store URI; "
+        "default ./data")
     secret_key: SecretStr | None = None
     feed: Literal["sim", "alpaca", "replay"] = "sim"
     symbols: Annotated[tuple[str, ...], NoDecode] = DEFAULT_SYMBOLS
@@ -91,7 +103,8 @@ class Settings(BaseSettings):
     sim_always_open: bool = Field(
         True, description="simulate trading outside New York hours too (demos at night)")
     feed_interval_ms: float = Field(20.0, gt=0, le=1_000, description="feed batch period")
-    replay_dir: Path | None = None
+    replay_dir: str | None = Field(
+        None, description="recording to replay: a path or URI (default: the recordings)")
     replay_speed: float = Field(1.0, ge=0, description="0 = as fast as possible")
     record: bool = False
     risk_free_rate: float = Field(0.045, ge=-0.05, le=0.5)
@@ -114,7 +127,8 @@ class Settings(BaseSettings):
     alpaca_chain_days: int = Field(45, ge=0, description="expirations seeded, days ahead")
 
     # Recording, replay and history.
-    record_dir: Path | None = Field(None, description="default <data_dir>/recordings")
+    record_dir: str | None = Field(
+        None, description="where recordings go, a path or URI; default <data_dir>/recordings")
     history_retention_days: int = Field(365, ge=1)
 
     # Serving.
@@ -182,6 +196,29 @@ class Settings(BaseSettings):
         (``Settings(**settings.model_dump(mode="json"))``). ``repr`` and logs stay masked."""
         return None if value is None else value.get_secret_value()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _split_data_url(cls, values: object) -> object:
+        """Move a URI given as ``data_dir`` into ``data_url``; ``data_dir`` stays a local
+        path (the URI's own for file://, else ``local_dir``) for this node's files."""
+        if not isinstance(values, dict):
+            return values
+        raw = values.get("data_dir")
+        if raw is not None and is_uri(str(raw)):
+            url = validate_location(str(raw))
+            values = {**values, "data_url": url}
+            scheme, rest = split_uri(url)
+            values["data_dir"] = rest if scheme == "file" else (
+                values.get("local_dir") or "./data")
+        elif values.get("data_url"):
+            values = {**values, "data_url": validate_location(str(values["data_url"]))}
+        return values
+
+    @field_validator("record_dir", "replay_dir", mode="before")
+    @classmethod
+    def _location(cls, value: object) -> str | None:
+        return None if value is None or value == "" else validate_location(str(value))
+
     @field_validator("symbols", mode="before")
     @classmethod
     def _parse_symbols(cls, value: object) -> tuple[str, ...]:
@@ -221,6 +258,13 @@ class Settings(BaseSettings):
                     "set a random secret in production"
                 )
         return self
+
+    def storage(self, *parts: str) -> Storage:
+        """Return the shared data directory (or ``parts`` under it) every node can reach.
+
+        ``data_url`` when set, else ``data_dir`` made absolute on this node.
+        """
+        return Storage(self.data_url or self.data_dir).child(*parts)
 
     def resolved_secret(self) -> tuple[str, bool]:
         """Return the signing secret and whether it was generated just now.
