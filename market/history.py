@@ -9,13 +9,17 @@ Columns: ``ts_ns`` (int64 ns, bar start, UTC), ``open``, ``high``, ``low``,
 (``flush_rows`` or ``flush_interval_s``); :meth:`HistoryStore.compact` merges
 a partition's small files into one. A later write of the same minute wins (a
 backfilled bar replaces a live one), both on read and on compaction. Reads go
-through polars' lazy scanner over the symbol's partitions only.
+through a pyarrow dataset over the symbol's partitions only.
+
+``root`` is a path or a :class:`core.storage.Storage` (a shared volume or an object
+store: ``Settings.storage("history")``), so a shard restarted on another node reads
+the bars its predecessor wrote.
 """
 
 from __future__ import annotations
 
+import io
 import os
-import shutil
 import threading
 import time
 import uuid
@@ -26,7 +30,9 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow.dataset as ds
 
+from core.storage import Storage
 from market.feeds.base import BarBatch
 
 NS_PER_DAY = 86_400 * 1_000_000_000
@@ -44,13 +50,18 @@ def _seq() -> str:
 
 
 class HistoryStore:
-    """Parquet bar history under ``root``; safe to share between threads of one process."""
+    """Parquet bar history under ``root``; safe to share between threads of one process.
+
+    Several processes may append to one store (each file has a unique name); a later
+    write of the same minute wins.
+    """
 
     def __init__(
-        self, root: Path | str, *, flush_rows: int = 100_000, flush_interval_s: float = 60.0
+        self, root: Path | str | Storage, *, flush_rows: int = 100_000,
+        flush_interval_s: float = 60.0,
     ) -> None:
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.storage = root if isinstance(root, Storage) else Storage(root)
+        self.storage.makedirs()
         self.flush_rows = flush_rows
         self.flush_interval_s = flush_interval_s
         self._pending: list[pl.DataFrame] = []
@@ -90,8 +101,7 @@ class HistoryStore:
         def write(key: tuple[object, ...], part: pl.DataFrame) -> None:
             symbol, day = key
             directory = self._partition(str(symbol), _day(int(day) * NS_PER_DAY))  # type: ignore[call-overload]
-            directory.mkdir(parents=True, exist_ok=True)
-            _write_atomic(part.select(COLUMNS), directory / f"part-{seq}.parquet")
+            self._write(part.select(COLUMNS), f"{directory}/part-{seq}.parquet")
 
         groups = list(frame.group_by("symbol", "_day", maintain_order=True))
         if len(groups) < 8:
@@ -106,23 +116,40 @@ class HistoryStore:
         """Flush buffered bars."""
         self.flush()
 
-    def _partition(self, symbol: str, day: date) -> Path:
-        return self.root / f"date={day.isoformat()}" / f"symbol={symbol}"
+    @property
+    def location(self) -> str:
+        """Return where the store lives (a path or URI)."""
+        return self.storage.location
+
+    def _partition(self, symbol: str, day: date) -> str:
+        return f"date={day.isoformat()}/symbol={symbol}"
+
+    def _days(self) -> list[tuple[date, str]]:
+        """Return the stored date partitions as (day, directory name), oldest first."""
+        days = []
+        for name in self.storage.listdir():
+            if not name.startswith("date="):
+                continue
+            try:
+                days.append((date.fromisoformat(name[5:]), name))
+            except ValueError:
+                continue
+        return sorted(days)
+
+    def _parts(self, directory: str) -> list[str]:
+        return [f"{directory}/{name}" for name in self.storage.listdir(directory)
+                if name.startswith("part-") and name.endswith(".parquet")]
 
     # Reading.
 
-    def _files(self, symbol: str, start_ns: int | None, end_ns: int | None) -> list[Path]:
+    def _files(self, symbol: str, start_ns: int | None, end_ns: int | None) -> list[str]:
         first = _day(start_ns) if start_ns is not None else None
         last = _day(end_ns) if end_ns is not None else None
-        files: list[Path] = []
-        for day_dir in sorted(self.root.glob("date=*")):
-            try:
-                day = date.fromisoformat(day_dir.name[5:])
-            except ValueError:
-                continue
+        files: list[str] = []
+        for day, name in self._days():
             if (first and day < first) or (last and day > last):
                 continue
-            files += sorted((day_dir / f"symbol={symbol}").glob("part-*.parquet"))
+            files += self._parts(f"{name}/symbol={symbol}")
         return files
 
     def scan(self, symbol: str, *, start_ns: int | None = None,
@@ -132,13 +159,33 @@ class HistoryStore:
         if not files:
             return pl.LazyFrame(schema={c: pl.Int64 if c == "ts_ns" else pl.Float64
                                         for c in COLUMNS})
-        lazy = pl.scan_parquet(files).with_row_index("_row")
+        lazy = self._scan_files(files).with_row_index("_row")
         if start_ns is not None:
             lazy = lazy.filter(pl.col("ts_ns") >= start_ns)
         if end_ns is not None:
             lazy = lazy.filter(pl.col("ts_ns") < end_ns)
         return (lazy.sort("ts_ns", "_row").unique("ts_ns", keep="last", maintain_order=True)
                 .drop("_row"))
+
+    def _scan_files(self, files: list[str]) -> pl.LazyFrame:
+        """Return the files' rows in file order (later files win on duplicate minutes).
+
+        Local files go to polars' own scanner, which reads a symbol's small day files
+        about twice as fast as a pyarrow dataset (``bench/bench_history_fs.py``); other
+        filesystems are read through pyarrow's.
+        """
+        paths = [self.storage.path(f) for f in files]
+        if self.storage.is_local:
+            return pl.scan_parquet(paths).select(COLUMNS)
+        dataset = ds.dataset(paths, filesystem=self.storage.fs, format="parquet")
+        return pl.scan_pyarrow_dataset(dataset).select(COLUMNS)
+
+    def _write(self, frame: pl.DataFrame, relative: str) -> None:
+        """Write one Parquet file whole (readers never see part of it)."""
+        buffer = io.BytesIO()
+        frame.write_parquet(buffer, compression="zstd", row_group_size=ROW_GROUP_ROWS,
+                            statistics=True)
+        self.storage.write_bytes(relative, buffer.getbuffer())
 
     def read_bars(
         self,
@@ -173,7 +220,8 @@ class HistoryStore:
 
     def symbols(self) -> list[str]:
         """Return every symbol with stored bars."""
-        return sorted({p.name[7:] for p in self.root.glob("date=*/symbol=*")})
+        return sorted({name[7:] for _, day in self._days()
+                       for name in self.storage.listdir(day) if name.startswith("symbol=")})
 
     # Maintenance.
 
@@ -181,59 +229,48 @@ class HistoryStore:
         """Merge each partition with ``min_files`` or more files into one; return files merged."""
         self.flush()
         merged = 0
-        for directory in sorted(self.root.glob("date=*/symbol=*")):
-            files = sorted(directory.glob("part-*.parquet"))
-            if len(files) < min_files:
-                continue
-            frame = (pl.scan_parquet(files).with_row_index("_row").collect()
-                     .sort("ts_ns", "_row").unique("ts_ns", keep="last", maintain_order=True)
-                     .drop("_row"))
-            # Named after the newest input so later appends still sort after it.
-            newest = files[-1].stem.removeprefix("part-")
-            target = directory / f"part-{newest}-c.parquet"
-            _write_atomic(frame.select(COLUMNS), target)
-            for file in files:
-                if file != target:
-                    file.unlink()
-            merged += len(files)
+        for _, day in self._days():
+            for symbol_dir in self.storage.listdir(day):
+                directory = f"{day}/{symbol_dir}"
+                files = self._parts(directory)
+                if len(files) < min_files:
+                    continue
+                frame = (self._scan_files(files).with_row_index("_row").collect()
+                         .sort("ts_ns", "_row").unique("ts_ns", keep="last", maintain_order=True)
+                         .drop("_row"))
+                # Named after the newest input so later appends still sort after it.
+                newest = files[-1].rsplit("/", 1)[-1].removeprefix("part-").removesuffix(
+                    ".parquet")
+                target = f"{directory}/part-{newest}-c.parquet"
+                self._write(frame.select(COLUMNS), target)
+                for file in files:
+                    if file != target:
+                        self.storage.delete(file)
+                merged += len(files)
         return merged
 
     def apply_retention(
-        self, days: int, archive_dir: Path | str | None = None, *, today: date | None = None
+        self, days: int, archive_dir: Path | str | Storage | None = None, *,
+        today: date | None = None,
     ) -> list[str]:
         """Remove (or move under ``archive_dir``) date partitions older than ``days`` days.
 
-        Returns the partition names (``date=YYYY-MM-DD``) affected.
+        ``archive_dir`` may be on another filesystem or store (files are copied there,
+        then removed here). Returns the partition names (``date=YYYY-MM-DD``) affected.
         """
         self.flush()
         cutoff = (today or datetime.now(UTC).date()) - timedelta(days=days)
+        archive = None if archive_dir is None else (
+            archive_dir if isinstance(archive_dir, Storage) else Storage(archive_dir))
         affected: list[str] = []
-        for day_dir in sorted(self.root.glob("date=*")):
-            try:
-                day = date.fromisoformat(day_dir.name[5:])
-            except ValueError:
-                continue
+        for day, name in self._days():
             if day >= cutoff:
                 continue
-            if archive_dir is not None:
-                target = Path(archive_dir) / day_dir.name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                if target.exists():
-                    for sym_dir in day_dir.iterdir():
-                        dest = target / sym_dir.name
-                        dest.mkdir(parents=True, exist_ok=True)
-                        for file in sym_dir.iterdir():
-                            shutil.move(str(file), dest / file.name)
-                    shutil.rmtree(day_dir)
-                else:
-                    shutil.move(str(day_dir), target)
-            else:
-                shutil.rmtree(day_dir)
-            affected.append(day_dir.name)
+            if archive is not None:
+                for file in self.storage.files(name):
+                    relative = f"{name}/{file}"
+                    archive.write_bytes(relative, self.storage.read_bytes(relative))
+            self.storage.delete_dir(name)
+            affected.append(name)
         return affected
 
-
-def _write_atomic(frame: pl.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.write_parquet(tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS, statistics=True)
-    os.replace(tmp, path)

@@ -1,4 +1,8 @@
-"""History store: partitions, reads, compaction and retention (checked with plain polars)."""
+"""History store: partitions, reads, compaction and retention (checked with plain polars).
+
+Every test runs on a plain path, a ``file://`` URI and pyarrow's in-memory filesystem
+(the object-store branches of core.storage: no rename, whole-object puts).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,11 @@ from datetime import date
 
 import numpy as np
 import polars as pl
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 import pytest
 
+from core.storage import Storage
 from market.feeds.base import NS_PER_MINUTE, BarBatch
 from market.history import NS_PER_DAY, HistoryStore
 
@@ -21,9 +28,22 @@ def _bars(symbol_id: int, start_ns: int, n: int, base: float = 100.0) -> BarBatc
         open=close - 0.5, high=close + 1, low=close - 1, close=close, volume=np.full(n, 10.0))
 
 
+@pytest.fixture(params=["path", "file_uri", "memory"])
+def location(request, tmp_path):
+    """Return name -> a location of that kind; the same name gives the same directory."""
+    memory = pafs._MockFileSystem()  # an object store without renames, private to this test
+    return {"path": lambda name: tmp_path / name,
+            "file_uri": lambda name: f"file://{tmp_path / name}",
+            "memory": lambda name: Storage(f"bucket/{name}", filesystem=memory)}[request.param]
+
+
 @pytest.fixture
-def store(tmp_path):
-    return HistoryStore(tmp_path / "history", flush_rows=1_000_000)
+def store(location):
+    return HistoryStore(location("history"), flush_rows=1_000_000)
+
+
+def _parts(store, symbol="AAPL"):
+    return [f for f in store.storage.files() if f"symbol={symbol}/" in f]
 
 
 def test_append_then_read_returns_bars_oldest_first_with_limit(store):
@@ -44,8 +64,10 @@ def test_partitions_are_hive_style_and_readable_by_plain_polars(store):
     store.append_bars(["AAPL"], _bars(0, DAY0 + 1_000 * NS_PER_MINUTE, 1_000))  # spans two days
     store.flush()
 
-    dirs = sorted(p.relative_to(store.root).as_posix() for p in store.root.glob("date=*/symbol=*"))
-    frame = pl.scan_parquet(store.root / "**/*.parquet", hive_partitioning=True).collect()
+    dirs = sorted({f.rsplit("/", 1)[0] for f in store.storage.files()})
+    dataset = ds.dataset(store.storage.root, filesystem=store.storage.fs, format="parquet",
+                         partitioning="hive")
+    frame = pl.from_arrow(dataset.to_table())
 
     assert dirs == ["date=2026-11-02/symbol=AAPL", "date=2026-11-03/symbol=AAPL"]
     assert frame.height == 1_000
@@ -73,7 +95,7 @@ def test_later_write_of_same_minute_wins_before_and_after_compaction(store):
     before = store.read_bars("AAPL")
     merged = store.compact()
     after = store.read_bars("AAPL")
-    files = list(store.root.glob("date=*/symbol=AAPL/*.parquet"))
+    files = _parts(store)
 
     assert len(before) == 65
     assert before.close[40] == 900
@@ -82,16 +104,29 @@ def test_later_write_of_same_minute_wins_before_and_after_compaction(store):
     np.testing.assert_array_equal(before.close, after.close)
 
 
-def test_retention_archives_old_partitions(store, tmp_path):
+def test_retention_archives_old_partitions(store, location):
     store.append_bars(["AAPL"], _bars(0, DAY0, 10))
     store.append_bars(["AAPL"], _bars(0, DAY0 + 5 * NS_PER_DAY, 10))
     store.flush()
+    archive = location("archive")
 
-    affected = store.apply_retention(3, tmp_path / "archive", today=date(2026, 11, 8))
+    affected = store.apply_retention(3, archive, today=date(2026, 11, 8))
 
     assert affected == ["date=2026-11-02"]
-    assert (tmp_path / "archive/date=2026-11-02/symbol=AAPL").is_dir()
+    assert len(HistoryStore(archive).read_bars("AAPL")) == 10
     assert len(store.read_bars("AAPL")) == 10
+    assert not any(f.startswith("date=2026-11-02") for f in store.storage.files())
+
+
+def test_store_rebuilt_from_the_same_location_reads_what_another_wrote(location):
+    writer = HistoryStore(location("shared"), flush_rows=1_000_000)
+    writer.append_bars(["AAPL"], _bars(0, DAY0, 30))
+    writer.flush()
+
+    reader = HistoryStore(location("shared"))
+
+    np.testing.assert_array_equal(reader.read_bars("AAPL").close, 100.0 + np.arange(30))
+    assert reader.symbols() == ["AAPL"]
 
 
 def test_retention_without_archive_deletes(store):
