@@ -141,3 +141,11 @@ def test_keyring_file_is_private(tmp_path):
     keyring = Keyring(SECRET, tmp_path / "keyring.json")
     keyring.rotate()
     assert (tmp_path / "keyring.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_frame_key_depends_on_the_token():
+    signer = TokenSigner(SECRET)
+    one = signer.frame_key(signer.verify(signer.issue("viewer", signing=True)))
+    two = signer.frame_key(signer.verify(signer.issue("viewer", signing=True)))
+    assert one != two
+    assert len(one) == 64

@@ -2,76 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import replace
 
 import orjson
 import pytest
-from fastapi import WebSocket
-from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from serve.app import create_api
-from serve.deps import protect
-from serve.hooks import RequestRecord
-from serve.security.policy import secured
-from serve.security.signing import FrameSigner
-from tests.unit.serve.fakes import make_services
-
-
-class RecordingHooks:
-    def __init__(self) -> None:
-        self.started: list[tuple[str, str]] = []
-        self.ended: list[RequestRecord] = []
-        self.events: list[tuple[str, dict]] = []
-
-    def on_request_start(self, kind, route):
-        self.started.append((kind, route))
-
-    def on_request_end(self, record):
-        self.ended.append(record)
-
-    def on_security_event(self, name, **fields):
-        self.events.append((name, fields))
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def _client(peer=("203.0.113.5", 40000), **settings):
-    api = create_api()
-    services = make_services()
-    services.settings = services.settings.model_copy(update=settings)
-    services.hooks = RecordingHooks()
-    services.cache._now = FakeClock()  # the rate limiter's clock
-    api.state.services = services
-    return TestClient(protect(api), client=peer), services
-
-
-def _read_until_closed(ws):
-    """Every frame until the server closes; return them and the close code."""
-    frames = []
-    try:
-        while True:
-            frames.append(orjson.loads(ws.receive_text()))
-    except WebSocketDisconnect as closed:
-        return frames, closed.code
-
-
-def _auth(services, role="viewer", subject="tester", **kwargs):
-    return {"Authorization": f"Bearer {services.signer.issue(role, subject, **kwargs)}"}
+from tests.unit.serve.security.protected import auth_header, protected_client, read_until_closed
 
 
 def test_request_over_budget_gets_429_with_headers_and_passes_after_retry_after():
     # Arrange: a viewer budget of 3 units; a quote costs 1
-    client, services = _client(rate_budget_viewer=3)
-    headers = _auth(services)
+    client, services = protected_client(rate_budget_viewer=3)
+    headers = auth_header(services)
     with client:
         # Act
         answers = [client.get("/market/AAPL", headers=headers) for _ in range(4)]
@@ -90,8 +34,8 @@ def test_request_over_budget_gets_429_with_headers_and_passes_after_retry_after(
 
 
 def test_route_cost_is_charged_a_chain_more_than_a_quote():
-    client, services = _client()
-    headers = _auth(services)
+    client, services = protected_client()
+    headers = auth_header(services)
     with client:
         quote = client.get("/market/AAPL", headers=headers)
         chain = client.get("/options/AAPL", headers=headers)
@@ -101,14 +45,14 @@ def test_route_cost_is_charged_a_chain_more_than_a_quote():
 
 
 def test_address_budget_covers_unauthenticated_requests():
-    client, _ = _client(rate_budget_per_ip=2)
+    client, _ = protected_client(rate_budget_per_ip=2)
     with client:
         codes = [client.get("/health").status_code for _ in range(3)]
     assert codes == [200, 200, 429]
 
 
 def test_denied_network_gets_403_before_authentication_and_4403_on_websocket():
-    client, services = _client(ip_deny=("203.0.113.0/24",))
+    client, services = protected_client(ip_deny=("203.0.113.0/24",))
     with client:
         response = client.get("/market/AAPL")  # no token: refused for the address first
         with client.websocket_connect("/ws/market") as ws, \
@@ -121,14 +65,14 @@ def test_denied_network_gets_403_before_authentication_and_4403_on_websocket():
 
 
 def test_allow_list_refuses_other_networks():
-    client, _ = _client(ip_allow=("10.0.0.0/8",))
+    client, _ = protected_client(ip_allow=("10.0.0.0/8",))
     with client:
         assert client.get("/health").status_code == 403
 
 
 def test_forwarded_for_counts_only_from_a_trusted_proxy():
-    untrusted, _ = _client(peer=("203.0.113.5", 1), ip_deny=("198.51.100.0/24",))
-    trusted, services = _client(peer=("10.0.0.2", 1), ip_deny=("198.51.100.0/24",),
+    untrusted, _ = protected_client(peer=("203.0.113.5", 1), ip_deny=("198.51.100.0/24",))
+    trusted, services = protected_client(peer=("10.0.0.2", 1), ip_deny=("198.51.100.0/24",),
                                 trusted_proxies=("10.0.0.0/8",))
     spoof = {"X-Forwarded-For": "198.51.100.9", "X-Request-ID": "proxy-id-1"}
     with untrusted, trusted:
@@ -143,19 +87,21 @@ def test_forwarded_for_counts_only_from_a_trusted_proxy():
 
 
 def test_token_bound_to_networks_is_refused_elsewhere():
-    client, services = _client()
+    client, services = protected_client()
     with client:
-        inside = client.get("/market/AAPL", headers=_auth(services, allow_ip=["203.0.113.0/24"]))
-        outside = client.get("/market/AAPL", headers=_auth(services, allow_ip=["10.0.0.0/8"]))
+        inside = client.get("/market/AAPL",
+                            headers=auth_header(services, allow_ip=["203.0.113.0/24"]))
+        outside = client.get("/market/AAPL",
+                             headers=auth_header(services, allow_ip=["10.0.0.0/8"]))
     assert inside.status_code == 200
     assert outside.status_code == 403
 
 
 def test_role_comes_from_the_route():
-    client, services = _client()
+    client, services = protected_client()
     with client:
-        viewer = client.get("/admin/config", headers=_auth(services, "viewer"))
-        admin = client.get("/admin/config", headers=_auth(services, "admin"))
+        viewer = client.get("/admin/config", headers=auth_header(services, "viewer"))
+        admin = client.get("/admin/config", headers=auth_header(services, "admin"))
     assert viewer.status_code == 403
     assert services.hooks.ended[0].reason == "role_forbidden"
     assert admin.status_code == 200
@@ -163,16 +109,16 @@ def test_role_comes_from_the_route():
 
 
 def test_revoked_jti_gets_401_and_its_open_websocket_closes_4401_within_2s():
-    client, services = _client()
+    client, services = protected_client()
     token = services.signer.issue("viewer", "erin")
     jti = services.signer.verify(token).jti
-    admin = _auth(services, "admin", "root")
+    admin = auth_header(services, "admin", "root")
     with client, client.websocket_connect(f"/ws/market?token={token}") as ws:
         ws.send_text('{"action": "ping"}')
         assert orjson.loads(ws.receive_text())["type"] == "pong"
         revoked = client.post("/admin/revocations", json={"jti": jti}, headers=admin)
         started = time.monotonic()
-        _, code = _read_until_closed(ws)
+        _, code = read_until_closed(ws)
         closed_after = time.monotonic() - started
         after = client.get("/market/AAPL", headers={"Authorization": f"Bearer {token}"})
     assert revoked.status_code == 201
@@ -185,36 +131,36 @@ def test_revoked_jti_gets_401_and_its_open_websocket_closes_4401_within_2s():
 
 
 def test_expired_token_closes_the_websocket_4401():
-    client, services = _client()
+    client, services = protected_client()
     token = services.signer.issue("viewer", "fay", ttl_s=1)
     with client, client.websocket_connect(f"/ws/market?token={token}") as ws:
-        _, code = _read_until_closed(ws)
+        _, code = read_until_closed(ws)
     assert code == 4401
 
 
 def test_body_over_the_limit_is_413_before_the_handler():
-    client, services = _client(max_body_kb=1)
+    client, services = protected_client(max_body_kb=1)
     with client:
         response = client.post("/admin/revocations", content=b"{" + b" " * 2000 + b"}",
-                               headers={**_auth(services, "admin"),
+                               headers={**auth_header(services, "admin"),
                                         "Content-Type": "application/json"})
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
 
 
 def test_unknown_fields_are_422():
-    client, services = _client()
+    client, services = protected_client()
     with client:
         response = client.post("/admin/revocations", json={"jti": "abc", "evil": 1},
-                               headers=_auth(services, "admin"))
+                               headers=auth_header(services, "admin"))
     assert response.status_code == 422
 
 
 def test_hooks_see_each_request_once_with_the_route_template():
-    client, services = _client()
+    client, services = protected_client()
     with client:
-        client.get("/market/AAPL", headers=_auth(services))
-        client.get("/market/ZZZZ", headers=_auth(services))
+        client.get("/market/AAPL", headers=auth_header(services))
+        client.get("/market/ZZZZ", headers=auth_header(services))
         client.get("/no/such/path")
         with client.websocket_connect(f"/?token={services.signer.issue('viewer')}") as ws:
             ws.send_text('{"action": "ping"}')
@@ -233,44 +179,8 @@ def test_hooks_see_each_request_once_with_the_route_template():
 # -- WebSocket limits and signed frames ---------------------------------------------------
 
 
-def _ws(client, services, **kwargs):
-    return client.websocket_connect(f"/ws/market?token={services.signer.issue('viewer', **kwargs)}")
-
-
-def test_frame_over_the_limit_closes_1009():
-    client, services = _client(ws_max_frame_bytes=1024)
-    with client, _ws(client, services) as ws:
-        ws.send_text(json.dumps({"action": "ping", "pad": "x" * 2000}))
-        with pytest.raises(WebSocketDisconnect) as info:
-            ws.receive_text()
-    assert info.value.code == 1009
-
-
-def test_flood_gets_error_frames_then_1008():
-    client, services = _client(ws_messages_per_s=1.0, ws_message_burst=3)
-    with client, _ws(client, services) as ws:
-        for _ in range(12):
-            ws.send_text('{"action": "ping"}')
-        frames, code = _read_until_closed(ws)
-    codes = [f.get("code") for f in frames]
-    assert codes.count(None) == 3  # the burst's pongs
-    assert "rate_limited" in codes
-    assert code == 1008
-
-
-def test_binary_frame_gets_an_error_frame_and_the_connection_stays():
-    client, services = _client()
-    with client, _ws(client, services) as ws:
-        ws.send_bytes(b"\x00\xff")
-        error = orjson.loads(ws.receive_text())
-        ws.send_text('{"action": "ping"}')
-        pong = orjson.loads(ws.receive_text())
-    assert error["code"] == "binary_not_supported"
-    assert pong["type"] == "pong"
-
-
 def test_no_authentication_within_the_timeout_closes_4401():
-    client, _ = _client(ws_auth_timeout_s=0.2)
+    client, _ = protected_client(ws_auth_timeout_s=0.2)
     with client, client.websocket_connect("/ws/market") as ws, \
             pytest.raises(WebSocketDisconnect) as info:
         ws.receive_text()
@@ -278,7 +188,7 @@ def test_no_authentication_within_the_timeout_closes_4401():
 
 
 def test_connections_per_subject_are_capped():
-    client, services = _client(ws_max_connections_per_subject=1)
+    client, services = protected_client(ws_max_connections_per_subject=1)
     token = services.signer.issue("viewer", "gus")
     with client, client.websocket_connect(f"/ws/market?token={token}") as first:
         first.send_text('{"action": "ping"}')
@@ -289,41 +199,8 @@ def test_connections_per_subject_are_capped():
     assert info.value.code == 1008
 
 
-def test_signed_frames_good_tampered_stale_and_replayed():
-    client, services = _client()
-    token = services.signer.issue("viewer", "hal", signing=True)
-    signer = FrameSigner(services.signer.frame_key(services.signer.verify(token)))
-    with client, client.websocket_connect(f"/ws/market?token={token}") as ws:
-        good = signer.sign({"action": "ping"})
-        ws.send_text(good)
-        pong = signer.open(ws.receive_text())
-        tampered = json.loads(signer.sign({"action": "ping"}))
-        tampered["action"] = "subscribe"
-        ws.send_text(json.dumps(tampered))
-        tampered_reply = signer.open(ws.receive_text())
-        ws.send_text(signer.sign({"action": "ping"}, now_ms=int((time.time() - 60) * 1000)))
-        stale_reply = signer.open(ws.receive_text())
-        ws.send_text(good)
-        replay_reply = signer.open(ws.receive_text())
-        ws.send_text('{"action": "ping"}')
-        unsigned_reply = signer.open(ws.receive_text())
-        ws.send_text(good)
-        signer.open(ws.receive_text())
-        with pytest.raises(WebSocketDisconnect) as info:
-            ws.receive_text()  # the fifth failure closes
-    assert pong["type"] == "pong"
-    assert tampered_reply["code"] == "signature_invalid"
-    assert stale_reply["code"] == "stale"
-    assert replay_reply["code"] == "replay"
-    assert unsigned_reply["code"] == "signature_missing"
-    assert info.value.code == 4401
-    record = services.hooks.ended[-1]
-    assert record.extra["refused_frames"]["replay"] == 2
-    assert {name for name, _ in services.hooks.events} >= {"signature_invalid", "replay"}
-
-
 def test_principal_record_fields_are_set():
-    client, services = _client()
+    client, services = protected_client()
     token = services.signer.issue("analyst", "ivy")
     principal = services.signer.verify(token)
     with client:
@@ -334,41 +211,20 @@ def test_principal_record_fields_are_set():
 
 
 def test_websocket_connect_is_charged_its_route_cost():
-    client, services = _client(rate_budget_viewer=1)
+    client, services = protected_client(rate_budget_viewer=1)
     token = services.signer.issue("viewer", "jan")
     with client:
         with client.websocket_connect(f"/ws/market?token={token}") as ws:
             ws.send_text('{"action": "ping"}')
             ws.receive_text()
         with client.websocket_connect(f"/ws/market?token={token}") as ws:
-            _, code = _read_until_closed(ws)
+            _, code = read_until_closed(ws)
     assert code == 1008
     assert services.hooks.ended[-1].reason == "rate_limited"
 
 
-def test_costly_websocket_messages_are_charged_each():
-    # A stand-in route with a per-message cost, as the chat stream has.
-    client, services = _client(rate_budget_viewer=3)
-    api = client.app.app
-
-    @secured("viewer", cost=1, message_cost=1)
-    async def echo(websocket: WebSocket) -> None:
-        await websocket.accept()
-        while True:
-            await websocket.send_text(await websocket.receive_text())
-
-    api.add_api_websocket_route("/echo", echo)
-    with client, client.websocket_connect(f"/echo?token={services.signer.issue('viewer')}") as ws:
-        replies = []
-        for _ in range(3):
-            ws.send_text('{"n": 1}')
-            replies.append(orjson.loads(ws.receive_text()))
-    assert replies[:2] == [{"n": 1}, {"n": 1}]  # connect 1 + two messages = the budget
-    assert replies[2]["code"] == "rate_limited"
-
-
 def test_failed_authentication_is_charged_to_the_address():
-    client, _ = _client(rate_budget_per_ip=3)
+    client, _ = protected_client(rate_budget_per_ip=3)
     bad = {"Authorization": "Bearer not-a-token"}
     with client:
         answers = [client.get("/market/AAPL", headers=bad) for _ in range(4)]
