@@ -1,13 +1,19 @@
-"""Build the research history lake from the simulator (deterministic) in Ray tasks.
+"""Build the research history lake from the simulator (Ray tasks) or Alpaca's history.
 
     python -m pipelines.backfill --source sim --universe 500 --sessions 252 \\
         --end 2025-12-31 --seed 7 --out LAKE [--workers 2]
+    python -m pipelines.backfill --source alpaca --symbols AAPL,MSFT \\
+        --start 2025-01-02 --end 2025-06-30 --out LAKE [--feed iex] [--adjustment raw]
     marketray research backfill ...
 
-Symbols are simulated in fixed chunks of ``CHUNK_SYMBOLS`` (each chunk shares one market
-factor and draws from ``[seed, chunk]``), so the lake is the same whatever the number of
-workers. Resumable: a chunk whose symbol-year files all exist is skipped (files are
-renamed into place only when complete). Writes ``LAKE/manifest.json``.
+``sim``: symbols are simulated in fixed chunks of ``CHUNK_SYMBOLS`` (each chunk shares
+one market factor and draws from ``[seed, chunk]``), so the lake is the same whatever
+the number of workers. Resumable: a chunk whose symbol-year files all exist is skipped
+(files are renamed into place only when complete).
+
+``alpaca``: 1-minute bars from Alpaca's historical API (alpaca-py, credentials from
+``MARKETRAY_ALPACA_*``), fetched by the driver's threads behind one rate limiter
+(:mod:`pipelines.backfill_alpaca`). Writes ``LAKE/manifest.json``.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from typing import Any
 
 from core.errors import InvalidInput, MarketrayError
 from market.research import lake
-from pipelines import _jobs
+from pipelines import _jobs, backfill_alpaca
 
 
 @dataclass
@@ -112,11 +118,13 @@ def run(out: str | Path, *, universe: int | Sequence[str] = 500, sessions: int =
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the job's options (shared with ``marketray research backfill``)."""
-    parser.add_argument("--source", choices=("sim",), default="sim")
-    parser.add_argument("--universe", type=int, default=500, help="number of symbols")
+    parser.add_argument("--source", choices=("sim", "alpaca"), default="sim")
+    parser.add_argument("--universe", type=int, default=500, help="number of symbols (sim)")
     parser.add_argument("--symbols", default=None, help="comma-separated names instead")
-    parser.add_argument("--sessions", type=int, default=252)
+    parser.add_argument("--sessions", type=int, default=252, help="sim: sessions up to --end")
+    parser.add_argument("--start", default=None, help="alpaca: first day (YYYY-MM-DD)")
     parser.add_argument("--end", default="2025-12-31", help="last session (YYYY-MM-DD)")
+    backfill_alpaca.add_arguments(parser)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", required=True, help="lake directory")
     parser.add_argument("--workers", type=int, default=None)
@@ -126,6 +134,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_from_args(args: argparse.Namespace) -> int:
     """Run the job from parsed options; print the manifest's summary."""
+    if args.source == "alpaca":
+        return backfill_alpaca.run_from_args(args)
     try:
         manifest = run(args.out, universe=args.symbols.split(",") if args.symbols
                        else args.universe, sessions=args.sessions, end=args.end,

@@ -3,9 +3,11 @@
 One port serves both:
 
 * REST: ``GET /v2/stocks/bars``, ``GET /v1beta1/options/snapshots/{underlying}``
-  (option chain), ``GET /v2/options/contracts`` (with open interest), paged
-  with ``next_page_token`` like Alpaca's, authenticated by the
-  ``APCA-API-KEY-ID`` / ``APCA-API-SECRET-KEY`` headers;
+  (option chain), ``GET /v2/options/contracts`` (with open interest; past listings
+  too), ``GET /v1beta1/options/bars``, paged with ``next_page_token`` like Alpaca's,
+  authenticated by the ``APCA-API-KEY-ID`` / ``APCA-API-SECRET-KEY`` headers, every
+  request logged in :attr:`FakeAlpacaServer.requests`, rate limited and refused with
+  429 on demand (:attr:`FakeAlpacaServer.gate`; :mod:`market.feeds.alpaca_fake_history`);
 * WebSocket streams ``/v2/{feed}`` (stocks: trades, quotes, bars, updated bars) and
   ``/v1beta1/{feed}`` (options: trades, quotes), msgpack-framed: ``connected``
   → auth → subscription → arrays of data messages whose ``t`` is a msgpack
@@ -18,9 +20,10 @@ short of its late trades' volume, then again as an updated bar 30 market-seconds
 later with the final figures REST serves): a client that misses live bars can
 count exactly what backfill must recover. ``time_scale`` speeds the clock
 (60 = one market minute per real second). Faults: :meth:`drop`,
-:meth:`silence`, :meth:`garbage`, :meth:`refuse_next`, and the ``reject_key``
-/ ``insufficient_subscription`` switches. No alpaca-py here: this is the other
-side of the wire.
+:meth:`silence`, :meth:`garbage`, :meth:`refuse_next`, the ``reject_key``
+/ ``insufficient_subscription`` switches, ``invalid_symbols`` (400 like Alpaca's
+"invalid symbol") and ``corrupt_symbols`` (every fifth bar with its high below
+its low). No alpaca-py here: this is the other side of the wire.
 """
 
 from __future__ import annotations
@@ -42,6 +45,13 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+
+from market.feeds.alpaca_fake_history import (
+    RateGate,
+    listed_expirations,
+    option_bar,
+    option_bar_rows,
+)
 
 NS_MIN = 60_000_000_000
 UPDATED_BAR_DELAY_NS = 30 * 1_000_000_000  # Alpaca sends updated bars ~30 s after the minute
@@ -133,6 +143,10 @@ class FakeAlpacaServer:
         self._streams: dict[str, ServerConnection] = {}
         self._garbage: dict[ServerConnection, int] = {}
         self.stats: Counter[str] = Counter()
+        self.requests: list[tuple[float, str, dict[str, str]]] = []  # (monotonic, path, query)
+        self.gate = RateGate()
+        self.invalid_symbols: set[str] = set()
+        self.corrupt_symbols: set[str] = set()
         self.bars_streamed: Counter[str] = Counter()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Server | None = None
@@ -245,10 +259,12 @@ class FakeAlpacaServer:
 
     # REST.
 
-    def _json(self, status: int, body: object) -> Response:
+    def _json(self, status: int, body: object,
+              extra: dict[str, str] | None = None) -> Response:
         data = json.dumps(body).encode()
         headers = Headers([("Content-Type", "application/json"),
-                           ("Content-Length", str(len(data))), ("Connection", "close")])
+                           ("Content-Length", str(len(data))), ("Connection", "close"),
+                           *(extra or {}).items()])
         return Response(status, "OK" if status == 200 else "Error", headers, data)
 
     def _rest(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -262,9 +278,20 @@ class FakeAlpacaServer:
         if (self.reject_key or request.headers.get("APCA-API-KEY-ID") != self.key
                 or request.headers.get("APCA-API-SECRET-KEY") != self.secret):
             return self._json(403, {"message": "forbidden"})
+        self.requests.append((time.monotonic(), url.path, query))
+        refusal = self.gate.check()
+        if refusal is not None:
+            self.stats["throttled"] += 1
+            return self._json(429, {"message": "too many requests."}, refusal)
         try:
+            invalid = sorted(set(query.get("symbols", "").split(",")) & self.invalid_symbols)
+            if invalid:
+                return self._json(400, {"code": 40010001,
+                                        "message": f"invalid symbol: {invalid[0]}"})
             if url.path == "/v2/stocks/bars":
                 return self._json(200, self._bars(query))
+            if url.path == "/v1beta1/options/bars":
+                return self._json(200, self._option_bars(query))
             if url.path.startswith("/v1beta1/options/snapshots/"):
                 return self._json(200, self._snapshots(url.path.rsplit("/", 1)[1], query))
             if url.path == "/v2/options/contracts":
@@ -303,16 +330,41 @@ class FakeAlpacaServer:
         page, token = self._page(rows, query, 1_000)
         bars: dict[str, list[dict[str, Any]]] = {}
         for symbol, minute in page:
-            bar = {"t": _iso(minute * NS_MIN), **bar_at(symbol, minute)}
-            bars.setdefault(symbol, []).append(bar)
+            values = bar_at(symbol, minute)
+            if symbol in self.corrupt_symbols and minute % 5 == 0:
+                values["h"] = values["l"] - 1.0
+            bars.setdefault(symbol, []).append({"t": _iso(minute * NS_MIN), **values})
         return {"bars": bars, "next_page_token": token}
 
-    def chain(self, underlying: str) -> list[tuple[str, date, bool, float]]:
-        """Return the listed contracts (OCC, expiration, is_call, strike) of ``underlying``."""
-        today = datetime.fromtimestamp(self.now_ns() / 1e9, UTC).date()
-        fridays = [today + timedelta(days=(4 - today.weekday()) % 7 + 7 * i + 1)
-                   for i in range(self.expirations)]
-        spot = price_at(underlying, self._start_wall_ns // NS_MIN)
+    def _option_bars(self, query: dict[str, str]) -> dict[str, Any]:
+        if query.get("timeframe", "1Min") not in ("1Min", "1T"):
+            raise ValueError("only 1Min bars are served")
+        minutes = self.completed_minutes(_parse_time(query.get("start")),
+                                         _parse_time(query.get("end")))
+        rows = option_bar_rows(query["symbols"].split(","), minutes)
+        page, token = self._page(rows, query, 1_000)
+        bars: dict[str, list[dict[str, Any]]] = {}
+        for contract, minute in page:
+            bars.setdefault(contract, []).append(
+                {"t": _iso(minute * NS_MIN), **option_bar(self.option_price, contract, minute)})
+        return {"bars": bars, "next_page_token": token}
+
+    def chain(self, underlying: str, *, listed: date | None = None,
+              last: date | None = None) -> list[tuple[str, date, bool, float]]:
+        """Return the listed contracts (OCC, expiration, is_call, strike) of ``underlying``.
+
+        By default what is listed now; with ``listed``, what was listed on that day
+        expiring up to ``last`` (strikes around that day's price).
+        """
+        if listed is None:
+            today = datetime.fromtimestamp(self.now_ns() / 1e9, UTC).date()
+            fridays = [today + timedelta(days=(4 - today.weekday()) % 7 + 7 * i + 1)
+                       for i in range(self.expirations)]
+            spot = price_at(underlying, self._start_wall_ns // NS_MIN)
+        else:
+            fridays = listed_expirations(listed, last or listed + timedelta(days=35))
+            noon = datetime.combine(listed, datetime.min.time(), UTC) + timedelta(hours=16)
+            spot = price_at(underlying, noon.timestamp() // 60)
         step = 1.0 if spot < 50 else 5.0 if spot < 300 else 10.0
         atm = round(spot / step) * step
         out = []
@@ -358,13 +410,22 @@ class FakeAlpacaServer:
 
     def _contracts(self, query: dict[str, str]) -> dict[str, Any]:
         items = []
+        listed = date.fromisoformat(query["expiration_date_gte"]) \
+            if query.get("expiration_date_gte") else None
+        last = date.fromisoformat(query["expiration_date_lte"]) \
+            if listed and query.get("expiration_date_lte") else None
+        today = datetime.fromtimestamp(self.now_ns() / 1e9, UTC).date()
         for underlying in query.get("underlying_symbols", "").split(","):
             if not underlying:
                 continue
-            for contract, expiration, is_call, strike in self.chain(underlying):
+            for contract, expiration, is_call, strike in self.chain(underlying, listed=listed,
+                                                                     last=last):
+                status = "active" if expiration >= today else "inactive"
+                if listed is not None and status != query.get("status", "active"):
+                    continue
                 items.append({
                     "id": f"{zlib.crc32(contract.encode()):08x}-0000-4000-8000-000000000000",
-                    "symbol": contract, "name": f"{underlying} option", "status": "active",
+                    "symbol": contract, "name": f"{underlying} option", "status": status,
                     "tradable": True, "expiration_date": expiration.isoformat(),
                     "root_symbol": underlying, "underlying_symbol": underlying,
                     "underlying_asset_id": "00000000-0000-4000-8000-000000000000",

@@ -1,0 +1,181 @@
+"""What an API backfill of the lake fetches, what it keeps, and what it has done.
+
+The unit of completeness is one symbol on one New York trading day (a weekday; a
+holiday simply has no bars). :class:`DayLedger` records each finished (symbol, day)
+under ``<lake>/_backfill/<source>/`` after its bars are in the lake (``lake.write_bars``
+renames complete files into place), so a run killed at any point loses at most the
+requests in flight and a rerun asks only for what is not recorded. A day is recorded
+only once it is over in New York and the provider's delay has passed. The folder
+starts with ``_``, so bar readers (``market.research.data``) never see it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import polars as pl
+
+NEW_YORK = ZoneInfo("America/New_York")
+BAR_COLUMNS = ("symbol", "timestamp", "open", "high", "low", "close", "volume")
+SESSION_OPEN, SESSION_CLOSE = time(9, 30), time(16, 0)
+SETTLE = timedelta(minutes=20)  # Alpaca's free SIP data is 15 minutes late
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One request's worth: ``symbols`` over the consecutive trading days ``days``."""
+
+    symbols: tuple[str, ...]
+    days: tuple[date, ...]
+
+    def bounds(self) -> tuple[datetime, datetime]:
+        """Return [New York midnight of the first day, of the day after the last) in UTC."""
+        return ny_midnight(self.days[0]), ny_midnight(self.days[-1] + timedelta(days=1))
+
+
+def ny_midnight(day: date) -> datetime:
+    """Return the start of ``day`` in New York as a UTC datetime."""
+    return datetime.combine(day, time(0), NEW_YORK).astimezone(UTC)
+
+
+def weekdays(first: date, last: date) -> list[date]:
+    """Return Monday-to-Friday dates from ``first`` to ``last`` inclusive."""
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)
+            if (first + timedelta(days=i)).weekday() < 5]
+
+
+def day_is_over(day: date, now: datetime) -> bool:
+    """Return whether ``day``'s bars are final at ``now`` (New York midnight plus the delay)."""
+    return now >= ny_midnight(day + timedelta(days=1)) + SETTLE
+
+
+def plan_units(missing: Mapping[str, Sequence[date]], days: Sequence[date],
+               symbol_days: int) -> list[Unit]:
+    """Group the missing (symbol, day) pairs into requests of at most ``symbol_days`` pairs.
+
+    Each symbol's missing days are cut into runs of consecutive trading days (of
+    ``days``) at most ``symbol_days`` long; symbols missing the same run share requests.
+    """
+    position = {d: i for i, d in enumerate(days)}
+    by_run: dict[tuple[date, ...], list[str]] = {}
+    for symbol, wanted in missing.items():
+        run: list[date] = []
+        for day in sorted(wanted):
+            if run and (position[day] != position[run[-1]] + 1 or len(run) == symbol_days):
+                by_run.setdefault(tuple(run), []).append(symbol)
+                run = []
+            run.append(day)
+        if run:
+            by_run.setdefault(tuple(run), []).append(symbol)
+    units = []
+    for run_days, symbols in sorted(by_run.items()):
+        per_unit = max(1, symbol_days // len(run_days))
+        for i in range(0, len(symbols), per_unit):
+            units.append(Unit(tuple(symbols[i:i + per_unit]), run_days))
+    return units
+
+
+def bars_frame(raw: Mapping[str, Sequence[Mapping[str, Any]]]) -> pl.DataFrame:
+    """Return Alpaca bar JSON (``{symbol: [{t, o, h, l, c, v}, ...]}``) as lake columns."""
+    rows = [(symbol, b.get("t"), b.get("o"), b.get("h"), b.get("l"), b.get("c"), b.get("v"))
+            for symbol, bars in raw.items() for b in bars]
+    schema = {"symbol": pl.String, "t": pl.String, "open": pl.Float64, "high": pl.Float64,
+              "low": pl.Float64, "close": pl.Float64, "volume": pl.Float64}
+    frame = pl.DataFrame(rows, schema=schema, orient="row", strict=False)
+    return frame.select(
+        "symbol", pl.col("t").str.to_datetime(time_unit="ns", time_zone="UTC", strict=False)
+        .alias("timestamp"), "open", "high", "low", "close", "volume")
+
+
+def clean_bars(frame: pl.DataFrame, start: datetime, end: datetime, *,
+               regular_hours: bool) -> tuple[pl.DataFrame, Counter[str]]:
+    """Drop bars no research job should see; return the rest and the count per reason.
+
+    Reasons: ``bad_time`` (unparseable or outside ``[start, end)``), ``bad_price``
+    (missing, non-positive or not finite), ``bad_range`` (high below low, open or
+    close), ``bad_volume`` (negative or missing), ``duplicate`` (a second bar for the
+    minute). With ``regular_hours`` bars outside 09:30–16:00 New York are left out
+    (not counted as bad).
+    """
+    dropped: Counter[str] = Counter()
+    prices = ("open", "high", "low", "close")
+    checks = [
+        ("bad_time", pl.col("timestamp").is_null() | (pl.col("timestamp") < start)
+         | (pl.col("timestamp") >= end)),
+        ("bad_price", pl.any_horizontal(*(pl.col(p).is_null() | ~pl.col(p).is_finite()
+                                          | (pl.col(p) <= 0) for p in prices))),
+        ("bad_range", (pl.col("high") < pl.col("low")) | (pl.col("high") < pl.max_horizontal(
+            "open", "close")) | (pl.col("low") > pl.min_horizontal("open", "close"))),
+        ("bad_volume", pl.col("volume").is_null() | (pl.col("volume") < 0)),
+    ]
+    for reason, bad in checks:
+        mask = frame.select(bad.fill_null(True).alias("bad"))["bad"]
+        count = int(mask.sum())
+        if count:
+            dropped[reason] += count
+            frame = frame.filter(~mask)
+    before = frame.height
+    frame = frame.unique(["symbol", "timestamp"], keep="first", maintain_order=True)
+    if before - frame.height:
+        dropped["duplicate"] += before - frame.height
+    if regular_hours:
+        local = pl.col("timestamp").dt.convert_time_zone("America/New_York").dt.time()
+        frame = frame.filter((local >= SESSION_OPEN) & (local < SESSION_CLOSE))
+    return frame.sort("symbol", "timestamp"), dropped
+
+
+class DayLedger:
+    """The (symbol, day) pairs a source has finished, under ``<lake>/_backfill/<source>/``.
+
+    ``settings`` (e.g. the feed and the price adjustment) are fixed at the first run: a
+    lake holds one kind of bars, so a run with other settings is refused.
+    """
+
+    def __init__(self, lake_root: Path, source: str, settings: Mapping[str, Any]) -> None:
+        self.folder = lake_root / "_backfill" / source
+        self.folder.mkdir(parents=True, exist_ok=True)
+        config = self.folder / "settings.json"
+        wanted = json.dumps(dict(settings), sort_keys=True)
+        if config.exists():
+            stored = json.dumps(json.loads(config.read_text()), sort_keys=True)
+            if stored != wanted:
+                raise ValueError(f"this lake was filled with {stored}; "
+                                 f"asked for {wanted}: use another lake")
+        else:
+            config.write_text(wanted + "\n")
+        self._lock = threading.Lock()
+
+    def _path(self, symbol: str) -> Path:
+        return self.folder / f"{symbol}.days"
+
+    def done(self, symbol: str) -> set[date]:
+        """Return the days finished for ``symbol`` (a torn last line is ignored)."""
+        path = self._path(symbol)
+        if not path.exists():
+            return set()
+        days = set()
+        for line in path.read_text().splitlines():
+            try:
+                days.add(date.fromisoformat(line.split(" ", 1)[0]))
+            except ValueError:
+                continue
+        return days
+
+    def mark(self, symbol: str, days: Iterable[tuple[date, int]]) -> None:
+        """Record ``(day, bars)`` pairs of ``symbol`` as finished (appended, then synced)."""
+        text = "".join(f"{day.isoformat()} {bars}\n" for day, bars in days)
+        if not text:
+            return
+        with self._lock, self._path(symbol).open("a") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
