@@ -142,29 +142,27 @@ def _simulate(open_: F64, close: F64, signals: I8, next_open: bool, commission: 
                         entry_bar = t
         equity = cash + size * (close[t] - entry) if size != 0.0 else cash
         equity_out[t] = equity
+        # In a position the signs below flip at random from bar to bar, so they are
+        # selects (min/max, conditional values) rather than branches a CPU mispredicts.
         if equity != prev:  # a flat bar's return is exactly 0: skip the division
             r = equity / prev - 1.0
             prev = equity
             total += r
             total2 += r * r
-            if r < 0.0:
-                down2 += r * r
-        if equity >= peak:
-            if underwater and t - peak_bar > max_dd_bars:
-                max_dd_bars = t - peak_bar  # the peak regained: the drawdown lasted until now
-            underwater = False
-            peak = equity
-            peak_bar = t
-        else:
-            underwater = True
-            if equity < peak * (1.0 + max_dd):  # divide only for a possible new low
-                dd = equity / peak - 1.0
-                if dd < max_dd:
-                    max_dd = dd
-            if t - peak_bar > max_dd_bars:
-                max_dd_bars = t - peak_bar
-        if size != 0.0:
-            exposed += 1
+            loss = min(r, 0.0)
+            down2 += loss * loss
+        if equity < peak * (1.0 + max_dd):  # divide only for a possible new low (rare)
+            dd = equity / peak - 1.0
+            if dd < max_dd:
+                max_dd = dd
+        regained = equity >= peak
+        # below the peak, or regaining it after being below: the drawdown lasted until now
+        lasted = t - peak_bar if (underwater or not regained) else 0
+        max_dd_bars = max(max_dd_bars, lasted)
+        underwater = not regained
+        peak_bar = t if regained else peak_bar
+        peak = equity if regained else peak
+        exposed += size != 0.0
     if size != 0.0:
         trades_out[n_trades, 0] = entry_bar
         trades_out[n_trades, 1] = entry

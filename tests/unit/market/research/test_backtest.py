@@ -130,3 +130,47 @@ def test_rsi_reversion_goes_long_when_rsi_climbs_back_over_lower() -> None:
     for i in np.nonzero(signals == SHORT)[0]:
         assert rsi[i - 1] > 70 >= rsi[i]
     assert (signals != 0).any()
+
+
+def _drawdown_bars(equity: np.ndarray, initial: float) -> int:
+    """Longest stretch from a peak until the curve first reaches it again (or the end)."""
+    curve = np.concatenate([[initial], equity])
+    longest, peak, peak_at = 0, curve[0], 0
+    for i, value in enumerate(curve):
+        if value >= peak:
+            longest = max(longest, i - peak_at if i - peak_at > 1 else 0)
+            peak, peak_at = value, i
+        else:
+            longest = max(longest, i - peak_at)
+    return longest
+
+
+@pytest.mark.parametrize(("fill", "direction"), [("close", "long"), ("next_open", "long_short")])
+def test_statistics_equal_numpy_over_the_equity_curve_of_a_long_random_walk(
+        fill: str, direction: str) -> None:
+    rng = np.random.default_rng(11)
+    close = np.round(100 * np.exp(np.cumsum(rng.normal(0, 0.003, 20_000))), 2)
+    bars = Bars(close * (1 + rng.normal(0, 1e-3, close.size)), close, close, close,
+                np.ones_like(close))
+    signals = rng.choice(np.asarray([0, LONG, SHORT, FLAT], np.int8), close.size,
+                         p=[0.97, 0.012, 0.012, 0.006])
+    config = BacktestConfig(fill=fill, direction=direction, commission=0.001,  # type: ignore[arg-type]
+                            periods_per_year=98_280)
+    equity = np.empty(close.size)
+    stats, trades = simulate(bars, signals, config, equity=equity)
+    returns = np.diff(np.concatenate([[config.cash], equity])) / np.concatenate(
+        [[config.cash], equity[:-1]])
+    root = np.sqrt(98_280)
+    stat = dict(zip(("total_return", "cagr", "volatility", "sharpe", "sortino", "max_drawdown",
+                     "max_drawdown_bars", "trades"), stats, strict=False))
+    assert stat["volatility"] == pytest.approx(returns.std(ddof=1) * root, rel=1e-9)
+    assert stat["sharpe"] == pytest.approx(returns.mean() / returns.std(ddof=1) * root, rel=1e-9)
+    downside = np.sqrt(np.mean(np.minimum(returns, 0) ** 2))
+    assert stat["sortino"] == pytest.approx(returns.mean() / downside * root, rel=1e-9)
+    peaks = np.maximum.accumulate(np.concatenate([[config.cash], equity]))[1:]
+    assert stat["max_drawdown"] == pytest.approx(np.min(equity / peaks - 1), rel=1e-12)
+    assert stat["max_drawdown_bars"] == _drawdown_bars(equity, config.cash)
+    assert stat["max_drawdown_bars"] > 100
+    assert stat["trades"] == len(trades) > 50
+    held = np.where(trades[:, 2] >= 0, trades[:, 2], close.size) - trades[:, 0]
+    assert stats[10] == held.sum() / close.size  # exposure: bars ending with a position
