@@ -121,64 +121,8 @@ def test_catalogue_names_prefixed_and_counters_end_in_total() -> None:
         assert name.endswith("_total") == (spec.kind == "counter"), name
 
 
-class FakeKnowledge:
-    def __init__(self) -> None:
-        self.state: dict[str, Any] = {"version": "v000003", "chunks": 120, "documents": 4}
+def test_unknown_metric_label_count_rejected_at_export() -> None:
+    from actors.telemetry import RaySink
 
-    def status(self) -> dict[str, Any]:
-        return self.state
-
-
-class FakeHooks:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, dict[str, Any]]] = []
-
-    def on_security_event(self, name: str, **fields: Any) -> None:
-        self.events.append((name, fields))
-
-
-def test_knowledge_metrics_version_chunks_ingest_and_published_event() -> None:
-    from serve.observability.collectors import KnowledgeMetrics
-
-    knowledge, recorder, hooks = FakeKnowledge(), Recorder(), FakeHooks()
-    metrics = KnowledgeMetrics(knowledge, recorder, hooks)
-
-    metrics()  # the version at start is not a publication
-    metrics.ingested({"status": "indexed", "pages": 7, "chunks": 30})
-    metrics.ingested({"status": "failed", "reason": "encrypted: the PDF needs a password"})
-    metrics.ingested({"status": "duplicate"})
-    metrics.searched(0.04)
-    knowledge.state = {"version": "v000004", "chunks": 150, "documents": 5}
-    metrics()
-    counts, gauges, observations = recorder.drain()
-
-    assert hooks.events == [("index.published",
-                             {"version": "v000004", "chunks": 150, "documents": 5})]
-    assert gauges[("marketray_kb_index_version", ())] == 4
-    assert gauges[("marketray_kb_index_chunks", ())] == 150
-    assert [counts[("marketray_kb_ingested_total", (u,))] for u in
-            ("documents", "pages", "chunks")] == [1, 7, 30]
-    assert counts[("marketray_kb_skipped_total", ("encrypted",))] == 1
-    assert counts[("marketray_kb_skipped_total", ("duplicate",))] == 1
-    assert observations[("marketray_kb_search_seconds", ())] == [0.04]
-
-
-def test_generator_metrics_queue_is_waiting_streams() -> None:
-    from serve.observability.collectors import GeneratorMetrics
-
-    class Service:
-        active = 2
-
-    service, recorder = Service(), Recorder()
-    metrics = GeneratorMetrics(service, recorder)
-    metrics.in_progress = 5
-    metrics.first_token(0.3)
-    metrics.tokens(42)
-
-    metrics()
-    counts, gauges, observations = recorder.drain()
-
-    assert gauges[("marketray_llm_active_sequences", ())] == 2
-    assert gauges[("marketray_llm_queue_length", ())] == 3
-    assert counts[("marketray_llm_tokens_total", ())] == 42
-    assert observations[("marketray_llm_time_to_first_token_seconds", ())] == [0.3]
+    with pytest.raises(ValueError, match="takes labels"):
+        RaySink()._tags(("marketray_requests_total", ("http",)))

@@ -10,7 +10,7 @@ import pytest
 from actors.telemetry import Recorder
 from serve.hooks import RequestRecord
 from serve.observability.audit import AuditWriter, read_entries, verify_dir
-from serve.observability.logs import JsonFormatter, RequestLog, event
+from serve.observability.logs import RequestLog
 from serve.observability.pipeline import ObservabilityHooks, audit_action
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.canary-token-value.sig"
@@ -151,27 +151,6 @@ def test_broken_recorder_never_raises_into_request(tmp_path: Path) -> None:
     hooks.on_request_end(record())  # must not raise
 
 
-def test_unknown_metric_label_count_rejected_at_export() -> None:
-    from actors.telemetry import RaySink
-
-    with pytest.raises(ValueError, match="takes labels"):
-        RaySink()._tags(("marketray_requests_total", ("http",)))
-
-
-def test_event_log_line_is_json_with_fields(caplog: pytest.LogCaptureFixture) -> None:
-    import logging
-
-    logger = logging.getLogger("marketray.test_events")
-    with caplog.at_level(logging.INFO, logger="marketray.test_events"):
-        event(logger, "feed.reconnected", feed="alpaca", attempt=3, token=TOKEN)
-
-    line = json.loads(JsonFormatter().format(caplog.records[0]))
-
-    assert (line["event"], line["feed"], line["attempt"], line["level"]) == (
-        "feed.reconnected", "alpaca", 3, "INFO")
-    assert line["token"] == "***"
-
-
 def test_websocket_connections_and_closes_by_stream(hooks: ObservabilityHooks) -> None:
     for route in ("/", "/ws/market", "/chat"):
         hooks.on_request_start("websocket", route)
@@ -185,52 +164,3 @@ def test_websocket_connections_and_closes_by_stream(hooks: ObservabilityHooks) -
     assert counts[("marketray_ws_closes_total", ("market", "1000"))] == 1
 
 
-def test_hub_collector_counts_deltas_behind_and_outbox() -> None:
-    from serve.observability.collectors import HubCollector
-
-    class Client:
-        def __init__(self, sent: int, conflated: int, unsent: int) -> None:
-            self.sent, self.conflated, self.unsent = sent, conflated, unsent
-
-    class Hub:
-        def __init__(self, *clients: Client) -> None:
-            self.subscribers = set(clients)
-            self.departed_sent = self.departed_conflated = 0
-
-        def remove(self, client: Client) -> None:  # as MarketHub.remove keeps the counts
-            self.subscribers.discard(client)
-            self.departed_sent += client.sent
-            self.departed_conflated += client.conflated
-
-    fast, slow = Client(10, 0, 0), Client(3, 5, 4)
-    hub = Hub(fast, slow)
-    recorder = Recorder()
-    collect = HubCollector(hub, recorder)
-
-    collect()
-    fast.sent, slow.conflated, slow.unsent = 25, 6, 0
-    hub.remove(fast)  # a client that leaves between two exports still counts
-    collect()
-    counts, gauges, _ = recorder.drain()
-
-    assert counts[("marketray_ws_frames_sent_total", ("market",))] == 28
-    assert counts[("marketray_ws_frames_conflated_total", ("market",))] == 6
-    assert gauges[("marketray_ws_clients_behind", ("market",))] == 0
-    assert gauges[("marketray_ws_outbox_frames", ("market",))] == 0
-
-
-def test_settings_changes_recorded_masked(tmp_path: Path) -> None:
-    from core.settings import Settings
-    from serve.observability import masked_settings, settings_changes
-
-    path = tmp_path / "last_settings.json"
-    first = masked_settings(Settings(secret_key="s" * 40, port=8765))
-    second = masked_settings(Settings(secret_key="t" * 40, port=9000))
-
-    assert settings_changes(path, first) == {}  # nothing recorded before
-    assert settings_changes(path, first) == {}
-    assert settings_changes(path, second) == {"port": {"from": 8765, "to": 9000}}
-    assert "s" * 40 not in path.read_text()
-    assert first["secret_key"] == "***"
-    with_password = masked_settings(Settings(redis_url="redis://:hunter2@10.0.0.9:6379/0"))
-    assert with_password["redis_url"] == "redis://***@10.0.0.9:6379/0"

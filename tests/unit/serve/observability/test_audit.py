@@ -16,37 +16,7 @@ from serve.observability.audit import (
     read_entries,
     verify_dir,
 )
-
-DAY = 86_400.0
-T0 = 1_764_000_000.0  # 2025-11-24T16:00:00Z
-
-
-class Clock:
-    def __init__(self, start: float = T0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def write_chain(directory: Path, n: int, *, chain: str = "replica-a", max_bytes: int = 1 << 20,
-                clock: Clock | None = None, close: bool = True) -> AuditWriter:
-    clock = clock or Clock()
-    writer = AuditWriter(directory, chain, max_bytes=max_bytes, clock=clock)
-    for i in range(n):
-        writer.append("data.read", subject=f"user{i % 3}", request_id=f"r{i}",
-                      resource={"route": "/market/{symbol}", "target": "AAPL"},
-                      outcome={"status": 200, "reason": None})
-        clock.now += 1.0
-    if close:
-        writer.close()
-    else:
-        writer.flush()
-    return writer
-
-
-def lines_of(path: Path) -> list[str]:
-    return path.read_text().splitlines(keepends=True)
+from tests.unit.serve.observability.chains import T0, Clock, lines_of, write_chain
 
 
 def problem_of(directory: Path) -> str:
@@ -266,27 +236,3 @@ def test_read_entries_limit(tmp_path: Path, limit: int) -> None:
     assert len(read_entries(tmp_path, limit=limit)) == limit
 
 
-def test_cli_verify_exit_codes_and_names_entry(tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
-    from serve.cli import main
-
-    write_chain(tmp_path, 6)
-    assert main(["audit", "verify", "--dir", str(tmp_path)]) == 0
-    assert capsys.readouterr().out.startswith("OK 1 chains, 7 entries verified")
-    path = tmp_path / "replica-a" / "000001.jsonl"
-    lines = lines_of(path)
-    del lines[2]
-    path.write_text("".join(lines))
-
-    assert main(["audit", "verify", "--dir", str(tmp_path)]) == 1
-    assert "TAMPERED replica-a/000001.jsonl:3 (seq 4): entry 3 deleted" in (
-        capsys.readouterr().out)
-
-
-def test_targets_file_is_prometheus_file_discovery(tmp_path: Path) -> None:
-    from serve.observability.cli import write_targets_file
-
-    write_targets_file(tmp_path / "t.json", ["10.0.0.5:8080", "10.0.0.6:8080"])
-
-    assert json.loads((tmp_path / "t.json").read_text()) == [
-        {"targets": ["10.0.0.5:8080", "10.0.0.6:8080"], "labels": {"job": "marketray"}}]
