@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import fields
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 import numpy as np
 import pytest
@@ -22,11 +22,10 @@ from market.feeds.base import (
 from market.feeds.sim import SimulatedFeed
 from market.feeds.sim_calendar import (
     SESSION_MINUTES,
-    option_expirations,
     session_bounds_ns,
     third_friday,
 )
-from market.feeds.sim_options import strike_grid, surface_vol
+from market.feeds.sim_options import surface_vol
 from market.greeks import implied_volatility, time_to_expiry
 
 MONDAY = date(2025, 11, 24)
@@ -159,21 +158,6 @@ def test_spreads_widen_for_cheap_and_volatile_stocks() -> None:
     relative = (ticks.ask - ticks.bid) / (ticks.ask + ticks.bid) * 2
     by_symbol = [np.median(relative[quote & (ticks.symbol_id == i)]) for i in range(3)]
     assert by_symbol[0] < by_symbol[1] < by_symbol[2]
-
-
-@pytest.mark.parametrize("offset_days", range(0, 14))
-def test_expirations_are_future_fridays_with_monthlies_on_third_fridays(offset_days: int) -> None:
-    today = MONDAY + timedelta(days=offset_days)
-
-    listed = option_expirations(today)
-
-    days = [d for d, _ in listed]
-    assert 6 <= len(listed) <= 8
-    assert days == sorted(set(days))
-    assert all(d.weekday() == 4 and d > today for d in days)
-    assert days[0] - today <= timedelta(days=7)
-    assert days[-1] - today >= timedelta(days=300)
-    assert all(d == third_friday(d.year, d.month) for d, monthly in listed if monthly)
 
 
 def test_chain_contracts_parse_back_and_open_interest_is_concentrated() -> None:
@@ -338,19 +322,6 @@ def test_from_settings_builds_the_configured_feed() -> None:
     checked: Feed = feed
     assert checked.symbols == ("AAPL", "SPY")
     assert (feed.seed, feed.rate, feed.option_rate) == (3, 123.0, 7.0)
-
-
-@pytest.mark.parametrize("spot", [4.1, 12.3, 48.0, 145.0, 228.0, 590.0, 1_500.0])
-def test_strike_grid_is_round_and_denser_near_the_money(spot: float) -> None:
-    strikes = strike_grid(spot)
-
-    assert np.all(np.round(strikes * 2) == strikes * 2)  # multiples of 0.50
-    assert strikes.min() <= 0.8 * spot
-    assert strikes.max() >= 1.2 * spot
-    gaps = np.diff(strikes)
-    near = np.abs(strikes[:-1] / spot - 1) < 0.08
-    assert gaps[near].max() <= gaps.max()
-    assert near.sum() >= (3 if spot >= 25 else 1)  # a $4 stock lists 0.50 apart
 
 
 def test_warmup_and_new_listings_quote_every_symbol_and_contract() -> None:
