@@ -103,7 +103,8 @@ class _Fetcher:
         if unexpected:
             done.dropped["unexpected_symbol"] += unexpected
             frame = frame.filter(pl.col("symbol").is_in(unit.symbols))
-        frame, dropped = clean_bars(frame, start, end, regular_hours=self.regular_hours)
+        frame, dropped = clean_bars(frame, start, end, days=unit.days,
+                                    regular_hours=self.regular_hours)
         done.dropped.update(dropped)
         days = frame.select(pl.col("symbol"), pl.col("timestamp").dt.convert_time_zone(
             "America/New_York").dt.date().alias("day"))

@@ -70,7 +70,7 @@ class RequestPacer:
         if limit < 2 or window_s <= 0:
             raise ValueError("the rate limit needs at least 2 requests over a positive window")
         burst = max(1, min(burst, limit // 2))
-        self.limit, self.window_s = limit, window_s
+        self.limit, self.window_s, self.burst = limit, window_s, burst
         self._quota = Quota(burst, burst * window_s / (limit - burst))
         self._tat: float | None = None
         self._paused_until = 0.0

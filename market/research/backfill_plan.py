@@ -15,7 +15,7 @@ import json
 import os
 import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -97,20 +97,31 @@ def bars_frame(raw: Mapping[str, Sequence[Mapping[str, Any]]]) -> pl.DataFrame:
 
 
 def clean_bars(frame: pl.DataFrame, start: datetime, end: datetime, *,
-               regular_hours: bool) -> tuple[pl.DataFrame, Counter[str]]:
+               days: Collection[date], regular_hours: bool
+               ) -> tuple[pl.DataFrame, Counter[str]]:
     """Drop bars no research job should see; return the rest and the count per reason.
 
-    Reasons: ``bad_time`` (unparseable or outside ``[start, end)``), ``bad_price``
-    (missing, non-positive or not finite), ``bad_range`` (high below low, open or
-    close), ``bad_volume`` (negative or missing), ``duplicate`` (a second bar for the
-    minute). With ``regular_hours`` bars outside 09:30–16:00 New York are left out
-    (not counted as bad).
+    Bars of New York dates outside ``days`` (the weekends inside a run) and, with
+    ``regular_hours``, outside 09:30–16:00 New York are left out first, uncounted. Of
+    the rest, reasons: ``bad_time`` (unparseable or outside ``[start, end)``),
+    ``bad_price`` (missing, non-positive or not finite), ``bad_range`` (high below low,
+    open or close), ``bad_volume`` (negative or missing), ``duplicate`` (a second bar
+    for the minute).
     """
     dropped: Counter[str] = Counter()
+    bad_time = (pl.col("timestamp").is_null() | (pl.col("timestamp") < start)
+                | (pl.col("timestamp") >= end))
+    count = int(frame.select(bad_time.sum())[0, 0])
+    if count:
+        dropped["bad_time"] += count
+        frame = frame.filter(~bad_time)
+    local = pl.col("timestamp").dt.convert_time_zone("America/New_York")
+    keep = local.dt.date().is_in(list(days))
+    if regular_hours:
+        keep = keep & (local.dt.time() >= SESSION_OPEN) & (local.dt.time() < SESSION_CLOSE)
+    frame = frame.filter(keep)
     prices = ("open", "high", "low", "close")
     checks = [
-        ("bad_time", pl.col("timestamp").is_null() | (pl.col("timestamp") < start)
-         | (pl.col("timestamp") >= end)),
         ("bad_price", pl.any_horizontal(*(pl.col(p).is_null() | ~pl.col(p).is_finite()
                                           | (pl.col(p) <= 0) for p in prices))),
         ("bad_range", (pl.col("high") < pl.col("low")) | (pl.col("high") < pl.max_horizontal(
@@ -127,9 +138,6 @@ def clean_bars(frame: pl.DataFrame, start: datetime, end: datetime, *,
     frame = frame.unique(["symbol", "timestamp"], keep="first", maintain_order=True)
     if before - frame.height:
         dropped["duplicate"] += before - frame.height
-    if regular_hours:
-        local = pl.col("timestamp").dt.convert_time_zone("America/New_York").dt.time()
-        frame = frame.filter((local >= SESSION_OPEN) & (local < SESSION_CLOSE))
     return frame.sort("symbol", "timestamp"), dropped
 
 
