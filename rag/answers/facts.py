@@ -111,6 +111,22 @@ def signed(text: str, value: float) -> str:
     return text if value < 0 or text.startswith(("+", "-")) else f"+{text}"
 
 
+def side(value: float, reference: float) -> str:
+    """Say where ``value`` stands against ``reference``: ``above``, ``below`` or ``at``."""
+    return "above" if value > reference else "below" if value < reference else "at"
+
+
+def zone(value: float, low: float, high: float) -> str:
+    """Place ``value`` against an oscillator's lines: ``above`` (at or over ``high``),
+    ``below`` (at or under ``low``) or ``between``."""
+    return "above" if value >= high else "below" if value <= low else "between"
+
+
+def plural(count: int, singular: str, plural_form: str = "") -> str:
+    """Return the word for ``count`` of it: ``day`` for 1, ``days`` otherwise."""
+    return singular if count == 1 else plural_form or singular + "s"
+
+
 def long_date(day: str) -> str:
     """``2026-12-04`` → ``Friday 4 December 2026``."""
     try:
@@ -155,6 +171,17 @@ class Writer:
         """Return a statement that ``what`` is not available (no figure)."""
         self._quantities = []
         return Statement(topic, self.symbol, f"{self.symbol}: {what} is not available.", [])
+
+    def market_q(self, key: str, value: float, shown: str,
+                 labels: tuple[str, ...] = ()) -> str:
+        """Record a snapshot field's quantity (source ``market.<key>``); return its text."""
+        return self.q(key, value, shown, f"market.{key}", labels)
+
+    def indicator_q(self, key: str, value: float, shown: str,
+                    labels: tuple[str, ...] = ()) -> str:
+        """Record an indicator's quantity (source ``market.indicators.<key>``); return its
+        text."""
+        return self.q(key, value, shown, f"market.indicators.{key}", labels)
 
     def number(self, key: str) -> float | None:
         """Return a snapshot field as a finite float."""

@@ -20,10 +20,14 @@ from rag.answers.facts import (
     long_date,
     money,
     number,
+    plural,
+    side,
     signed,
     whole,
 )
 from rag.answers.intents import pick_expiry
+
+IV_LABELS = ("iv", "implied volatility", "volatility")
 
 
 def _terms(w: Writer) -> list[Mapping[str, Any]]:
@@ -37,11 +41,19 @@ def _expiry(w: Writer, need: str) -> Mapping[str, Any] | None:
     return row
 
 
+def _term_q(w: Writer, row: Mapping[str, Any], key: str, value: float, shown: str,
+            labels: tuple[str, ...], *, fraction: bool = False) -> str:
+    """Record an expiry's figure (source ``options.term_structure[<expiry>].<key>``); return
+    its text."""
+    return w.q(key, value, shown, f"options.term_structure[{row.get('expiration')}].{key}",
+               labels, fraction=fraction)
+
+
 def _expiry_words(w: Writer, row: Mapping[str, Any]) -> str:
     """``the Friday 4 December 2026 expiry (3 days out; "by Friday" asked for ...)``."""
     day = str(row.get("expiration"))
     days = int(row.get("days_to_expiry") or 0)
-    note = f"{days} day{'s' if days != 1 else ''} out"
+    note = f"{days} {plural(days, 'day')} out"
     if w.horizon is not None:
         target = w.horizon.target.isoformat()
         note += f'; "{w.horizon.phrase}" is {long_date(target)}'
@@ -67,8 +79,7 @@ def expected_move(w: Writer) -> Statement:
                      "√(days_to_expiry/365))", labels)
     shown_pct = w.q("expected_move_percent", move / spot, "±" + fraction_pct(move / spot),
                     "expected_move / options.underlying_price", labels, fraction=True)
-    shown_iv = w.q("atm_iv", iv, fraction_pct(iv), f"options.term_structure[{day}].atm_iv",
-                   ("iv", "implied volatility", "volatility"), fraction=True)
+    shown_iv = _term_q(w, row, "atm_iv", iv, fraction_pct(iv), IV_LABELS, fraction=True)
     return w.done("expected_move", (
         f"Options imply a one-standard-deviation move for {w.symbol} of {shown_move} "
         f"({shown_pct}) by {_expiry_words(w, row)}, from an at-the-money implied volatility "
@@ -81,9 +92,7 @@ def implied_vol(w: Writer) -> Statement:
     if row is None:
         return w.missing("implied_vol", "an at-the-money implied volatility")
     iv = float(row["atm_iv"])
-    shown = w.q("atm_iv", iv, fraction_pct(iv),
-                f"options.term_structure[{row.get('expiration')}].atm_iv",
-                ("iv", "implied volatility", "volatility"), fraction=True)
+    shown = _term_q(w, row, "atm_iv", iv, fraction_pct(iv), IV_LABELS, fraction=True)
     return w.done("implied_vol", f"{w.symbol}'s at-the-money implied volatility is {shown} "
                   f"(annualised) for {_expiry_words(w, row)}.")
 
@@ -150,14 +159,11 @@ def max_pain(w: Writer) -> Statement:
     if row is None:
         return w.missing("max_pain", "max pain")
     pain = float(row["max_pain"])
-    shown = w.q("max_pain", pain, money(pain),
-                f"options.term_structure[{row.get('expiration')}].max_pain", ("pain",))
+    shown = _term_q(w, row, "max_pain", pain, money(pain), ("pain",))
     text = f"{w.symbol}'s max pain for {_expiry_words(w, row)} is {shown}"
     last = w.number("price")
     if last is not None:
-        gap = pain - last
-        where = "above" if gap > 0 else "below" if gap < 0 else "at"
-        text += f", {money(abs(gap))} {where} the price of {money(last)}"
+        text += f", {money(abs(pain - last))} {side(pain, last)} the price of {money(last)}"
     return w.done("max_pain", text + ".")
 
 
@@ -213,7 +219,7 @@ def unusual(w: Writer) -> Statement:
     shown = w.q("unusual_volume", traded, whole(traded), "options.unusual_activity[0].volume",
                 ("traded",))
     return w.done("unusual", (
-        f"{count} {w.symbol} contract{'s' if len(rows) != 1 else ''} show unusual activity; "
+        f"{count} {w.symbol} {plural(len(rows), 'contract')} show unusual activity; "
         f"the busiest is the {top.get('expiration')} {money(float(top.get('strike') or 0.0))} "
         f"{top.get('type')}: {shown} contracts traded against {whole(interest)} open."))
 
@@ -225,8 +231,8 @@ def skew(w: Writer) -> Statement:
         return w.missing("skew", "a 25-delta skew (no expiry's deltas reach ±0.25 with an "
                          "implied volatility)")
     value = float(row["skew_25d"])
-    shown = w.q("skew_25d", value, signed(fixed(value * 100), value) + " vol points",
-                f"options.term_structure[{row.get('expiration')}].skew_25d", ("skew",))
+    shown = _term_q(w, row, "skew_25d", value, signed(fixed(value * 100), value) + " vol points",
+                    ("skew",))
     text = f"{w.symbol}'s 25-delta skew for {_expiry_words(w, row)} is {shown}"
     put_iv, call_iv = number(row.get("put_iv_25d")), number(row.get("call_iv_25d"))
     if put_iv is not None and call_iv is not None:
@@ -245,9 +251,8 @@ def term_structure(w: Writer) -> Statement:
     for row in rows:
         iv = float(row["atm_iv"])
         day = str(row["expiration"])
-        parts.append(f"{day} " + w.q("atm_iv", iv, fraction_pct(iv),
-                                     f"options.term_structure[{day}].atm_iv", ("iv",),
-                                     fraction=True))
+        parts.append(f"{day} " + _term_q(w, row, "atm_iv", iv, fraction_pct(iv), ("iv",),
+                                         fraction=True))
     first, last = float(rows[0]["atm_iv"]), float(rows[-1]["atm_iv"])
     shape = ("upward sloping (later expiries richer)" if last > first else
              "inverted (near expiries richer)" if last < first else "flat")

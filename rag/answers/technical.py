@@ -11,7 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from rag.answers.facts import Statement, Writer, fixed, money, number, whole
+from rag.answers.facts import (
+    Statement,
+    Writer,
+    fixed,
+    money,
+    number,
+    plural,
+    side,
+    whole,
+    zone,
+)
 
 OVERBOUGHT, OVERSOLD = 70.0, 30.0
 STOCH_HIGH, STOCH_LOW = 80.0, 20.0
@@ -24,21 +34,20 @@ def price(w: Writer) -> Statement:
     last = w.number("price")
     if last is None:
         return w.missing("price", "the last price")
-    text = f"{w.symbol} last traded at {w.q('price', last, money(last), 'market.price')}"
+    text = f"{w.symbol} last traded at {w.market_q('price', last, money(last))}"
     change = w.number("change_percent")
     if change is not None:
-        shown = w.q("change_percent", change, f"{abs(change):.2f}%", "market.change_percent",
-                    ("up", "down", "change", "day"))
+        shown = w.market_q("change_percent", change, f"{abs(change):.2f}%",
+                           ("up", "down", "change", "day"))
         text += f", {'up' if change >= 0 else 'down'} {shown} on the day"
         previous = w.number("previous_close")
         if previous is not None:
-            shown = w.q("previous_close", previous, money(previous), "market.previous_close",
-                        ("close",))
+            shown = w.market_q("previous_close", previous, money(previous), ("close",))
             text += f" from the previous close of {shown}"
     low, high = w.number("low"), w.number("high")
     if low is not None and high is not None:
-        text += (f"; the day's range is {w.q('low', low, money(low), 'market.low', ('range',))}"
-                 f" to {w.q('high', high, money(high), 'market.high', ('range',))}")
+        text += (f"; the day's range is {w.market_q('low', low, money(low), ('range',))}"
+                 f" to {w.market_q('high', high, money(high), ('range',))}")
     return w.done("price", text + ".")
 
 
@@ -47,14 +56,13 @@ def rsi(w: Writer) -> Statement:
     value = w.indicator("rsi_14")
     if value is None:
         return w.missing("rsi", "RSI(14)")
-    shown = w.q("rsi_14", value, fixed(value, 1), "market.indicators.rsi_14", ("rsi",))
-    if value >= OVERBOUGHT:
-        meaning = f"above the usual overbought line of {OVERBOUGHT:.0f}: overbought"
-    elif value <= OVERSOLD:
-        meaning = f"below the usual oversold line of {OVERSOLD:.0f}: oversold"
-    else:
-        meaning = (f"between the oversold line of {OVERSOLD:.0f} and the overbought line of "
-                   f"{OVERBOUGHT:.0f}: neither overbought nor oversold")
+    shown = w.indicator_q("rsi_14", value, fixed(value, 1), ("rsi",))
+    meaning = {
+        "above": f"above the usual overbought line of {OVERBOUGHT:.0f}: overbought",
+        "below": f"below the usual oversold line of {OVERSOLD:.0f}: oversold",
+        "between": (f"between the oversold line of {OVERSOLD:.0f} and the overbought line of "
+                    f"{OVERBOUGHT:.0f}: neither overbought nor oversold"),
+    }[zone(value, OVERSOLD, OVERBOUGHT)]
     return w.done("rsi", f"{w.symbol}'s RSI(14) is {shown}, {meaning}.")
 
 
@@ -63,16 +71,15 @@ def stochastic(w: Writer) -> Statement:
     k, d = w.indicator("stoch_k"), w.indicator("stoch_d")
     if k is None:
         return w.missing("stochastic", "the stochastic oscillator")
-    shown = w.q("stoch_k", k, fixed(k, 1), "market.indicators.stoch_k", ("stochastic", "%k"))
+    shown = w.indicator_q("stoch_k", k, fixed(k, 1), ("stochastic", "%k"))
     text = f"{w.symbol}'s slow stochastic %K is {shown}"
     if d is not None:
-        text += f" (%D {w.q('stoch_d', d, fixed(d, 1), 'market.indicators.stoch_d', ('%d',))})"
-    if k >= STOCH_HIGH:
-        text += f", above {STOCH_HIGH:.0f}: overbought territory"
-    elif k <= STOCH_LOW:
-        text += f", below {STOCH_LOW:.0f}: oversold territory"
-    else:
-        text += f", between {STOCH_LOW:.0f} and {STOCH_HIGH:.0f}: mid-range"
+        text += f" (%D {w.indicator_q('stoch_d', d, fixed(d, 1), ('%d',))})"
+    text += {
+        "above": f", above {STOCH_HIGH:.0f}: overbought territory",
+        "below": f", below {STOCH_LOW:.0f}: oversold territory",
+        "between": f", between {STOCH_LOW:.0f} and {STOCH_HIGH:.0f}: mid-range",
+    }[zone(k, STOCH_LOW, STOCH_HIGH)]
     return w.done("stochastic", text + ".")
 
 
@@ -81,17 +88,15 @@ def macd(w: Writer) -> Statement:
     line, signal, hist = w.indicator("macd"), w.indicator("macd_signal"), w.indicator("macd_hist")
     if line is None or signal is None:
         return w.missing("macd", "MACD")
-    relation = "above" if line > signal else "below" if line < signal else "at"
+    relation = side(line, signal)
     mood = ("bullish momentum" if line > signal else "bearish momentum" if line < signal
             else "no momentum either way")
-    shown_line = w.q("macd", line, fixed(line, 4), "market.indicators.macd", ("macd",))
-    shown_signal = w.q("macd_signal", signal, fixed(signal, 4), "market.indicators.macd_signal",
-                       ("signal",))
+    shown_line = w.indicator_q("macd", line, fixed(line, 4), ("macd",))
+    shown_signal = w.indicator_q("macd_signal", signal, fixed(signal, 4), ("signal",))
     text = (f"{w.symbol}'s MACD(12, 26, 9) line is {shown_line}, {relation} its signal line "
             f"at {shown_signal}")
     if hist is not None:
-        shown = w.q("macd_hist", hist, fixed(hist, 4), "market.indicators.macd_hist",
-                    ("histogram",))
+        shown = w.indicator_q("macd_hist", hist, fixed(hist, 4), ("histogram",))
         text += f" (histogram {shown})"
     return w.done("macd", f"{text}: {mood}.")
 
@@ -106,11 +111,10 @@ def moving_average(w: Writer) -> Statement:
     for key, value, label in (("sma_20", sma, "SMA"), ("ema_20", ema, "EMA")):
         if value is None:
             continue
-        side = "above" if last > value else "below" if last < value else "at"
-        shown = w.q(key, value, money(value), f"market.indicators.{key}",
-                    (label.lower(), "average"))
-        parts.append(f"{side} its 20-bar {label} of {shown}")
-    shown_price = w.q("price", last, money(last), "market.price")
+        where = side(last, value)
+        shown = w.indicator_q(key, value, money(value), (label.lower(), "average"))
+        parts.append(f"{where} its 20-bar {label} of {shown}")
+    shown_price = w.market_q("price", last, money(last))
     return w.done("moving_average", f"At {shown_price}, {w.symbol} is " + " and ".join(parts)
                   + (": an uptrend on this time frame" if sma is not None and last > sma
                      else ": a downtrend on this time frame" if sma is not None and last < sma
@@ -122,7 +126,7 @@ def adx(w: Writer) -> Statement:
     value = w.indicator("adx_14")
     if value is None:
         return w.missing("adx", "ADX(14)")
-    shown = w.q("adx_14", value, fixed(value, 1), "market.indicators.adx_14", ("adx",))
+    shown = w.indicator_q("adx_14", value, fixed(value, 1), ("adx",))
     if value >= ADX_STRONG:
         meaning = f"above {ADX_STRONG:.0f}: a strong trend"
     elif value >= ADX_WEAK:
@@ -139,8 +143,8 @@ def bollinger(w: Writer) -> Statement:
         return w.missing("bollinger", "the Bollinger bands")
     where = ("above the upper band" if last > upper else "below the lower band"
              if last < lower else "inside the bands")
-    low = w.q("bb_lower", lower, money(lower), "market.indicators.bb_lower", ("lower", "band"))
-    high = w.q("bb_upper", upper, money(upper), "market.indicators.bb_upper", ("upper", "band"))
+    low = w.indicator_q("bb_lower", lower, money(lower), ("lower", "band"))
+    high = w.indicator_q("bb_upper", upper, money(upper), ("upper", "band"))
     return w.done("bollinger", f"{w.symbol}'s Bollinger bands (20, 2) run from {low} to "
                   f"{high}; the price is {where}.")
 
@@ -150,9 +154,9 @@ def vwap(w: Writer) -> Statement:
     value, last = w.indicator("vwap"), w.number("price")
     if value is None or last is None:
         return w.missing("vwap", "the session VWAP")
-    side = "above" if last > value else "below" if last < value else "at"
-    shown = w.q("vwap", value, money(value), "market.indicators.vwap", ("vwap",))
-    return w.done("vwap", f"{w.symbol} is {side} its session VWAP of {shown} by "
+    where = side(last, value)
+    shown = w.indicator_q("vwap", value, money(value), ("vwap",))
+    return w.done("vwap", f"{w.symbol} is {where} its session VWAP of {shown} by "
                   f"{abs(last / value - 1.0) * 100.0:.2f}%.")
 
 
@@ -161,7 +165,7 @@ def atr(w: Writer) -> Statement:
     value = w.indicator("atr_14")
     if value is None:
         return w.missing("atr", "ATR(14)")
-    shown = w.q("atr_14", value, money(value), "market.indicators.atr_14", ("atr", "range"))
+    shown = w.indicator_q("atr_14", value, money(value), ("atr", "range"))
     return w.done("atr", f"{w.symbol}'s ATR(14) is {shown} per 1-minute bar.")
 
 
@@ -190,7 +194,7 @@ def levels(w: Writer) -> Statement:
         level = float(rows[0]["price"])
         touches = int(rows[0].get("touches") or 0)
         shown = w.q(kind, level, money(level), f"analysis.levels.{kind}[0].price", (kind,))
-        parts.append(f"{kind} at {shown} ({touches} touch{'es' if touches != 1 else ''})")
+        parts.append(f"{kind} at {shown} ({touches} {plural(touches, 'touch', 'touches')})")
     poc = number(found.get("point_of_control"))
     if poc is None and all(p.startswith("no ") for p in parts):
         return w.missing("levels", "support or resistance from the recent bars")
@@ -213,8 +217,7 @@ def patterns(w: Writer) -> Statement:
         ago = int(p.get("bars_ago") or 0)
         name = str(p.get("name", "")).replace("_", " ")
         parts.append(f"{name} ({p.get('direction')}, "
-                     + ("on the last bar" if ago == 0 else f"{ago} bar{'s' if ago != 1 else ''}"
-                        " ago") + ")")
+                     + ("on the last bar" if ago == 0 else f"{ago} {plural(ago, 'bar')} ago") + ")")
     return w.done("patterns", f"Recent patterns in {w.symbol}'s 1-minute bars: "
                   + "; ".join(parts) + ".")
 
@@ -224,7 +227,7 @@ def volume(w: Writer) -> Statement:
     day_volume = w.number("volume")
     if day_volume is None:
         return w.missing("volume", "the day's volume")
-    shown = w.q("volume", day_volume, whole(day_volume), "market.volume",
+    shown = w.market_q("volume", day_volume, whole(day_volume),
                 ("volume", "traded", "shares"))
     text = f"{w.symbol} has traded {shown} shares today"
     crvol = number(w.analysis.get("cumulative_relative_volume"))
