@@ -8,7 +8,7 @@ same code runs on one disk, a ReadWriteMany volume and a bucket::
 
     store = Storage("s3://marketray/prod") / "index"
     store.write_text("CURRENT", "v000007")        # readers see the old or the new object
-    folder = store.local_copy("versions/v000007", cache_dir)   # a real directory for FAISS
+    folder = store.local_copy("versions/v000007", cache / "v000007")  # a real directory
 
 Writes are whole-object: on a local filesystem a temporary file is renamed over the
 target, on an object store one put is atomic per object. Credentials come from the
@@ -280,23 +280,29 @@ class Storage:
             return folder
         return Path(tempfile.mkdtemp(prefix="marketray-staging-"))
 
-    def local_copy(self, relative: str, cache_dir: Path | str) -> Path:
+    def local_copy(self, relative: str, target: Path | str) -> Path:
         """Return a local directory with the contents of ``relative`` (for FAISS, mmaps).
 
-        On a local filesystem this is the directory itself. Otherwise its files are
-        downloaded once into ``cache_dir`` under a key of the location, and later calls
-        reuse them: use it for immutable trees (published index versions).
+        On a local filesystem this is the directory itself and ``target`` is unused.
+        Otherwise the files are downloaded into ``target`` once (a complete copy appears
+        there by rename; later calls reuse it): use it for trees that never change, such
+        as published index versions. ``FileNotFoundError`` when ``relative`` holds nothing.
         """
         if self.is_local:
-            return self.local_path(relative)
-        key = re.sub(r"[^A-Za-z0-9._-]+", "_", self.uri(relative))[-180:]
-        target = Path(cache_dir) / key
+            folder = self.local_path(relative)
+            if not folder.is_dir():
+                raise FileNotFoundError(self.uri(relative))
+            return folder
+        target = Path(target)
         if target.is_dir():
             return target
-        partial = Path(cache_dir) / f".{key}.{uuid.uuid4().hex[:8]}.partial"
+        names = self.files(relative)
+        if not names:
+            raise FileNotFoundError(self.uri(relative))
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
         partial.mkdir(parents=True)
         try:
-            for name in self.files(relative):
+            for name in names:
                 destination = partial / name
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 with self.fs.open_input_stream(self.path(relative, name)) as source, \
@@ -305,7 +311,7 @@ class Storage:
             os.rename(partial, target)
         except OSError:
             shutil.rmtree(partial, ignore_errors=True)
-            if not target.is_dir():
+            if not target.is_dir():  # else another thread or process finished it first
                 raise
         return target
 

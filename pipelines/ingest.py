@@ -210,7 +210,8 @@ def ingest(
     duplicates (same content hash as an indexed or earlier file), seconds, version.
     """
     started = time.perf_counter()
-    store = IndexStore(Path(settings.data_dir) / "index")
+    store = IndexStore(settings.storage("index"),
+                       cache_dir=Path(settings.data_dir).resolve() / "cache" / "index")
     max_bytes = settings.max_upload_mb * 1024 * 1024 * 4  # batch files may exceed uploads
     known = {d["content_hash"] for d in store.documents()}
     files, summary = screen_files(discover_pdfs(paths), known, max_bytes)
@@ -283,7 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="+", help="PDF files or folders of PDFs")
     parser.add_argument("--address", default=None, help="Ray address (default: local)")
-    parser.add_argument("--data-dir", default=None, help="override MARKETRAY_DATA_DIR")
+    parser.add_argument("--data-dir", default=None,
+                        help="override MARKETRAY_DATA_DIR (a path or s3://, gs://, file:// URI)")
     parser.add_argument("--embed-actors", type=int, default=None)
     args = parser.parse_args(argv)
     overrides = {"data_dir": args.data_dir} if args.data_dir else {}

@@ -1,14 +1,19 @@
 """Versioned vector store: chunks + vectors in Parquet, a FAISS index, atomic publishing.
 
-Layout under ``root`` (``<data_dir>/index``)::
+Layout under ``root`` (``<data_dir>/index``: a path, a shared volume or an object store,
+see :mod:`core.storage`)::
 
-    CURRENT                 name of the published version (replaced with os.replace)
+    CURRENT                 name of the published version (replaced whole)
     versions/v000007/       chunks.parquet (with a ``vector`` column), index.faiss,
                             documents.json, lexical/ (BM25 term counts of ``embed_text``)
-    .lock                   writers hold an flock while they read-modify-publish
+    .lock                   writers on a filesystem hold an flock while they read-modify-publish
 
 A version directory is complete before ``CURRENT`` names it, so readers never see a
-half-written index. Its term counts (``rag.lexical.TermCounts``) let a reader build BM25
+half-written index; a reader on any node that can reach ``root`` follows ``CURRENT``.
+On an object store a version is downloaded once per node into ``cache_dir`` (FAISS and
+the memory-mapped term counts need real files); there, writers are serialised only
+within one process, so run one writer (``marketray ingest`` or the uploads of one
+knowledge replica) at a time. Its term counts (``rag.lexical.TermCounts``) let a reader build BM25
 without tokenising; ``add`` tokenises only the new chunks and ``delete`` drops rows.
 Versions written before the counts existed still load (BM25 then tokenises).
 Collections up to ``hnsw_threshold`` chunks use an exact inner product index; larger
@@ -19,12 +24,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
-import os
 import re
 import shutil
-import uuid
+import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from core.storage import Storage
 from rag.embedder import Vectors
 from rag.lexical import InvalidTermCounts, TermCounts
 
@@ -51,6 +58,9 @@ MAX_SLICED_RUNS = 256  # above this many runs of consecutive rows, gather them f
 _VERSION = re.compile(r"^v(\d{6,})$")
 LEXICAL_DIR = "lexical"
 LEXICAL_COLUMN = "embed_text"
+# Writers to one object-store index within this process (there is no flock there).
+_REMOTE_LOCKS: dict[str, threading.Lock] = {}
+_REMOTE_LOCKS_GUARD = threading.Lock()
 
 
 def build_faiss_index(vectors: Vectors, hnsw_threshold: int = DEFAULT_HNSW_THRESHOLD) -> Any:
@@ -183,24 +193,48 @@ def table_with_vectors(columns: dict[str, Sequence[Any]] | pa.Table, vectors: Ve
 
 
 class IndexStore:
-    """Read and publish index versions under ``root``; safe for one writer at a time per host."""
+    """Read and publish index versions under ``root``; safe for one writer at a time per host.
+
+    ``root`` is a path or a :class:`core.storage.Storage`; ``cache_dir`` is where versions
+    of an object-store index are downloaded on this node (default: a directory under the
+    system's temporary directory, one per index location).
+    """
 
     def __init__(
         self,
-        root: Path | str,
+        root: Path | str | Storage,
         *,
         hnsw_threshold: int = DEFAULT_HNSW_THRESHOLD,
         keep_versions: int = DEFAULT_KEEP_VERSIONS,
+        cache_dir: Path | str | None = None,
     ) -> None:
-        self.root = Path(root)
+        self.storage = root if isinstance(root, Storage) else Storage(root)
         self.hnsw_threshold = hnsw_threshold
         self.keep_versions = max(1, keep_versions)
-        (self.root / "versions").mkdir(parents=True, exist_ok=True)
+        key = hashlib.sha1(self.storage.location.encode()).hexdigest()[:12]
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else Path(
+            tempfile.gettempdir()) / "marketray-index-cache" / key
+        self.storage.makedirs("versions")
+
+    @property
+    def location(self) -> str:
+        """Return where the index lives (a path or URI)."""
+        return self.storage.location
 
     @contextlib.contextmanager
     def writer_lock(self) -> Iterator[None]:
-        """Hold the store's exclusive write lock (``flock``) for a read-modify-publish."""
-        with open(self.root / ".lock", "a+") as handle:
+        """Hold the store's exclusive write lock for a read-modify-publish.
+
+        An ``flock`` on a filesystem (other processes and, on NFS, other nodes wait); on an
+        object store a lock of this process only.
+        """
+        if not self.storage.is_local:
+            with _REMOTE_LOCKS_GUARD:
+                lock = _REMOTE_LOCKS.setdefault(self.storage.location, threading.Lock())
+            with lock:
+                yield
+            return
+        with open(self.storage.local_path(".lock"), "a+") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
@@ -210,17 +244,31 @@ class IndexStore:
     def current_version(self) -> str | None:
         """Return the published version's name, or ``None`` before the first publish."""
         try:
-            name = (self.root / "CURRENT").read_text().strip()
+            name = self.storage.read_text("CURRENT").strip()
         except FileNotFoundError:
             return None
         return name or None
+
+    def _folder(self, version: str) -> Path:
+        """Return a local directory holding ``version`` (downloaded once off a local disk)."""
+        folder = self.storage.local_copy(f"versions/{version}", self.cache_dir / version)
+        if not self.storage.is_local:
+            self._prune_cache(keep=version)
+        return folder
+
+    def _prune_cache(self, keep: str) -> None:
+        """Drop downloaded versions the store no longer keeps (open mmaps stay valid)."""
+        kept = set(self._versions()) | {keep}
+        for folder in self.cache_dir.iterdir():
+            if _VERSION.match(folder.name) and folder.name not in kept:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def load(self, version: str | None = None) -> IndexSnapshot:
         """Return the named (default: current) version in memory; empty when none exists."""
         version = version or self.current_version()
         if version is None:
             return IndexSnapshot.empty()
-        folder = self.root / "versions" / version
+        folder = self._folder(version)
         table = pq.read_table(folder / "chunks.parquet")
         vectors = vectors_from_table(table)
         documents = json.loads((folder / "documents.json").read_text())
@@ -250,8 +298,7 @@ class IndexStore:
             term_counts = None if texts is None else TermCounts.from_texts(texts)
         if term_counts is not None and term_counts.rows != len(table):
             raise ValueError(f"term counts of {term_counts.rows} rows for {len(table)} chunks")
-        staging = self.root / f".staging-{uuid.uuid4().hex}"
-        staging.mkdir(parents=True)
+        staging = self.storage.staging_dir()
         try:
             pq.write_table(table, staging / "chunks.parquet")
             faiss.write_index(build_faiss_index(vectors, self.hnsw_threshold),
@@ -260,13 +307,10 @@ class IndexStore:
             if term_counts is not None:
                 term_counts.save(staging / LEXICAL_DIR)
             version = self._next_version()
-            os.rename(staging, self.root / "versions" / version)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        pointer = self.root / f".CURRENT-{uuid.uuid4().hex}"
-        pointer.write_text(version)
-        os.replace(pointer, self.root / "CURRENT")
+            self.storage.put_dir(staging, f"versions/{version}")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # gone already when it was renamed
+        self.storage.write_text("CURRENT", version)
         self._prune(version)
         return version
 
@@ -320,16 +364,16 @@ class IndexStore:
         version = self.current_version()
         if version is None:
             return []
-        return list(json.loads((self.root / "versions" / version / "documents.json").read_text()))
+        return list(json.loads(self.storage.read_text(f"versions/{version}/documents.json")))
 
     def _read_current(self) -> tuple[str | None, pa.Table | None, list[dict[str, Any]]]:
         version = self.current_version()
         if version is None:
             return None, None, []
-        folder = self.root / "versions" / version
-        return version, pq.read_table(folder / "chunks.parquet"), json.loads(
-            (folder / "documents.json").read_text()
-        )
+        folder = f"versions/{version}"
+        with self.storage.open_input(f"{folder}/chunks.parquet") as source:
+            table = pq.read_table(source)
+        return version, table, json.loads(self.storage.read_text(f"{folder}/documents.json"))
 
     def _saved_term_counts(self, folder: Path, rows: int) -> TermCounts | None:
         """Return the version's saved term counts, or ``None`` (logged) when unusable."""
@@ -349,11 +393,11 @@ class IndexStore:
         """Return the saved counts of ``version`` (its chunks are ``table``), else tokenise."""
         saved = None
         if version is not None:
-            saved = self._saved_term_counts(self.root / "versions" / version, len(table))
+            saved = self._saved_term_counts(self._folder(version), len(table))
         return saved if saved is not None else TermCounts.from_texts(_lexical_texts(table) or [])
 
     def _versions(self) -> list[str]:
-        names = [p.name for p in (self.root / "versions").iterdir() if _VERSION.match(p.name)]
+        names = [name for name in self.storage.listdir("versions") if _VERSION.match(name)]
         return sorted(names, key=lambda n: int(n[1:]))
 
     def _next_version(self) -> str:
@@ -364,4 +408,4 @@ class IndexStore:
     def _prune(self, current: str) -> None:
         for name in self._versions()[: -self.keep_versions]:
             if name != current:
-                shutil.rmtree(self.root / "versions" / name, ignore_errors=True)
+                self.storage.delete_dir(f"versions/{name}")

@@ -2,8 +2,12 @@
 
 :class:`KnowledgeService` is the plain class (no Ray): it owns the index store, the
 current snapshot with its retriever, the query embedder and the upload registry, and
-follows the ``CURRENT`` pointer so versions published by ``marketray ingest`` appear
-without a restart. :class:`KnowledgeBase` is the thin Serve deployment around it; it
+follows the ``CURRENT`` pointer so versions published by ``marketray ingest`` (or by a
+replica on another node) appear without a restart. The index and the uploads live in
+the shared data directory (``Settings.storage``): every replica lists the same upload
+records (``uploads/<id>.json``), and an upload's PDF (``uploads/<id>.pdf``) stays there
+until it is indexed, so a replica that starts later finishes uploads left pending by one
+that died. :class:`KnowledgeBase` is the thin Serve deployment around it; it
 merges concurrent queries into one embedding batch with ``@serve.batch``.
 
     KnowledgeBase.bind(settings.model_dump(mode="json"))
@@ -14,6 +18,7 @@ merges concurrent queries into one embedding batch with ``@serve.batch``.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
@@ -40,6 +45,11 @@ from serve.observability.collectors import KnowledgeMetrics
 log = logging.getLogger("marketray.knowledge")
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "rag" / "samples"
 POLL_INTERVAL_S = 1.0
+UPLOADS = "uploads"
+# A pending upload untouched this long was left by a replica that died: a starting one
+# ingests it. Finished records are dropped after a day (the index lists indexed ones).
+STALE_PENDING_S = 600.0
+FINISHED_RECORD_TTL_S = 86_400.0
 
 
 class KnowledgeService:
@@ -54,15 +64,17 @@ class KnowledgeService:
         torch_threads: int | None = 1,
     ) -> None:
         self.settings = settings
-        self.store = IndexStore(Path(settings.data_dir) / "index")
+        self.store = IndexStore(settings.storage("index"),
+                                cache_dir=Path(settings.data_dir).resolve() / "cache" / "index")
+        self.uploads = settings.storage(UPLOADS)
         # One short query gains nothing from intra-op threads, and on a busy host their
         # spin-waits multiply its latency (docs/performance.md, embeddings and search).
         self.embedder = (embedder_factory or partial(
             Embedder.minilm, settings.embed_dtype, threads=torch_threads))()
         self.samples_dir = samples_dir
         self._retriever = HybridRetriever(self.store.load(), self.embedder.encode_query)
-        self._uploads: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
+        self._records_cache: tuple[float, list[dict[str, Any]]] = (0.0, [])
         self._refresh_lock = threading.Lock()
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
@@ -78,8 +90,25 @@ class KnowledgeService:
                     summary = ingest_files(samples, self.store, self.embedder)
                     log.info("ingested %d bundled sample documents", summary.documents)
             self.refresh()
+            self._resume_stale_uploads()
         finally:
             self.ready = True
+
+    def _resume_stale_uploads(self) -> None:
+        """Ingest uploads left pending by a replica that stopped before finishing them."""
+        for record in self._records(fresh=True):
+            if record["status"] != "pending" or \
+                    time.time() - record.get("updated", 0.0) < STALE_PENDING_S:
+                continue
+            try:
+                data = self.uploads.read_bytes(f"{record['document_id']}.pdf")
+            except FileNotFoundError:
+                data = b""
+            if data:
+                log.info("resuming upload %s left pending", record["document_id"])
+                self.process(record["document_id"], record.get("uri") or "upload.pdf", data)
+            else:
+                self._save({**record, "status": "failed", "reason": "upload data lost"})
 
     def start_polling(self, interval_s: float = POLL_INTERVAL_S) -> None:
         """Poll ``CURRENT`` in a daemon thread and load newer versions as they appear."""
@@ -138,10 +167,48 @@ class KnowledgeService:
             for d in self._retriever.snapshot.documents
         ]
         known = {d["document_id"] for d in indexed}
-        with self._lock:
-            others = [dict(u) for u in self._uploads.values()
-                      if u["document_id"] not in known and u["status"] != "indexed"]
+        others = [_public(u) for u in self._records()
+                  if u["document_id"] not in known and u["status"] != "indexed"]
         return indexed + others
+
+    # -- upload records (shared by every replica) --------------------------------------------
+    def _records(self, *, fresh: bool = False) -> list[dict[str, Any]]:
+        """Return every upload record; cached for a poll interval (``/health`` reads it)."""
+        with self._lock:
+            read_at, records = self._records_cache
+            if not fresh and time.monotonic() - read_at < POLL_INTERVAL_S:
+                return records
+        records = []
+        for name in self.uploads.listdir():
+            if not name.endswith(".json"):
+                continue
+            try:
+                records.append(json.loads(self.uploads.read_text(name)))
+            except (FileNotFoundError, ValueError):  # deleted meanwhile, or not ours
+                continue
+        with self._lock:
+            self._records_cache = (time.monotonic(), records)
+        return records
+
+    def _record(self, document_id: str) -> dict[str, Any] | None:
+        try:
+            record: dict[str, Any] = json.loads(self.uploads.read_text(f"{document_id}.json"))
+        except FileNotFoundError:
+            return None
+        return record
+
+    def _save(self, record: dict[str, Any]) -> dict[str, Any]:
+        record = {**record, "updated": time.time()}
+        self.uploads.write_text(f"{record['document_id']}.json", json.dumps(record))
+        with self._lock:
+            self._records_cache = (0.0, [])
+        return _public(record)
+
+    def _drop_old_records(self) -> None:
+        for record in self._records(fresh=True):
+            if record["status"] != "pending" and \
+                    time.time() - record.get("updated", 0.0) > FINISHED_RECORD_TTL_S:
+                self.uploads.delete(f"{record['document_id']}.json")
 
     def submit(self, filename: str, data: bytes) -> dict[str, Any]:
         """Check an upload and register it as ``pending`` (or ``duplicate``); no parsing yet."""
@@ -155,14 +222,14 @@ class KnowledgeService:
         document_id = document_id_for(digest)
         record = {"document_id": document_id, "uri": name, "title": name,
                   "status": "pending", "reason": None}
-        with self._lock:
-            in_index = any(d["content_hash"] == digest for d in self._retriever.snapshot.documents)
-            previous = self._uploads.get(document_id)
-            if in_index or (previous and previous["status"] in ("pending", "indexed")):
-                return {**record, "status": "duplicate",
-                        "reason": "a document with the same content is already indexed"}
-            self._uploads[document_id] = record
-        return dict(record)
+        in_index = any(d["content_hash"] == digest for d in self._retriever.snapshot.documents)
+        previous = self._record(document_id)
+        if in_index or (previous and previous["status"] in ("pending", "indexed")):
+            return {**record, "status": "duplicate",
+                    "reason": "a document with the same content is already indexed"}
+        self._drop_old_records()
+        self.uploads.write_bytes(f"{document_id}.pdf", data)
+        return self._save(record)
 
     def process(self, document_id: str, filename: str, data: bytes) -> dict[str, Any]:
         """Parse, embed and index a submitted upload; record ``indexed`` or ``failed``."""
@@ -179,16 +246,20 @@ class KnowledgeService:
             log.exception("ingesting %s failed", filename)
             update = {"status": "failed", "reason": f"internal error: {type(exc).__name__}"}
         self.refresh()
-        with self._lock:
-            record = self._uploads.setdefault(document_id, {"document_id": document_id})
-            record.update(update)
-            return dict(record)
+        record = self._record(document_id) or {"document_id": document_id}
+        saved = self._save({**record, **update})
+        self.uploads.delete(f"{document_id}.pdf")
+        return saved
 
     def delete(self, document_id: str) -> bool:
         """Remove a document from the index (new version) or a failed upload; False if unknown."""
         version = self.store.delete(document_id)
-        with self._lock:
-            dropped = self._uploads.pop(document_id, None)
+        dropped = self._record(document_id)
+        if dropped is not None:
+            self.uploads.delete(f"{document_id}.json")
+            self.uploads.delete(f"{document_id}.pdf")
+            with self._lock:
+                self._records_cache = (0.0, [])
         if version is not None:
             self.refresh()
             return True
@@ -197,11 +268,15 @@ class KnowledgeService:
     def status(self) -> dict[str, Any]:
         """Return index version, document and chunk counts and readiness for ``/health``."""
         snapshot = self._retriever.snapshot
-        with self._lock:
-            pending = sum(1 for u in self._uploads.values() if u["status"] == "pending")
+        pending = sum(1 for u in self._records() if u["status"] == "pending")
         return {"ready": self.ready, "version": snapshot.version,
                 "documents": len(snapshot.documents), "chunks": len(snapshot),
                 "pending_uploads": pending, "degraded": not self.ready}
+
+
+def _public(record: dict[str, Any]) -> dict[str, Any]:
+    """Return an upload record without its bookkeeping fields."""
+    return {k: v for k, v in record.items() if k != "updated"}
 
 
 def _in_replica() -> bool:

@@ -1,4 +1,8 @@
-"""The Ray Data ingestion pipeline end to end: real PDFs in, a searchable index out."""
+"""The Ray Data ingestion pipeline end to end: real PDFs in, a searchable index out.
+
+The shared run publishes into a ``file://`` data dir (the object-store code path of
+core.storage); the split-document test into a plain path.
+"""
 
 from __future__ import annotations
 
@@ -45,7 +49,7 @@ def ingested(ray_local, tmp_path_factory):
     write(folder / "scan.pdf", blank_pdf())
     write(folder / "huge.pdf", report_pdf([["page"]] * 5, table=False))
     write(folder / "notes.pdf", b"just some text, not a PDF")
-    settings = Settings(data_dir=data_dir)
+    settings = Settings(data_dir=f"file://{data_dir}")
     summary = ingest([folder], settings, max_pages=4, embed_actors=1)
     return folder, settings, summary
 
@@ -81,12 +85,13 @@ def test_same_content_under_another_name_is_indexed_once(ingested):
 
 def test_index_is_valid_and_searchable_at_the_right_page(ingested):
     _, settings, summary = ingested
-    snapshot = IndexStore(settings.data_dir / "index").load()
+    snapshot = IndexStore(settings.storage("index")).load()
     embedder = Embedder()
     retriever = HybridRetriever(snapshot, embedder.encode_query)
 
     results = retriever.search("Which patent lawsuit is Acme a defendant in?", 3)
 
+    assert settings.storage("index").location.startswith("file://")
     assert len(snapshot) == summary["chunks"] == snapshot.faiss_index.ntotal
     assert results[0].page == 3
     assert "patent lawsuit" in results[0].text

@@ -1,4 +1,8 @@
-"""The knowledge base: plain class, routes over HTTP, and one pass through Ray Serve."""
+"""The knowledge base: plain class, routes over HTTP, and one pass through Ray Serve.
+
+The plain-class tests run with the data dir as a path and as a ``file://`` URI (the
+object-store code path of core.storage).
+"""
 
 from __future__ import annotations
 
@@ -39,9 +43,14 @@ def _wait(predicate, timeout_s: float = 30.0) -> None:
     raise AssertionError("condition not met in time")
 
 
+@pytest.fixture(params=["path", "file_uri"])
+def data_dir(request, tmp_path):
+    return tmp_path if request.param == "path" else f"file://{tmp_path}"
+
+
 @pytest.fixture
-def service(tmp_path):
-    service = KnowledgeService(Settings(data_dir=tmp_path), hashing_embedder)
+def service(data_dir):
+    service = KnowledgeService(Settings(data_dir=data_dir), hashing_embedder)
     service.start()
     yield service
     service.stop()
@@ -92,6 +101,28 @@ def test_bad_upload_is_reported_as_failed(service):
     listed = {d["document_id"]: d for d in service.list_documents()}
     assert listed[record["document_id"]]["status"] == "failed"
     assert service.status()["documents"] == 2
+
+
+def test_upload_on_one_replica_is_listed_and_finished_by_another(service, data_dir,
+                                                                  monkeypatch):
+    other = KnowledgeService(Settings(data_dir=data_dir), hashing_embedder)
+    other.start()
+    data = report_pdf([["Initech restructures its staplers division."]])
+
+    record = service.submit("initech.pdf", data)
+    seen_pending = {d["document_id"]: d["status"] for d in other._records(fresh=True)}
+    # The first replica dies before ingesting; a replica starting later finishes the upload.
+    monkeypatch.setattr("serve.knowledge.STALE_PENDING_S", 0.0)
+    late = KnowledgeService(Settings(data_dir=data_dir), hashing_embedder)
+    late.start()
+    other.refresh()
+
+    assert seen_pending[record["document_id"]] == "pending"
+    assert other.status()["documents"] == 3
+    assert other.search("Initech staplers", 1)[0]["uri"] == "initech.pdf"
+    assert {"document_id": record["document_id"], "status": "indexed"}.items() <= next(
+        d for d in other.list_documents() if d["document_id"] == record["document_id"]).items()
+    assert not late.uploads.exists(f"{record['document_id']}.pdf")
 
 
 def test_version_published_elsewhere_is_picked_up_without_restart(service, tmp_path):

@@ -1,4 +1,8 @@
-"""rag.index: versioned publish, incremental add/delete, exact vs HNSW, saved BM25 counts."""
+"""rag.index: versioned publish, incremental add/delete, exact vs HNSW, saved BM25 counts.
+
+The store's lifecycle tests run on a plain path, a ``file://`` URI and pyarrow's in-memory
+filesystem (an object store: versions are uploaded, then downloaded into a node's cache).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,10 @@ import shutil
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pytest
 
+from core.storage import Storage
 from rag import lexical
 from rag.index import IndexStore, build_faiss_index, table_with_vectors
 from rag.lexical import BM25Index, TermCounts, tokenize
@@ -27,9 +33,24 @@ def _doc(doc_id: str, n: int, rng: np.random.Generator) -> tuple[pa.Table, dict]
     return table_with_vectors(columns, _unit(rng, n)), record
 
 
-def test_publish_then_load_round_trips_chunks_and_vectors(tmp_path):
+@pytest.fixture(params=["path", "file_uri", "memory"])
+def location(request, tmp_path):
+    """Return an index location of each kind; the memory one is an object store."""
+    if request.param == "path":
+        return tmp_path / "index"
+    if request.param == "file_uri":
+        return f"file://{tmp_path}/index"
+    return Storage("bucket/index", filesystem=pafs._MockFileSystem())
+
+
+def _node(location, tmp_path, name="node"):
+    """Return a store as one node sees it (its own download cache)."""
+    return IndexStore(location, cache_dir=tmp_path / f"{name}-cache")
+
+
+def test_publish_then_load_round_trips_chunks_and_vectors(location, tmp_path):
     rng = np.random.default_rng(1)
-    store = IndexStore(tmp_path)
+    store = _node(location, tmp_path)
     table, record = _doc("a", 5, rng)
 
     version, duplicates = store.add(table, [record])
@@ -40,12 +61,12 @@ def test_publish_then_load_round_trips_chunks_and_vectors(tmp_path):
     assert len(snapshot) == 5
     assert snapshot.vectors.shape == (5, 16)
     assert snapshot.documents == [record]
-    assert (tmp_path / "CURRENT").read_text() == "v000001"
+    assert store.storage.read_text("CURRENT") == "v000001"
 
 
-def test_same_content_hash_is_not_indexed_twice(tmp_path):
+def test_same_content_hash_is_not_indexed_twice(location, tmp_path):
     rng = np.random.default_rng(2)
-    store = IndexStore(tmp_path)
+    store = _node(location, tmp_path)
     table, record = _doc("a", 3, rng)
     store.add(table, [record])
 
@@ -56,9 +77,9 @@ def test_same_content_hash_is_not_indexed_twice(tmp_path):
     assert len(store.load()) == 3
 
 
-def test_add_and_delete_publish_new_versions(tmp_path):
+def test_add_and_delete_publish_new_versions(location, tmp_path):
     rng = np.random.default_rng(3)
-    store = IndexStore(tmp_path)
+    store = _node(location, tmp_path)
     for name, n in (("a", 3), ("b", 4)):
         store.add(*_as_args(_doc(name, n, rng)))
 
@@ -76,21 +97,43 @@ def _as_args(pair):
     return table, [record]
 
 
-def test_old_versions_are_pruned_but_current_kept(tmp_path):
+def test_old_versions_are_pruned_but_current_kept(location, tmp_path):
     rng = np.random.default_rng(4)
-    store = IndexStore(tmp_path, keep_versions=2)
+    store = IndexStore(location, keep_versions=2, cache_dir=tmp_path / "cache")
     for name in "abcd":
         store.add(*_as_args(_doc(name, 2, rng)))
+        store.load()
 
-    kept = sorted(p.name for p in (tmp_path / "versions").iterdir())
+    kept = store.storage.listdir("versions")
 
     assert kept == ["v000003", "v000004"]
     assert store.current_version() == "v000004"
-    assert not list(tmp_path.glob(".staging-*"))
+    assert not [n for n in store.storage.listdir() if n.startswith(".staging-")]
+    if not store.storage.is_local:  # downloads of pruned versions go too
+        assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["v000003",
+                                                                          "v000004"]
 
 
-def test_empty_store_loads_as_empty_snapshot(tmp_path):
-    snapshot = IndexStore(tmp_path).load()
+def test_version_published_by_one_node_is_loaded_by_another(location, tmp_path):
+    rng = np.random.default_rng(11)
+    writer, reader = _node(location, tmp_path, "writer"), _node(location, tmp_path, "reader")
+    writer.add(*_text_doc("a", 30, rng))
+    first = reader.load()
+    table, records = _text_doc("b", 20, rng)
+
+    version, _ = writer.add(table, records)
+    second = reader.load()
+
+    assert (first.version, second.version, version) == ("v000001", "v000002", "v000002")
+    np.testing.assert_array_equal(second.vectors[30:], table.column("vector").combine_chunks()
+                                  .flatten().to_numpy().reshape(20, 16))
+    assert second.faiss_index.ntotal == 50
+    _assert_scores_like_texts(second)  # the appended term counts travelled with the version
+    assert [d["document_id"] for d in reader.documents()] == ["a", "b"]
+
+
+def test_empty_store_loads_as_empty_snapshot(location, tmp_path):
+    snapshot = _node(location, tmp_path).load()
 
     assert snapshot.version is None
     assert len(snapshot) == 0
