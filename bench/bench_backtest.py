@@ -228,6 +228,9 @@ def ray_run(args: argparse.Namespace) -> dict[str, Any]:
         timings = job.manifest["timings"]
         return {"sweep_wall_s": timings["sweep_wall_s"], "write_s": timings["write_s"],
                 "compile_s_max_per_worker": timings["compile_s_max_per_worker"],
+                # summed over tasks: the parts of a worker's time (the bound on the sweep)
+                "read_s_total": timings["read_s_total"],
+                "compute_s_total": timings["compute_s_total"],
                 "runs": job.manifest["runs"], "bars": job.manifest["bars"],
                 "peak_rss_mb_per_worker": [b / 2**20 for b in
                                            job.manifest["peak_rss_bytes_per_worker"]],

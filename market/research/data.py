@@ -166,16 +166,24 @@ def load_bars(path: Path | str, symbols: Sequence[str], *, start_ns: int | None 
         frame = (lazy.sort("symbol", "timestamp_ns", "_row")
                  .unique(["symbol", "timestamp_ns"], keep="last", maintain_order=True)
                  .drop("_row").collect())
+    # Both reads leave each symbol's rows in one run, so a symbol's arrays are slices of
+    # the frame's columns (no copy per symbol, as partition_by would make).
+    runs = frame.select(pl.col("symbol").rle()).unnest("symbol")
+    if runs["value"].n_unique() != runs.height:  # not so far; kept correct if that changes
+        frame = frame.sort("symbol", maintain_order=True)
+        runs = frame.select(pl.col("symbol").rle()).unnest("symbol")
+    stops = np.cumsum(runs["len"].to_numpy().astype(np.int64))
+    where = {name: (int(stop - length), int(stop)) for name, stop, length in
+             zip(runs["value"].to_list(), stops, runs["len"].to_list(), strict=True)}
+    times = frame["timestamp_ns"].to_numpy().astype(np.int64)
+    prices = [np.ascontiguousarray(frame[c].to_numpy(), dtype=np.float64) for c in PRICE_COLUMNS]
     out = []
-    parts = frame.partition_by("symbol", as_dict=True, maintain_order=True)
     for symbol in symbols:
-        part = parts.get((symbol,))
-        if part is None or part.height == 0:
+        if symbol not in where or where[symbol][0] == where[symbol][1]:
             continue
-        columns = [np.ascontiguousarray(part[c].to_numpy(), dtype=np.float64)
-                   for c in PRICE_COLUMNS]
-        out.append(SymbolBars(symbol, part["timestamp_ns"].to_numpy().astype(np.int64),
-                              Bars(*columns)))
+        start, stop = where[symbol]
+        out.append(SymbolBars(symbol, times[start:stop],
+                              Bars(*(column[start:stop] for column in prices))))
     return out
 
 
@@ -183,8 +191,23 @@ def periods_per_year(timestamp_ns: npt.NDArray[np.int64]) -> float:
     """Return bars per year: 252 for daily bars, else 252 times the median bars per UTC day."""
     if timestamp_ns.shape[0] < 2:
         return float(TRADING_DAYS_PER_YEAR)
-    spacing = float(np.median(np.diff(timestamp_ns)))
+    spacing = _median(np.diff(timestamp_ns))
     if spacing >= NS_PER_DAY * 0.5:
         return float(TRADING_DAYS_PER_YEAR)
-    _, per_day = np.unique(timestamp_ns // NS_PER_DAY, return_counts=True)
-    return float(TRADING_DAYS_PER_YEAR * np.median(per_day))
+    days = timestamp_ns // NS_PER_DAY
+    if np.all(days[1:] >= days[:-1]):  # sorted: a day's bars are one run
+        starts = np.flatnonzero(np.concatenate(([True], days[1:] != days[:-1])))
+        per_day = np.diff(np.append(starts, days.shape[0]))
+    else:
+        _, per_day = np.unique(days, return_counts=True)
+    return float(TRADING_DAYS_PER_YEAR * _median(per_day))
+
+
+def _median(values: npt.NDArray[np.int64]) -> float:
+    """Return ``np.median(values)``, by a sort: numpy's partition crawls on the many equal
+    values of bar spacings (about 30x slower here)."""
+    ordered = np.sort(values)
+    middle = ordered.shape[0] // 2
+    picked = ordered[middle - 1:middle + 1] if ordered.shape[0] % 2 == 0 else \
+        ordered[middle:middle + 1]
+    return float(np.mean(picked))
