@@ -14,6 +14,10 @@ rather than only the feed's ``symbol_id``. Rows are buffered and written as
 large row groups (``row_group_rows``) or when ``flush_interval_s`` has passed;
 a file is closed and a new one started every ``rotate_rows`` rows, so a crash
 loses at most the open file's footer (replay skips unreadable files).
+
+``root`` is a path or a :class:`core.storage.Storage` (a shared volume or an object
+store, ``Settings.storage("recordings")``). On an object store a file becomes visible
+when it is closed, so a crash there loses the open file's rows: rotate sooner.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core.storage import Storage
 from market.feeds.base import BarBatch, FeedBatch, OptionContracts, OptionTickBatch, TickBatch
 
 if TYPE_CHECKING:
@@ -125,7 +130,7 @@ def chains_table(
 class _KindWriter:
     """Buffers tables of one kind and writes them as row groups into rotating files."""
 
-    def __init__(self, directory: Path, row_group_rows: int, rotate_rows: int) -> None:
+    def __init__(self, directory: Storage, row_group_rows: int, rotate_rows: int) -> None:
         self.directory = directory
         self.row_group_rows = row_group_rows
         self.rotate_rows = rotate_rows
@@ -153,10 +158,11 @@ class _KindWriter:
         table = pa.concat_tables(self._pending).combine_chunks()
         self._pending, self._pending_rows = [], 0
         if self._writer is None:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            self.directory.makedirs()
             self._schema = table.schema
-            path = self.directory / f"part-{self._part:06d}.parquet"
-            self._writer = pq.ParquetWriter(path, table.schema, compression="zstd")
+            path = self.directory.path(f"part-{self._part:06d}.parquet")
+            self._writer = pq.ParquetWriter(path, table.schema, compression="zstd",
+                                            filesystem=self.directory.fs)
         self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
         self._file_rows += table.num_rows
         self.rows_written += table.num_rows
@@ -178,6 +184,8 @@ class _KindWriter:
 class TickRecorder:
     """Write every :class:`FeedBatch` the system ingests to Parquet under ``root``.
 
+    ``directory`` is the session's :class:`core.storage.Storage`.
+
     Call :meth:`write` with each batch and the feed's current ``symbols``
     (``symbol_id`` indexes it) and :meth:`close` at shutdown (it flushes and
     finalises the files). Not thread-safe; one recorder per feed actor.
@@ -185,7 +193,7 @@ class TickRecorder:
 
     def __init__(
         self,
-        root: Path | str,
+        root: Path | str | Storage,
         *,
         session: str | None = None,
         row_group_rows: int = 131_072,
@@ -193,8 +201,8 @@ class TickRecorder:
         flush_interval_s: float = 10.0,
     ) -> None:
         stamp = session or datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        self.directory = Path(root) / stamp
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory = (root if isinstance(root, Storage) else Storage(root)) / stamp
+        self.directory.makedirs()
         self._writers = {k: _KindWriter(self.directory / k, row_group_rows, rotate_rows)
                          for k in KINDS}
         self._flush_interval_s = flush_interval_s
@@ -241,4 +249,5 @@ def recorder_from_settings(settings: Settings) -> TickRecorder | None:
     ``MARKETRAY_RECORD`` is on, else None."""
     if not settings.record:
         return None
-    return TickRecorder(settings.record_dir or settings.data_dir / "recordings")
+    return TickRecorder(Storage(settings.record_dir) if settings.record_dir
+                        else settings.storage("recordings"))

@@ -3,7 +3,8 @@
 The recorded batches come back with the same grouping and order, so the
 shards see exactly what they saw live and compute the same indicators.
 ``speed`` paces by event time: 1 = real time, 10 = ten times faster, 0 = as
-fast as the consumer takes them.
+fast as the consumer takes them. The recording may be on a path, a shared volume or an
+object store (see :mod:`core.storage`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from core.errors import FeedError
+from core.storage import Storage
 from market.feeds.base import (
     BarBatch,
     FeedBatch,
@@ -40,11 +42,14 @@ _BATCH_TYPES: dict[str, Any] = {"ticks": TickBatch, "option_ticks": OptionTickBa
                                  "bars": BarBatch}
 
 
-def session_dirs(path: Path) -> list[Path]:
+def session_dirs(path: Path | str | Storage) -> list[Storage]:
     """Return the recording sessions under ``path`` (itself if it is one), oldest first."""
-    if any((path / k).is_dir() for k in KINDS):
-        return [path]
-    return sorted(p for p in path.iterdir() if p.is_dir() and any((p / k).is_dir() for k in KINDS))
+    root = path if isinstance(path, Storage) else Storage(path)
+    names = root.listdir()
+    if any(k in names for k in KINDS):
+        return [root]
+    sessions = (root / name for name in names)
+    return [s for s in sessions if any(k in s.listdir() for k in KINDS)]
 
 
 @dataclass(slots=True)
@@ -72,16 +77,17 @@ class ReplayFeed:
 
     def __init__(
         self,
-        path: Path | str,
+        path: Path | str | Storage,
         *,
         speed: float = 1.0,
         symbols: Sequence[str] = (),
         hold_open: bool = False,
     ) -> None:
-        self.path = Path(path)
+        self.storage = path if isinstance(path, Storage) else Storage(path)
+        self.path = self.storage.location
         self.hold_open = hold_open
         self._finished = False
-        if not self.path.is_dir():
+        if not self.storage.is_dir():
             raise FeedError(f"replay directory {self.path} does not exist")
         self.speed = speed
         self.dropped_files = 0
@@ -124,11 +130,12 @@ class ReplayFeed:
     @classmethod
     def from_settings(cls, settings: Settings) -> ReplayFeed:
         """Build from ``MARKETRAY_REPLAY_DIR`` (default ``<data_dir>/recordings``)."""
-        path = settings.replay_dir or settings.record_dir or settings.data_dir / "recordings"
+        named = settings.replay_dir or settings.record_dir
+        path = Storage(named) if named else settings.storage("recordings")
         return cls(path, speed=settings.replay_speed, symbols=settings.symbols, hold_open=True)
 
     def _read_tables(self) -> dict[str, pa.Table]:
-        sessions = session_dirs(self.path)
+        sessions = session_dirs(self.storage)
         if not sessions:
             raise FeedError(f"no recording found under {self.path}")
         out: dict[str, list[pa.Table]] = {}
@@ -136,9 +143,13 @@ class ReplayFeed:
         for session in sessions:
             top = offset
             for kind in KINDS:
-                for file in sorted((session / kind).glob("*.parquet")):
+                for name in session.listdir(kind):
+                    if not name.endswith(".parquet"):
+                        continue
+                    file = session.uri(kind, name)
                     try:
-                        table = pq.read_table(file)
+                        with session.open_input(f"{kind}/{name}") as source:
+                            table = pq.read_table(source)
                     except (OSError, pa.ArrowException) as exc:
                         log.warning("skipping unreadable recording file %s: %s", file, exc)
                         self.dropped_files += 1

@@ -1,12 +1,18 @@
-"""Record → replay round trip: the same batches, grouped the same way, at any speed."""
+"""Record → replay round trip: the same batches, grouped the same way, at any speed.
+
+Recordings are written to and replayed from a plain path, a ``file://`` URI and pyarrow's
+in-memory filesystem (an object store).
+"""
 
 from __future__ import annotations
 
 import time
 
 import numpy as np
+import pyarrow.fs as pafs
 import pytest
 
+from core.storage import Storage
 from market.feeds.base import (
     NS_PER_MINUTE,
     QUOTE,
@@ -83,16 +89,22 @@ def _assert_same(a: FeedBatch, b: FeedBatch) -> None:
                                       other.vendor_implied_volatility)
 
 
-@pytest.fixture
-def recording(tmp_path):
+def _record(root):
     rng = np.random.default_rng(3)
     batches = _batches(40, rng)
-    recorder = TickRecorder(tmp_path, row_group_rows=500, rotate_rows=1_000)
+    recorder = TickRecorder(root, row_group_rows=500, rotate_rows=1_000)
     recorder.write(_warmup(), SYMBOLS, warmup=True)
     for batch in batches:
         recorder.write(batch, SYMBOLS)
     recorder.close()
-    return tmp_path, batches
+    return root, batches
+
+
+@pytest.fixture(params=["path", "file_uri", "memory"])
+def recording(request, tmp_path):
+    root = {"path": tmp_path, "file_uri": f"file://{tmp_path}",
+            "memory": Storage("bucket/recordings", filesystem=pafs._MockFileSystem())}
+    return _record(root[request.param])
 
 
 async def test_replay_as_fast_as_possible_yields_identical_batches(recording):
@@ -126,8 +138,9 @@ async def test_replay_at_10x_takes_a_tenth_of_event_time(recording):
 
 async def test_replay_skips_a_truncated_file_and_counts_it(recording):
     root, _ = recording
-    session = next(p for p in root.iterdir() if p.is_dir())
-    (session / "ticks" / "part-999999.parquet").write_bytes(b"PAR1 not really")
+    storage = root if isinstance(root, Storage) else Storage(root)
+    session = storage.listdir()[0]
+    storage.write_bytes(f"{session}/ticks/part-999999.parquet", b"PAR1 not really")
 
     feed = ReplayFeed(root, speed=0, symbols=SYMBOLS)
 
@@ -189,13 +202,14 @@ async def test_record_then_replay_gives_identical_indicator_values(tmp_path):
         assert live.snapshot(symbol) == again.snapshot(symbol)
 
 
-async def test_replay_from_settings_holds_open_after_the_last_batch(recording):
+@pytest.mark.parametrize("as_uri", [False, True], ids=["path", "file_uri"])
+async def test_replay_from_settings_holds_open_after_the_last_batch(tmp_path, as_uri):
     import asyncio
 
     from core.settings import Settings
     from market.feeds import make_feed
 
-    root, batches = recording
+    root, batches = _record(f"file://{tmp_path}" if as_uri else tmp_path)
     feed = make_feed(Settings(feed="replay", replay_dir=root, replay_speed=0,
                               symbols="AAPL,MSFT"))
     seen = 0
@@ -220,6 +234,9 @@ def test_recorder_from_settings_only_when_recording(tmp_path):
 
     assert recorder_from_settings(Settings(data_dir=tmp_path)) is None
     recorder = recorder_from_settings(Settings(data_dir=tmp_path, record=True))
-    assert recorder is not None
-    assert recorder.directory.parent == tmp_path / "recordings"
+    on_uri = recorder_from_settings(Settings(data_dir=f"file://{tmp_path}/u", record=True))
+    assert recorder is not None and on_uri is not None
+    assert recorder.directory.location.startswith(f"{tmp_path}/recordings/")
+    assert on_uri.directory.location.startswith(f"file://{tmp_path}/u/recordings/")
     recorder.close()
+    on_uri.close()
