@@ -89,3 +89,19 @@ def test_intraday_periods_per_year_counts_bars_per_day() -> None:
     day_ns = 86_400 * 10**9
     stamps = np.concatenate([d * day_ns + np.arange(390) * 60 * 10**9 for d in range(3)])
     assert periods_per_year(stamps.astype(np.int64)) == 252 * 390
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_periods_per_year_equals_numpy_medians_on_uneven_days(shuffle: bool) -> None:
+    rng = np.random.default_rng(5)
+    day_ns, minute_ns = 86_400 * 10**9, 60 * 10**9
+    stamps = np.concatenate([d * day_ns + np.sort(rng.choice(600, int(rng.integers(200, 400)),
+                                                              replace=False)) * minute_ns
+                             for d in range(8)]).astype(np.int64)
+    if shuffle:
+        stamps = rng.permutation(stamps)  # unsorted input takes the np.unique path
+    _, per_day = np.unique(stamps // day_ns, return_counts=True)
+    assert np.median(np.diff(stamps)) < day_ns / 2 or shuffle
+    expected = 252 * float(np.median(per_day)) if np.median(np.diff(stamps)) < day_ns / 2 \
+        else 252.0
+    assert periods_per_year(stamps) == expected
