@@ -8,14 +8,16 @@ sorted by time, in row groups of one week of minute bars, so a year of one symbo
 file and a day of the universe reads one small row group per symbol (Parquet statistics
 skip the rest). ``market.research.data`` reads this layout and the live
 ``HistoryStore``'s ``date=/symbol=`` one; :func:`compact_history` turns the latter into
-the former. Files are written to a temporary name and renamed, so a file that exists is
-complete (what resumable backfills rely on).
+the former. Files are written whole (a temporary name renamed on a disk, one put on an
+object store), so a file that exists is complete (what resumable backfills rely on).
+``root`` may be a path, a shared volume or an object store (a URI or a
+:class:`core.storage.Storage`) for the writers here; ``market.research.data`` reads a
+path.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
+import io
 from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
 from pathlib import Path
@@ -24,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from core.storage import Storage
 from market.feeds.sim_calendar import (
     SESSION_MINUTES,
     TRADING_SECONDS_PER_YEAR,
@@ -42,28 +45,55 @@ CHUNK_SYMBOLS = 50  # symbols simulated together; part of what a seed means (one
 
 def bars_path(root: Path, symbol: str, year: int) -> Path:
     """Return where the bars of ``symbol`` in ``year`` live under ``root``."""
-    return root / f"symbol={symbol}" / f"year={year}" / "bars.parquet"
+    return root / bars_key(symbol, year)
 
 
-def write_bars(root: Path, frame: pl.DataFrame) -> list[Path]:
-    """Write contract-column bars into their symbol/year files atomically; return the paths.
+def bars_key(symbol: str, year: int) -> str:
+    """Return the file of ``symbol`` in ``year`` relative to the lake's root."""
+    return f"symbol={symbol}/year={year}/bars.parquet"
 
-    Bars of a symbol-year already on disk are merged, the new bar winning for a minute
-    written twice.
+
+def lake_storage(root: Path | str | Storage) -> Storage:
+    """Return the lake at ``root`` (a path, a URI or a Storage) as a Storage."""
+    return root if isinstance(root, Storage) else Storage(root)
+
+
+def bars_exist(root: Path | str | Storage, symbol: str, year: int) -> bool:
+    """Return whether the lake holds a (complete) file of ``symbol`` in ``year``."""
+    return lake_storage(root).exists(bars_key(symbol, year))
+
+
+def read_symbol_year(root: Path | str | Storage, symbol: str, year: int) -> pl.DataFrame | None:
+    """Return the bars of ``symbol`` in ``year`` as stored, ``None`` when there are none."""
+    storage = lake_storage(root)
+    try:
+        with storage.open_input(bars_key(symbol, year)) as source:
+            return pl.read_parquet(source)
+    except FileNotFoundError:
+        return None
+
+
+def write_bars(root: Path | str | Storage, frame: pl.DataFrame) -> list[Path]:
+    """Write contract-column bars into their symbol/year files atomically; return the files.
+
+    Bars of a symbol-year already stored are merged, the new bar winning for a minute
+    written twice. The files are paths on disk for a local ``root``, else paths relative
+    to ``root`` (see :func:`bars_key`).
     """
+    storage = lake_storage(root)
     written = []
     frame = frame.with_columns(pl.col("timestamp").dt.year().alias("_year"))
     for (symbol, year), part in frame.partition_by("symbol", "_year", as_dict=True).items():
-        path = bars_path(root, str(symbol), int(str(year)))
+        key = bars_key(str(symbol), int(str(year)))
         part = part.drop("_year")
-        if path.exists():
-            part = pl.concat([pl.read_parquet(path), part])
+        stored = read_symbol_year(storage, str(symbol), int(str(year)))
+        if stored is not None:
+            part = pl.concat([stored, part])
         part = part.unique("timestamp", keep="last").sort("timestamp")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-        part.write_parquet(temporary, row_group_size=ROW_GROUP_ROWS, statistics=True)
-        os.replace(temporary, path)
-        written.append(path)
+        buffer = io.BytesIO()
+        part.write_parquet(buffer, row_group_size=ROW_GROUP_ROWS, statistics=True)
+        storage.write_bytes(key, buffer.getbuffer())
+        written.append(storage.local_path(key) if storage.is_local else Path(key))
     return written
 
 
@@ -148,8 +178,9 @@ def simulate_bars(symbols: Sequence[str], days: Iterable[date], seed: int,
         pl.min_horizontal("low", "open", "close").alias("low")).sort("symbol", "timestamp")
 
 
-def compact_history(history_root: Path, lake_root: Path) -> int:
-    """Copy a ``HistoryStore`` (``date=/symbol=``) into the lake layout; return bars written."""
+def compact_history(history_root: Path, lake_root: Path | str | Storage) -> int:
+    """Copy a ``HistoryStore`` (``date=/symbol=``) on a path into the lake layout (any
+    root); return bars written."""
     from market.research.data import list_symbols, load_bars
 
     total = 0
