@@ -1,4 +1,4 @@
-"""What every research job shares: Ray start-up, progress, the manifest, library versions."""
+"""What every research job shares: Ray start-up, progress, the manifest, outputs, the CLI end."""
 
 from __future__ import annotations
 
@@ -8,12 +8,17 @@ import platform
 import resource
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import polars as pl
 import ray
+
+from core.errors import MarketrayError
+
+T = TypeVar("T")
 
 # One thread per task: the jobs parallelise over Ray workers, not inside them.
 WORKER_ENV = {"POLARS_MAX_THREADS": "1", "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
@@ -61,6 +66,41 @@ def write_manifest(out: Path, manifest: Mapping[str, Any]) -> Path:
     path = out / "manifest.json"
     path.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
     return path
+
+
+def manifest(job: str, config: Mapping[str, Any], data_version: str | None, *,
+             seed: int | None = None, **fields: Any) -> dict[str, Any]:
+    """Return a job's manifest: its configuration, input version, libraries, seed, ``fields``."""
+    return {"job": job, "config": dict(config), "data_version": data_version,
+            "libraries": library_versions(), "seed": seed, **fields}
+
+
+def write_outputs(out: str | Path | None, tables: Mapping[str, pl.DataFrame],
+                  manifest: Mapping[str, Any]) -> Path | None:
+    """Write each table as ``<name>.parquet`` and the manifest under ``out``; None: nothing."""
+    if out is None:
+        return None
+    target = Path(out)
+    target.mkdir(parents=True, exist_ok=True)
+    for name, table in tables.items():
+        table.write_parquet(target / f"{name}.parquet")
+    write_manifest(target, manifest)
+    return target
+
+
+def run_and_print(job: Callable[[], T], summary: Callable[[T], Mapping[str, Any]]) -> int:
+    """Run ``job`` for a command line; return its exit code.
+
+    Prints ``summary(result)`` as JSON and returns 0, or prints a
+    :class:`MarketrayError` as ``error: ...`` on stderr and returns 2.
+    """
+    try:
+        result = job()
+    except MarketrayError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    print(json.dumps(dict(summary(result)), indent=2, default=str))
+    return 0
 
 
 class Progress:

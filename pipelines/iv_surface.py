@@ -1,31 +1,41 @@
-"""Implied volatility, Greeks, ATM term structure and 25-delta skew from recordings (Ray).
+"""Implied volatility, Greeks, ATM term structure and 25-delta skew from option data (Ray).
 
     python -m pipelines.iv_surface --recordings DIR --out SURFACE [--rate 0.04] [--dividend 0]
+    python -m pipelines.iv_surface --source alpaca --underlyings AAPL,SPY \\
+        --start 2025-06-02 --end 2025-06-06 --out SURFACE [--chain-days 45] [--moneyness 0.25]
     marketray research iv_surface ...
 
 ``DIR`` is a ``TickRecorder`` root (``<session>/{option_ticks,chains,ticks}/*.parquet``);
-each recording session is one Ray task. Writes ``SURFACE/contracts.parquet`` (one row per
-contract and minute: spot, mid, ``implied_volatility``, delta, gamma, theta, vega, rho),
-``SURFACE/expiries.parquet`` (per underlying, minute and expiration: ``atm_iv``,
-``skew_25d``; conventions in :mod:`market.research.iv_surface`) and ``manifest.json``.
+each recording session is one Ray task. ``--source alpaca`` first fetches Alpaca's
+historical option and stock bars into recording sessions under ``--inputs`` (default
+``SURFACE/alpaca_input``; one per underlying and day, kept, so a rerun fetches only
+missing days; :mod:`pipelines.iv_surface_alpaca`), then runs the same way.
+
+Writes ``SURFACE/contracts.parquet`` (one row per contract and minute: spot, mid,
+``implied_volatility``, delta, gamma, theta, vega, rho), ``SURFACE/expiries.parquet``
+(per underlying, minute and expiration: ``atm_iv``, ``skew_25d``; conventions in
+:mod:`market.research.iv_surface`) and ``manifest.json``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from core.errors import MarketrayError, NotFound
+from core.errors import InvalidInput, NotFound
 from market.research.data import data_version
 from market.research.iv_surface import contract_minutes, expiry_summary
 from pipelines import _jobs
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 
 def _read(session: Path, kind: str) -> pl.DataFrame:
@@ -52,8 +62,12 @@ def surface_session(session: str, rate: float, dividend: float
 
 def run(recordings: str | Path, out: str | Path | None = None, *, rate: float = 0.04,
         dividend: float = 0.0, workers: int | None = None, address: str | None = None,
-        use_ray: bool = True) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any]]:
-    """Run the job; return (contracts, expiries, manifest), written under ``out`` if given."""
+        use_ray: bool = True, source: Mapping[str, Any] | None = None
+        ) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any]]:
+    """Run the job; return (contracts, expiries, manifest), written under ``out`` if given.
+
+    ``source`` (what fetched the recordings, if a job did) goes into the manifest.
+    """
     started = time.perf_counter()
     root = Path(recordings)
     sessions = sorted(p for p in root.iterdir() if (p / "option_ticks").is_dir()) \
@@ -73,31 +87,63 @@ def run(recordings: str | Path, out: str | Path | None = None, *, rate: float = 
     expiries = pl.concat([o[1] for o in outputs if o[1].height], how="diagonal_relaxed") \
         if any(o[1].height for o in outputs) else pl.DataFrame()
     compute_s = sum(o[2]["compute_s"] for o in outputs)
-    manifest: dict[str, Any] = {
-        "job": "iv_surface",
-        "config": {"recordings": str(root), "sessions": len(sessions), "rate": rate,
-                   "dividend": dividend, "ray": use_ray},
-        "data_version": data_version(root),
-        "libraries": _jobs.library_versions(), "seed": None,
-        "rows": contracts.height,
-        "timings": {"total_wall_s": time.perf_counter() - started,
-                    "read_s_total": sum(o[2]["read_s"] for o in outputs),
-                    "compute_s_total": compute_s,
-                    "contract_minutes_per_compute_s": contracts.height / compute_s
-                    if compute_s else None},
-    }
-    if out is not None:
-        target = Path(out)
-        target.mkdir(parents=True, exist_ok=True)
-        contracts.write_parquet(target / "contracts.parquet")
-        expiries.write_parquet(target / "expiries.parquet")
-        _jobs.write_manifest(target, manifest)
+    manifest = _jobs.manifest(
+        "iv_surface",
+        {"recordings": str(root), "sessions": len(sessions), "rate": rate,
+         "dividend": dividend, "ray": use_ray, "source": dict(source or {"kind": "recordings"})},
+        data_version(root),
+        rows=contracts.height,
+        timings={"total_wall_s": time.perf_counter() - started,
+                 "read_s_total": sum(o[2]["read_s"] for o in outputs),
+                 "compute_s_total": compute_s,
+                 "contract_minutes_per_compute_s": contracts.height / compute_s
+                 if compute_s else None})
+    _jobs.write_outputs(out, {"contracts": contracts, "expiries": expiries}, manifest)
     return contracts, expiries, manifest
+
+
+def run_alpaca(out: str | Path | None, underlyings: Sequence[str], start: date | str,
+               end: date | str, *, inputs: str | Path | None = None,
+               settings: Settings | None = None, chain_days: int = 45,
+               moneyness: float = 0.25, rate_limit: int = 200, rate: float = 0.04,
+               dividend: float = 0.0, workers: int | None = None, address: str | None = None,
+               use_ray: bool = True) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any]]:
+    """Fetch Alpaca's option and stock bars into ``inputs``, then run the job on them.
+
+    ``inputs`` defaults to ``out/alpaca_input`` (needs ``out`` then); days already
+    there are not fetched again. Credentials: ``settings`` or ``MARKETRAY_ALPACA_*``.
+    """
+    from pipelines.iv_surface_alpaca import fetch_inputs
+
+    if inputs is None and out is None:
+        raise InvalidInput("the Alpaca source needs out or inputs (where fetched days are kept)")
+    folder = Path(inputs) if inputs is not None else Path(out or ".") / "alpaca_input"
+    started = time.perf_counter()
+    fetched = fetch_inputs(folder, list(underlyings), start, end, settings=settings,
+                           chain_days=chain_days, moneyness=moneyness, rate_limit=rate_limit)
+    source = {"kind": "alpaca", "underlyings": sorted(underlyings), "start": str(start),
+              "end": str(end), "chain_days": chain_days, "moneyness": moneyness,
+              "rate_limit_per_minute": rate_limit,
+              "price": "option bar close; spot: the underlying's bar close, same minute",
+              "fetch": fetched, "fetch_wall_s": time.perf_counter() - started}
+    return run(folder, out, rate=rate, dividend=dividend, workers=workers, address=address,
+               use_ray=use_ray, source=source)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the job's options (shared with ``marketray research iv_surface``)."""
-    parser.add_argument("--recordings", required=True, help="TickRecorder root folder")
+    parser.add_argument("--source", choices=("recordings", "alpaca"), default="recordings")
+    parser.add_argument("--recordings", default=None, help="TickRecorder root folder")
+    parser.add_argument("--underlyings", default=None, help="alpaca: comma-separated")
+    parser.add_argument("--start", default=None, help="alpaca: first day (YYYY-MM-DD)")
+    parser.add_argument("--end", default=None, help="alpaca: last day (YYYY-MM-DD)")
+    parser.add_argument("--inputs", default=None,
+                        help="alpaca: where fetched days are kept (default OUT/alpaca_input)")
+    parser.add_argument("--chain-days", type=int, default=45,
+                        help="alpaca: expirations up to this many days ahead")
+    parser.add_argument("--moneyness", type=float, default=0.25,
+                        help="alpaca: strikes within this fraction of the day's price range")
+    parser.add_argument("--rate-limit", type=int, default=200, help="alpaca: requests/minute")
     parser.add_argument("--out", required=True)
     parser.add_argument("--rate", type=float, default=0.04, help="continuous, annual")
     parser.add_argument("--dividend", type=float, default=0.0, help="continuous, annual")
@@ -108,16 +154,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_from_args(args: argparse.Namespace) -> int:
     """Run the job from parsed options; print its summary."""
-    try:
-        contracts, expiries, manifest = run(
-            args.recordings, args.out, rate=args.rate, dividend=args.dividend,
-            workers=args.workers, address=args.address, use_ray=not args.no_ray)
-    except MarketrayError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+    common = {"rate": args.rate, "dividend": args.dividend, "workers": args.workers,
+              "address": args.address, "use_ray": not args.no_ray}
+    if args.source == "alpaca":
+        if not (args.underlyings and args.start and args.end):
+            print("error: --source alpaca needs --underlyings, --start and --end",
+                  file=sys.stderr)
+            return 2
+
+        def job() -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any]]:
+            return run_alpaca(args.out, args.underlyings.split(","), args.start, args.end,
+                              inputs=args.inputs, chain_days=args.chain_days,
+                              moneyness=args.moneyness, rate_limit=args.rate_limit, **common)
+    elif args.recordings:
+        def job() -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any]]:
+            return run(args.recordings, args.out, **common)
+    else:
+        print("error: --recordings is needed (or --source alpaca)", file=sys.stderr)
         return 2
-    print(json.dumps({"contract_minutes": contracts.height, "expiry_rows": expiries.height,
-                      "timings": manifest["timings"]}, indent=2))
-    return 0
+
+    def summary(result: tuple[pl.DataFrame, pl.DataFrame, dict[str, Any]]) -> dict[str, Any]:
+        contracts, expiries, manifest = result
+        fetched = manifest["config"]["source"].get("fetch")
+        return {"contract_minutes": contracts.height, "expiry_rows": expiries.height,
+                "timings": manifest["timings"],
+                **({"fetch": fetched} if fetched else {})}
+
+    return _jobs.run_and_print(job, summary)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

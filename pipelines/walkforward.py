@@ -15,8 +15,6 @@ and ``DIR/manifest.json``. Fill, commission, cash, size and direction as ``backt
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,7 +22,7 @@ from typing import Any
 
 import polars as pl
 
-from core.errors import InvalidInput, MarketrayError
+from core.errors import InvalidInput
 from market.research import data as research_data
 from market.research.backtest import BacktestConfig
 from market.research.grid import build_grid
@@ -109,22 +107,15 @@ def run(data: str | Path, strategy: str, params: Sequence[str] | Mapping[str, Se
         .cast(pl.Datetime("ns", "UTC"))) if rows else pl.DataFrame()
     curves = [c for o in outputs for c in o[1]]
     equity = pl.concat(curves) if curves else pl.DataFrame()
-    manifest: dict[str, Any] = {
-        "job": "walkforward",
-        "config": {"data": str(data_path), "strategy": strategy, "grid_size": len(grid),
-                   "train_bars": train, "test_bars": test, "rank_by": rank_by, **settings,
-                   "symbols": len(universe), "ray": use_ray},
-        "data_version": research_data.data_version(data_path),
-        "libraries": _jobs.library_versions(), "seed": None,
-        "skipped": [s for o in outputs for s in o[2]],
-        "timings": {"total_wall_s": time.perf_counter() - started},
-    }
-    if out is not None:
-        target = Path(out)
-        target.mkdir(parents=True, exist_ok=True)
-        splits.write_parquet(target / "splits.parquet")
-        equity.write_parquet(target / "equity.parquet")
-        _jobs.write_manifest(target, manifest)
+    manifest = _jobs.manifest(
+        "walkforward",
+        {"data": str(data_path), "strategy": strategy, "grid_size": len(grid),
+         "train_bars": train, "test_bars": test, "rank_by": rank_by, **settings,
+         "symbols": len(universe), "ray": use_ray},
+        research_data.data_version(data_path),
+        skipped=[s for o in outputs for s in o[2]],
+        timings={"total_wall_s": time.perf_counter() - started})
+    _jobs.write_outputs(out, {"splits": splits, "equity": equity}, manifest)
     return splits, equity, manifest
 
 
@@ -150,19 +141,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_from_args(args: argparse.Namespace) -> int:
     """Run the job from parsed options; print its summary."""
-    try:
-        splits, _, manifest = run(
-            args.data, args.strategy, args.param, train=args.train, test=args.test,
-            rank_by=args.rank_by, fill=args.fill, commission=args.commission, cash=args.cash,
-            size=args.size, direction=args.direction,
-            symbols=args.symbols.split(",") if args.symbols else None, out=args.out,
-            workers=args.workers, address=args.address, use_ray=not args.no_ray)
-    except MarketrayError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 2
-    print(json.dumps({"splits": splits.height, "skipped": manifest["skipped"],
-                      "timings": manifest["timings"]}, indent=2))
-    return 0
+    return _jobs.run_and_print(
+        lambda: run(args.data, args.strategy, args.param, train=args.train, test=args.test,
+                    rank_by=args.rank_by, fill=args.fill, commission=args.commission,
+                    cash=args.cash, size=args.size, direction=args.direction,
+                    symbols=args.symbols.split(",") if args.symbols else None, out=args.out,
+                    workers=args.workers, address=args.address, use_ray=not args.no_ray),
+        lambda result: {"splits": result[0].height, "skipped": result[2]["skipped"],
+                        "timings": result[2]["timings"]})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

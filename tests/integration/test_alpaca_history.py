@@ -17,6 +17,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 
 from core.errors import InvalidInput
@@ -185,3 +186,37 @@ def test_refused_key_stops_the_run_and_is_never_written(server, tmp_path):
     text = (tmp_path / "manifest.json").read_text()
     assert KEY not in text
     assert SECRET not in text
+
+
+def test_iv_surface_from_alpaca_option_bars_prices_what_was_served(server, tmp_path):
+    from vollib.black_scholes_merton import black_scholes_merton as vollib_price
+
+    from market.feeds.alpaca_fake_history import option_bar, traded
+    from pipelines.iv_surface import run_alpaca as surface
+
+    settings = _settings(server)
+    days = (FIRST, FIRST + timedelta(days=1))
+    contracts, expiries, manifest = surface(tmp_path, ["AAPL"], *days, settings=settings,
+                                            chain_days=14, use_ray=False)
+    sent = len(server.requests)
+    again, _, _ = surface(tmp_path, ["AAPL"], *days, settings=settings, chain_days=14,
+                          use_ray=False)
+
+    listed = server.chain("AAPL", listed=FIRST, last=days[1] + timedelta(days=14))
+    expected = {(c, m) for day in days for c, expiration, _, _ in listed
+                if day <= expiration <= day + timedelta(days=14)
+                for m in _session_minutes(day, day) if traded(c, m)}
+    got = contracts.select("contract", pl.col("minute_ns") // NS_MIN)
+    assert set(got.iter_rows()) == expected
+    assert contracts.height == len(expected)
+    for row in contracts.sample(200, seed=1).iter_rows(named=True):
+        minute = row["minute_ns"] // NS_MIN
+        assert row["mid"] == option_bar(server.option_price, row["contract"], minute)["c"]
+        assert row["spot"] == bar_at("AAPL", minute)["c"]
+        price = vollib_price("c" if row["is_call"] else "p", row["spot"], row["strike"],
+                             row["time_to_expiry"], 0.04, row["implied_volatility"], 0.0)
+        assert price == pytest.approx(row["mid"], rel=1e-6)
+    assert sorted(set(expiries["expiration"])) == [date(2025, 6, 6), date(2025, 6, 13)]
+    assert manifest["config"]["source"]["fetch"]["sessions_fetched"] == 2
+    assert len(server.requests) == sent  # the rerun read the kept days
+    assert again.equals(contracts)
