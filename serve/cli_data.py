@@ -22,11 +22,13 @@ from typing import Any
 
 from core.errors import MarketrayError
 from core.settings import Settings
+from core.storage import Storage
 
 
 def register(sub: Any) -> None:
     """Add the data subcommands to ``marketray``'s sub-parser action."""
-    b = sub.add_parser("backup", help="archive the data dir (history, index, secret)")
+    b = sub.add_parser("backup", help="archive the data dir (history, index, uploads, secret; "
+                       "with an object-store data dir, what the bucket holds)")
     b.add_argument("--dest", type=Path, default=None, help="default <data_dir>/backups")
     b.set_defaults(func=cmd_backup)
 
@@ -42,7 +44,8 @@ def register(sub: Any) -> None:
     t = hsub.add_parser("retention", help="drop or archive partitions older than N days")
     t.add_argument("--days", type=int, default=None,
                    help="default MARKETRAY_HISTORY_RETENTION_DAYS")
-    t.add_argument("--archive", type=Path, default=None, help="move there instead of deleting")
+    t.add_argument("--archive", default=None,
+                   help="move there (a path or URI) instead of deleting")
     t.set_defaults(func=cmd_retention)
 
     f = sub.add_parser("fake-alpaca", help="run a local Alpaca-protocol server (demos, tests)")
@@ -66,7 +69,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
     settings = Settings()
     try:
-        archive = backup(settings.data_dir, args.dest or settings.data_dir / "backups")
+        archive = backup(settings.storage() if settings.data_url else settings.data_dir,
+                         args.dest or settings.data_dir / "backups")
     except (MarketrayError, OSError) as exc:
         return _fail(exc)
     print(archive)
@@ -78,10 +82,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from market.backup import restore, verify  # noqa: PLC0415
 
     settings = Settings()
-    target = settings.data_dir
+    target: Path | Storage = settings.storage() if settings.data_url else settings.data_dir
     try:
         manifest = verify(args.archive)
-        if target.exists() and any(target.iterdir()) and not args.yes:
+        if isinstance(target, Path) and target.exists() and any(target.iterdir()) \
+                and not args.yes:
             print(f"marketray: {target} is not empty; pass --yes to replace it (the current "
                   "contents are kept beside it)", file=sys.stderr)
             return 2
@@ -97,7 +102,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 def _store() -> Any:
     from market.history import HistoryStore  # noqa: PLC0415
 
-    return HistoryStore(Settings().data_dir / "history")
+    return HistoryStore(Settings().storage("history"))
 
 
 def cmd_compact(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ import tarfile
 import pytest
 
 from core.errors import InvalidInput
+from core.storage import Storage
 from market.backup import backup, restore, verify
 
 
@@ -72,3 +73,23 @@ def test_restore_refuses_a_file_that_fails_its_checksum(data_dir, tmp_path):
     assert (data_dir / "secret.key").read_text() == "s3cret"
     with gzip.open(archive) as handle:
         assert handle.read(1)
+
+
+def test_data_dir_given_as_a_uri_backs_up_and_restores_into_an_empty_location(data_dir,
+                                                                               tmp_path):
+    archive = backup(f"file://{data_dir}", tmp_path / "backups")
+    target = f"file://{tmp_path}/restored"
+
+    location = restore(archive, target)
+
+    restored = Storage(target)
+    assert location == target
+    assert restored.read_text("secret.key") == "s3cret"
+    assert restored.read_bytes("index/vectors.bin") == bytes(range(256)) * 10
+    assert sorted(restored.files()) == sorted(verify(archive)["files"]) == [
+        "history/date=2026-11-02/symbol=AAPL/part-1.parquet", "index/vectors.bin", "secret.key"]
+    with pytest.raises(InvalidInput, match="not empty"):
+        restore(archive, target)
+    with pytest.raises(InvalidInput, match="not empty"):
+        restore(archive, f"file://{data_dir}")
+    assert (data_dir / "secret.key").read_text() == "s3cret"
