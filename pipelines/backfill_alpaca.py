@@ -3,7 +3,7 @@
     python -m pipelines.backfill --source alpaca --symbols AAPL,MSFT \\
         --start 2025-01-02 --end 2025-06-30 --out LAKE [--feed iex|sip] \\
         [--adjustment raw|split|dividend|all] [--hours regular|extended] \\
-        [--rate-limit 200] [--concurrency 4] [--symbol-days 20]
+        [--rate-limit 200] [--concurrency 4] [--symbol-days 10]
 
 The binding constraint is Alpaca's rate limit (200 requests a minute on the free plan),
 not CPU, so the driver fetches with ``--concurrency`` threads behind one pacer
@@ -52,6 +52,8 @@ if TYPE_CHECKING:
     from core.settings import Settings
 
 MAX_ERRORS_LISTED = 50
+# 10 days of 04:00-20:00 New York minute bars (9,600) fit one 10,000-bar page
+SYMBOL_DAYS = 10
 
 
 @dataclass
@@ -127,7 +129,7 @@ class _Fetcher:
 def run_alpaca(out: str | Path, symbols: Sequence[str], start: date | str, end: date | str,
                *, settings: Settings | None = None, feed: str | None = None,
                adjustment: str = "raw", hours: str = "regular", rate_limit: int = 200,
-               window_s: float = 60.0, concurrency: int = 4, symbol_days: int = 20,
+               window_s: float = 60.0, concurrency: int = 4, symbol_days: int = SYMBOL_DAYS,
                retries: int = 6, backoff_s: float = 1.0, progress: bool = False,
                now: datetime | None = None) -> dict[str, Any]:
     """Fetch the missing (symbol, day) bars into the lake at ``out``; return the manifest.
@@ -226,7 +228,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="alpaca: keep 09:30-16:00 New York bars, or all Alpaca serves")
     parser.add_argument("--rate-limit", type=int, default=200, help="alpaca: requests/minute")
     parser.add_argument("--concurrency", type=int, default=4, help="alpaca: request threads")
-    parser.add_argument("--symbol-days", type=int, default=20,
+    parser.add_argument("--symbol-days", type=int, default=SYMBOL_DAYS,
                         help="alpaca: (symbol, day) pairs asked per request")
 
 

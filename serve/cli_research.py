@@ -6,11 +6,11 @@ import argparse
 import importlib
 
 JOBS = {
-    "backfill": ("pipelines.backfill", "build the history lake (simulator)"),
+    "backfill": ("pipelines.backfill", "build the history lake (simulator or Alpaca)"),
     "features": ("pipelines.features", "indicator bundle and patterns over the lake"),
     "backtest": ("pipelines.backtest", "strategy backtests and parameter sweeps"),
     "walkforward": ("pipelines.walkforward", "rolling in-sample choice, out-of-sample test"),
-    "iv_surface": ("pipelines.iv_surface", "implied vols, ATM term structure, 25-delta skew"),
+    "iv_surface": ("pipelines.iv_surface", "IVs, ATM term structure, 25-delta skew"),
 }
 
 

@@ -6,8 +6,9 @@ into any ``window_s`` (Alpaca's free plan: 200 a minute). A 429 pauses every thr
 for the response's ``Retry-After`` (else until ``X-RateLimit-Reset``, else an
 exponential backoff) and the request is sent again; 5xx answers are retried with the
 backoff. alpaca-py's own fixed-wait retry never sees a 429: the adapter retries or
-raises :class:`HistoryRequestError`. The clients return raw JSON (``raw_data=True``):
-a year of minute bars as pydantic models would cost more than the requests.
+raises :class:`HistoryRequestError`. The clients return raw JSON (``raw_data=True``),
+which callers turn into polars frames: models would be built only to be taken apart
+(their parse cost is in ``docs/research.md``).
 Credentials come from :class:`core.settings.Settings` and appear in no message.
 """
 

@@ -1,14 +1,12 @@
-"""Backfill (deterministic, resumable) and walk-forward jobs in-process."""
+"""The backfill job in-process: the simulator source, and the command line of both."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import polars as pl
-
 from market.research.data import data_version, list_symbols, load_bars
+from pipelines.backfill import main
 from pipelines.backfill import run as backfill
-from pipelines.walkforward import run as walkforward
 
 
 def test_backfill_is_deterministic_and_resumable(tmp_path: Path) -> None:
@@ -28,14 +26,21 @@ def test_backfill_is_deterministic_and_resumable(tmp_path: Path) -> None:
     assert other["seed"] == 3
 
 
-def test_walkforward_job_writes_splits_and_stitched_equity(tmp_path: Path) -> None:
-    lake = tmp_path / "lake"
-    backfill(lake, universe=2, sessions=4, seed=1, use_ray=False)
-    splits, equity, manifest = walkforward(
-        lake, "sma_cross", ["fast=5:10:5", "slow=20:40:20"], train=780, test=390,
-        commission=0.001, out=tmp_path / "wf", use_ray=False)
-    assert splits.height == 2 * 2  # (4 - 2) sessions of 390 bars out of sample per symbol
-    assert equity.height == 2 * 780
-    assert set(splits["fast"].to_list()) <= {5.0, 10.0}
-    assert pl.read_parquet(tmp_path / "wf" / "splits.parquet").equals(splits)
-    assert manifest["skipped"] == []
+
+def test_alpaca_source_without_symbols_or_start_exits_2(tmp_path: Path, capsys) -> None:
+    code = main(["--source", "alpaca", "--out", str(tmp_path)])
+
+    assert code == 2
+    assert "needs --symbols and --start" in capsys.readouterr().err
+
+
+def test_alpaca_source_without_credentials_exits_2(tmp_path: Path, capsys,
+                                                   monkeypatch) -> None:
+    monkeypatch.delenv("MARKETRAY_ALPACA_KEY_ID", raising=False)
+    monkeypatch.delenv("MARKETRAY_ALPACA_SECRET_KEY", raising=False)
+
+    code = main(["--source", "alpaca", "--symbols", "AAPL", "--start", "2025-06-02",
+                 "--end", "2025-06-03", "--out", str(tmp_path)])
+
+    assert code == 2
+    assert "MARKETRAY_ALPACA_KEY_ID" in capsys.readouterr().err
