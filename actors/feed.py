@@ -18,6 +18,7 @@ from actors import telemetry
 from core.settings import Settings
 from market.feeds import make_feed
 from market.feeds.base import BarBatch, OptionContracts, OptionTickBatch, TickBatch
+from market.feeds.journal import journal_from_settings
 from market.feeds.recorder import recorder_from_settings
 from market.feeds.router import FeedRouter
 from market.feeds.runner import FeedRunner
@@ -31,28 +32,42 @@ class ActorShardLink:
 
     def ingest(self, ticks: TickBatch | None, option_ticks: OptionTickBatch | None,
                bars: BarBatch | None, chains: Mapping[str, OptionContracts] | None,
-               warmup: bool) -> Any:
-        return self.handle.ingest.remote(ticks, option_ticks, bars, chains, warmup)
+               warmup: bool, expect: str | None) -> Any:
+        return self.handle.ingest.remote(ticks, option_ticks, bars, chains, warmup, expect)
 
     def restore_history(self, since_ns: int) -> Any:
         return self.handle.restore_history.remote(since_ns)
 
+    def replay(self, ticks: TickBatch, bars: BarBatch) -> Any:
+        return self.handle.replay.remote(ticks, bars)
+
 
 @ray.remote(max_restarts=-1, num_cpus=0)
 class FeedActor:
-    """Owns the feed and the routing of its batches."""
+    """Owns the feed and the routing of its batches.
 
-    def __init__(self, settings: dict[str, Any], shards: Sequence[ActorHandle]) -> None:
+    ``started_ns`` is when the run started; Ray passes the same value to a re-created
+    actor, so a restarted feed restores the shards' history from the run's start.
+    """
+
+    def __init__(self, settings: dict[str, Any], shards: Sequence[ActorHandle],
+                 started_ns: int | None = None) -> None:
         self.settings = Settings(**settings)
         feed = make_feed(self.settings)
+        journal = journal_from_settings(self.settings)
+        reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
+        if not reconstructed:
+            journal.clear(len(shards))  # a new run: nothing before it is to be replayed
         router = FeedRouter(feed.symbols, [ActorShardLink(s) for s in shards],
-                            call_errors=(ray.exceptions.RayError,))
+                            started_ns=started_ns, call_errors=(ray.exceptions.RayError,),
+                            journal=journal)
         self.runner = FeedRunner(feed, router, recorder_from_settings(self.settings))
         # Re-created by Ray (its node died, or it crashed): nobody calls start() again, so
-        # it starts itself and warms the shards up as at first start.
+        # it starts itself, warms the shards up and brings them up to the last routed tick.
         self._restart: asyncio.Task[dict[str, Any]] | None = None
-        if ray.get_runtime_context().was_current_actor_reconstructed:
-            self._restart = asyncio.get_running_loop().create_task(self.runner.start())
+        if reconstructed:
+            self._restart = asyncio.get_running_loop().create_task(
+                self.runner.start(resume=True))
         self._waiting_avg = 0.0
         telemetry.on_flush(telemetry.FeedCollector(self._status, telemetry.recorder()))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import ray
@@ -44,7 +45,7 @@ def start_market(settings: Settings, universe: tuple[str, ...] | None = None, *,
         for i, part in enumerate(parts)
     ]
     feed = FeedActor.options(name=FEED_ACTOR_NAME, **placement).remote(  # type: ignore[attr-defined]
-        settings.model_dump(mode="json"), shards)
+        settings.model_dump(mode="json"), shards, time.time_ns())
     ray.get(feed.start.remote())
     return MarketActors(shards=shards, feed=feed)
 

@@ -46,10 +46,11 @@ class ShardActor:
 
     async def ingest(self, ticks: TickBatch | None, option_ticks: OptionTickBatch | None,
                      bars: BarBatch | None,
-                     chains: Mapping[str, OptionContracts] | None, warmup: bool = False
-                     ) -> dict[str, Any]:
+                     chains: Mapping[str, OptionContracts] | None, warmup: bool = False,
+                     expect: str | None = None) -> dict[str, Any]:
         started = time.perf_counter()
-        result = self.shard.ingest(ticks, option_ticks, bars, chains, warmup=warmup)
+        result = self.shard.ingest(ticks, option_ticks, bars, chains, warmup=warmup,
+                                   expect=expect)
         self.metrics.ingested(result, 0 if option_ticks is None else len(option_ticks),
                               time.perf_counter() - started)
         self._ingested.set()  # wakes the fetches waiting for this batch
@@ -58,6 +59,12 @@ class ShardActor:
 
     async def restore_history(self, since_ns: int) -> int:
         return self.shard.restore_history(since_ns)
+
+    async def replay(self, ticks: TickBatch, bars: BarBatch) -> int:
+        applied = self.shard.replay(ticks, bars)
+        self._ingested.set()  # as after an ingest: the stream shows the replayed minute
+        self._ingested = asyncio.Event()
+        return applied
 
     async def snapshot(self, symbol: str) -> dict[str, Any]:
         return self.shard.snapshot(symbol)

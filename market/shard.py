@@ -122,12 +122,18 @@ class Shard:
     def ingest(self, ticks: TickBatch | None = None, option_ticks: OptionTickBatch | None = None,
                bars: BarBatch | None = None,
                chains: Mapping[str, OptionContracts] | None = None, *,
-               warmup: bool = False) -> dict[str, Any]:
+               warmup: bool = False, expect: str | None = None) -> dict[str, Any]:
         """Apply one routed batch; return counters and this shard's incarnation id.
 
         ``warmup`` marks start-up history (the feed's warm-up, a re-seed after a restart):
         it is loaded but not written to the history store, which holds what was streamed.
+        ``expect`` is the incarnation the sender believes it talks to: a restarted shard
+        refuses the batch (``refused`` in the result) until it is re-seeded, so it never
+        opens its forming minute halfway through (the sender replays the whole minute).
         """
+        if expect is not None and expect != self.incarnation:
+            return {"incarnation": self.incarnation, "refused": True, "ticks": 0,
+                    "bars_closed": 0, "contracts_refreshed": 0}
         if chains:
             owned = {self.market.slot_of[u]: c for u, c in chains.items()
                      if u in self.market.slot_of}
@@ -200,6 +206,22 @@ class Shard:
         taken = self.market.load_bars(bars)  # skips minutes the ticks still cover
         self.bars_loaded += taken
         return taken
+
+    def replay(self, ticks: TickBatch, bars: BarBatch) -> int:
+        """Apply journaled ticks (and bars) a lost call or a lost shard did not apply;
+        return how many ticks were applied.
+
+        Only ticks newer than their symbol's newest tick here are applied: a shard that
+        survived skips what it already has, a restarted one (history restored up to the
+        minute it was forming) skips the minutes its history holds. Batches are routed in
+        time order, so this takes exactly the ticks the lost calls carried.
+        """
+        if len(ticks):
+            slots = self.market.slots_for(ticks.symbol_id)
+            newest = self.market.last_ts[np.maximum(slots, 0)]
+            ticks = ticks.take((slots >= 0) & (ticks.ts_ns > newest))
+        self.ingest(ticks, None, bars)
+        return len(ticks)
 
     def flush_history(self) -> None:
         """Write buffered bars to the history store now."""

@@ -4,15 +4,17 @@ Each period's :class:`FeedBatch` is split by shard and sent as one call per shar
 shard's next batch waits for its previous call (backpressure), so a slow shard makes the
 feed's batches bigger instead of queueing without bound. When a shard answers with a new
 incarnation id (it was restarted), the router sends it the warm-up history and current
-chains again, then asks it to restore what it closed since this feed started.
+chains again, then asks it to restore what it closed since the run started.
 
-A call that fails (the shard's actor or node died) does not lose its ticks: the router
-keeps, per shard, the stock ticks and bars routed since the start of the minute of the
-newest tick the shard acknowledged, and sends that shard nothing more until a probe call
-answers. A restarted shard then gets the warm-up, its history (closed minutes) and the
-kept ticks (the minute it was forming and everything since), so its bars are the same as
-if it had never stopped; a shard that answers as the same incarnation gets the ticks its
-failed calls carried.
+A shard's state is its history store (each minute written as it closes) plus the ticks of
+the minute it is forming. The second part is what a lost node takes with it, so every
+streamed part is written to a :class:`~market.feeds.journal.TickJournal` before it is sent,
+and kept there until the shard acknowledges a tick of a later minute. After a failed call
+the shard gets nothing until a probe answers; then (new incarnation) the warm-up, its
+history and the journal's ticks from the minute it was forming, or (same incarnation) the
+journal's ticks it has not applied. A feed that restarts itself (:meth:`FeedRouter.resume`)
+does the same for every shard from a journal that outlived it (Redis), so the bars are the
+same as if nothing had stopped, up to the ticks the lost feed never received.
 
 The shards are reached through :class:`ShardLink`: the Ray layer adapts actor handles
 to it, unit tests pass in-process fakes.
@@ -33,28 +35,32 @@ from market.feeds.base import (
     OptionTickBatch,
     TickBatch,
 )
+from market.feeds.journal import MemoryJournal, TickJournal
 from market.sharding import shard_index_array, shard_of
 
 log = logging.getLogger("marketray.feed")
 
 COUNTER_NAMES = ("batches", "ticks", "option_ticks", "bars", "shard_errors", "reseeds",
-                 "restored_bars", "replayed_ticks", "replay_dropped_ticks")
-# Ticks kept per shard for a replay at most (an outage longer than this loses the oldest).
-MAX_REPLAY_TICKS = 2_000_000
+                 "restored_bars", "replayed_ticks", "replay_dropped_ticks", "journal_errors",
+                 "resumes")
 
 
 class ShardLink(Protocol):
     """One shard as the router sees it.
 
-    Both methods must send the call when invoked (not when awaited): the router keeps
+    The methods must send the call when invoked (not when awaited): the router keeps
     one call per shard in flight while it routes to the others.
     """
 
     def ingest(self, ticks: TickBatch | None, option_ticks: OptionTickBatch | None,
                bars: BarBatch | None, chains: Mapping[str, OptionContracts] | None,
-               warmup: bool) -> Awaitable[Mapping[str, Any]]: ...
+               warmup: bool, expect: str | None) -> Awaitable[Mapping[str, Any]]:
+        """:meth:`market.shard.Shard.ingest`; ``expect`` fences off a restarted shard."""
+        ...
 
     def restore_history(self, since_ns: int) -> Awaitable[int]: ...
+
+    def replay(self, ticks: TickBatch, bars: BarBatch) -> Awaitable[int]: ...
 
 
 class FeedRouter:
@@ -63,13 +69,16 @@ class FeedRouter:
     ``universe`` is the feed's symbol list (``symbol_id`` indexes it). A failed call
     whose exception is one of ``call_errors`` (the transport's: a dead actor) is counted
     in ``shard_errors`` and its batch dropped; any other exception propagates.
-    ``started_ns`` (epoch ns) bounds what a restarted shard restores from its history.
+    ``started_ns`` (epoch ns) is when the run started (the first feed's start, also after
+    the feed restarted): a restarted shard restores its history from that minute on.
+    ``journal`` keeps the ticks for replays (default: in this process).
     """
 
     def __init__(self, universe: Sequence[str], shards: Sequence[ShardLink], *,
                  started_ns: int | None = None,
                  call_errors: tuple[type[BaseException], ...] = (),
-                 wall_clock: Callable[[], float] = time.time) -> None:
+                 wall_clock: Callable[[], float] = time.time,
+                 journal: TickJournal | None = None) -> None:
         self.universe = tuple(universe)
         self.shards = list(shards)
         self.shard_of_id = shard_index_array(self.universe, len(self.shards))
@@ -81,20 +90,35 @@ class FeedRouter:
         self.incarnations: dict[int, str] = {}
         self.pending: dict[int, Awaitable[Mapping[str, Any]]] = {}
         self.counters = dict.fromkeys(COUNTER_NAMES, 0)
-        # Replay state per shard: parts routed since the acknowledged minute, the newest
-        # tick time of the call in flight and of the last acknowledged one, shards whose
-        # last call failed.
-        self.kept: dict[int, list[tuple[TickBatch, BarBatch]]] = {}
+        self.journal: TickJournal = MemoryJournal() if journal is None else journal
+        # Replay state per shard: the newest tick time of the call in flight and of the
+        # last acknowledged one, shards whose last call failed, shards whose state since
+        # the run started is unknown (this feed restarted and has not reached them yet).
         self.in_flight_ns: dict[int, int] = {}
         self.acked_ns: dict[int, int] = {}
         self.down: set[int] = set()
+        self.unseeded: set[int] = set()
         self.last_batch_wall = 0.0
 
-    async def warm_up(self, batch: FeedBatch) -> None:
-        """Send the warm-up history and chains; return once every shard has applied it."""
+    async def warm_up(self, batch: FeedBatch, *, resume: bool = False) -> None:
+        """Send the warm-up history and chains; return once every shard has applied it.
+
+        ``resume``: this feed restarted mid-run; every shard is brought up to the last
+        routed tick (:meth:`resume`) before it gets the warm-up's quotes, which are newer
+        than the journal's ticks.
+        """
         self.warm_bars = batch.bars
         self.chains.update(batch.chains)
-        await self.route(batch, warmup=True)
+        if not resume:
+            await self.route(batch, warmup=True)
+            await self.flush()
+            return
+        await self.route(FeedBatch(TickBatch.empty(), batch.option_ticks, batch.bars,
+                                   batch.chains), warmup=True)
+        await self.flush()
+        await self.resume()
+        await self.route(FeedBatch(batch.ticks, OptionTickBatch.empty(), BarBatch.empty(), {}),
+                         warmup=True)
         await self.flush()
 
     async def forward(self, batch: FeedBatch) -> None:
@@ -116,58 +140,68 @@ class FeedRouter:
         return owned or None
 
     async def route(self, batch: FeedBatch, *, warmup: bool = False) -> None:
-        """Send each shard its part of ``batch`` after its previous call has settled."""
+        """Journal each shard's part of ``batch``, then send it after the shard's previous
+        call has settled."""
+        parts = {k: self.parts(batch, k) for k in range(len(self.shards))}
+        if not warmup:
+            self._journal({k: (ticks, bars) for k, (ticks, _, bars) in parts.items()})
         for k, shard in enumerate(self.shards):
-            ticks, options, bars = self.parts(batch, k)
+            ticks, options, bars = parts[k]
             chains = self.chains_of(batch.chains, k) if batch.chains else None
             if not (len(ticks) or len(options) or len(bars) or chains):
                 continue
             previous = self.pending.pop(k, None)
-            if previous is not None:
-                await self.settle(k, previous)
-            if not warmup:
-                self._keep(k, ticks, bars)
-            if k in self.down:
-                await self.recover(k)  # sends the kept ticks, this batch's among them
-                continue
+            replayed = previous is not None and await self.settle(k, previous)
+            if k in self.down or k in self.unseeded:
+                replayed = await self.recover(k)
+                if not replayed:
+                    continue
+            if replayed and not warmup:  # the journal's ticks, this batch's among them, went
+                ticks, bars = TickBatch.empty(), BarBatch.empty()
+                if not (len(options) or chains):
+                    continue
             if len(ticks):
                 self.in_flight_ns[k] = int(ticks.ts_ns.max())
-            self.pending[k] = shard.ingest(ticks, options, bars, chains, warmup)
+            self.pending[k] = shard.ingest(ticks, options, bars, chains, warmup,
+                                           self.incarnations.get(k))
         self.counters["batches"] += 1
         self.counters["ticks"] += len(batch.ticks)
         self.counters["option_ticks"] += len(batch.option_ticks)
         self.counters["bars"] += len(batch.bars)
         self.last_batch_wall = self.wall_clock()
 
-    async def settle(self, k: int, call: Awaitable[Mapping[str, Any]]) -> None:
-        """Wait for shard ``k``'s call; re-seed the shard if it answers as a new incarnation."""
+    async def settle(self, k: int, call: Awaitable[Mapping[str, Any]]) -> bool:
+        """Wait for shard ``k``'s call; re-seed the shard and replay the journal to it if it
+        answers as a new incarnation. True when it replayed (the journal up to now)."""
         try:
             result = await call
         except self.call_errors as exc:
             self.counters["shard_errors"] += 1
             self.down.add(k)
-            log.warning("shard %d call failed (%s); its ticks are kept for a replay", k,
+            log.warning("shard %d call failed (%s); its ticks stay journaled for a replay", k,
                         type(exc).__name__)
-            return
-        if k in self.in_flight_ns:
-            self.acked_ns[k] = self.in_flight_ns[k]
-            self._prune(k)
+            return False
         incarnation = result["incarnation"]
         known = self.incarnations.get(k)
         self.incarnations[k] = incarnation
+        if k in self.in_flight_ns and not result.get("refused"):
+            self.acked_ns[k] = self.in_flight_ns[k]
+            self._prune(k)
         if known is not None and known != incarnation:
-            await self.reseed(k)
+            try:
+                await self.reseed(k)
+                await self.replay(k)  # a restart between two calls lost its forming minute
+            except self.call_errors:
+                self.counters["shard_errors"] += 1
+                self.down.add(k)
+                return False
+            return True
+        return False
 
-    def _keep(self, k: int, ticks: TickBatch, bars: BarBatch) -> None:
-        if not (len(ticks) or len(bars)):
-            return
-        kept = self.kept.setdefault(k, [])
-        kept.append((ticks, bars))
-        excess = sum(len(t) for t, _ in kept) - MAX_REPLAY_TICKS
-        while excess > 0 and len(kept) > 1:
-            dropped = kept.pop(0)
-            excess -= len(dropped[0])
-            self.counters["replay_dropped_ticks"] += len(dropped[0])
+    def _journal(self, parts: Mapping[int, tuple[TickBatch, BarBatch]]) -> None:
+        if not self.journal.append(parts):
+            self.counters["journal_errors"] += 1
+        self.counters["replay_dropped_ticks"] = getattr(self.journal, "dropped_ticks", 0)
 
     def _replay_from(self, k: int) -> int:
         """Start of the minute of shard ``k``'s newest acknowledged tick: it had closed, and
@@ -175,40 +209,59 @@ class FeedRouter:
         return self.acked_ns.get(k, 0) // NS_PER_MINUTE * NS_PER_MINUTE
 
     def _prune(self, k: int) -> None:
-        since = self._replay_from(k)
-        kept = self.kept.get(k)
-        while kept and len(kept[0][0]) and int(kept[0][0].ts_ns.max()) < since:
-            kept.pop(0)
+        if k in self.acked_ns:
+            self.journal.prune(k, self._replay_from(k))
 
     async def recover(self, k: int) -> bool:
-        """Probe shard ``k`` after a failed call; when it answers, re-seed it if it is a new
-        incarnation, then send it the kept ticks. False while it is still unreachable."""
+        """Probe shard ``k`` after a failed call (or a restart of this feed); when it
+        answers, re-seed it if it is a new incarnation (or its state is unknown), then send
+        it the journal's ticks. False while it is still unreachable."""
         try:
-            result = await self.shards[k].ingest(None, None, None, None, False)
+            result = await self.shards[k].ingest(None, None, None, None, False, None)
         except self.call_errors:
             self.counters["shard_errors"] += 1
             return False
-        self.down.discard(k)
         incarnation = result["incarnation"]
         restarted = self.incarnations.get(k) not in (None, incarnation)
         self.incarnations[k] = incarnation
-        if restarted:
-            await self.reseed(k)
-            since = self._replay_from(k)  # the old incarnation's forming minute on
-        else:
-            since = self.acked_ns.get(k, -1) + 1  # only what the failed calls carried
-        kept = self.kept.get(k, [])
-        ticks = TickBatch.concat([t for t, _ in kept])
-        ticks = ticks.take(ticks.ts_ns >= since)
-        bars = BarBatch.concat([b for _, b in kept])
-        bars = bars.take(bars.ts_ns >= since)
-        if len(ticks) or len(bars):
-            await self.shards[k].ingest(ticks, None, bars, None, False)
-            self.counters["replayed_ticks"] += len(ticks)
-            if len(ticks):
-                self.acked_ns[k] = int(ticks.ts_ns.max())
-                self._prune(k)
+        try:
+            if restarted or k in self.unseeded:
+                await self.reseed(k)
+            await self.replay(k)
+        except self.call_errors:  # it died again: probe again with the next batch
+            self.counters["shard_errors"] += 1
+            return False
+        self.down.discard(k)
         return True
+
+    async def replay(self, k: int) -> None:
+        """Send shard ``k`` the journal's ticks from the minute it was forming on; it
+        applies those newer than what it holds (a restarted shard holds its history)."""
+        ticks, bars = self.journal.read(k, self._replay_from(k))
+        if len(ticks) or len(bars):
+            self.counters["replayed_ticks"] += await self.shards[k].replay(ticks, bars)
+            if len(ticks):
+                self.acked_ns[k] = max(self.acked_ns.get(k, 0), int(ticks.ts_ns.max()))
+                self._prune(k)
+        self.unseeded.discard(k)
+
+    async def resume(self) -> None:
+        """Bring every shard up to date after this feed restarted (call after
+        :meth:`warm_up`): each restores the minutes it closed since the run started, which
+        a restarted shard lost and a surviving one rebuilds unchanged, then gets the
+        journal's ticks it has not applied. A shard that cannot be reached is marked down
+        and brought up when it answers."""
+        self.counters["resumes"] += 1
+        self.unseeded = set(range(len(self.shards)))
+        for k in range(len(self.shards)):
+            try:
+                await self._restore(k)
+                await self.replay(k)
+            except self.call_errors as exc:
+                self.counters["shard_errors"] += 1
+                self.down.add(k)
+                log.warning("shard %d unreachable after the feed restarted (%s)", k,
+                            type(exc).__name__)
 
     async def reseed(self, k: int) -> None:
         """Send restarted shard ``k`` the warm-up and chains, then restore its own history."""
@@ -216,12 +269,18 @@ class FeedRouter:
         log.warning("shard %d restarted; re-seeding history and chains", k,
                     extra={"event": "shard.reseeded", "shard": k})
         bars = self.warm_bars.take(self.shard_of_id[self.warm_bars.symbol_id] == k)
-        await self.shards[k].ingest(None, None, bars, self.chains_of(self.chains, k), True)
-        # Then what it closed since this feed started, from its history store.
-        newest_warm = int(bars.ts_ns.max()) + 1 if len(bars) else 0
-        since = max(newest_warm, self.started_ns // NS_PER_MINUTE * NS_PER_MINUTE)
+        await self.shards[k].ingest(None, None, bars, self.chains_of(self.chains, k), True,
+                                    None)
+        await self._restore(k)
+
+    async def _restore(self, k: int) -> None:
+        """Have shard ``k`` load what it closed since the run started from its history
+        store: the streamed bars, which win over warm-up bars of the same minutes."""
+        since = self.started_ns // NS_PER_MINUTE * NS_PER_MINUTE
         try:
             self.counters["restored_bars"] += await self.shards[k].restore_history(since)
+        except self.call_errors:
+            raise
         except Exception as exc:  # an unreadable history file: serve from the warm-up
             log.warning("shard %d could not restore its history: %s", k, exc)
 

@@ -40,16 +40,18 @@ class FeedRunner:
         """Whether the streaming task is alive."""
         return self._task is not None and not self._task.done()
 
-    async def start(self) -> dict[str, Any]:
+    async def start(self, *, resume: bool = False) -> dict[str, Any]:
         """Warm the shards up and start streaming (idempotent).
 
-        Returns once every shard holds the warm-up, not just when it was sent.
+        Returns once every shard holds the warm-up, not just when it was sent. ``resume``:
+        the feed restarted mid-run (its node died); the shards are first brought up to the
+        last tick the lost feed routed (:meth:`FeedRouter.resume`).
         """
         if self._task is None:
             warm = await self.feed.warmup()
             if self.recorder is not None:
                 self.recorder.write(warm, self.universe, warmup=True)
-            await self.router.warm_up(warm)
+            await self.router.warm_up(warm, resume=resume)
             self._task = asyncio.get_running_loop().create_task(self._run())
             self.started.set()
             name = self.feed.status().name

@@ -30,17 +30,19 @@ class ShardStub:
         self.shard = shard
         self.calls: list[tuple] = []
         self.restores: list[int] = []
+        self.replays: list[int] = []  # ticks applied by each replay
         self.gate: asyncio.Event | None = None
         self.fail_with: BaseException | None = None
         self.restore_error: BaseException | None = None
         self.in_flight = 0
         self.max_in_flight = 0
 
-    def ingest(self, ticks, option_ticks, bars, chains, warmup):
+    def ingest(self, ticks, option_ticks, bars, chains, warmup, expect=None):
         self.calls.append((ticks, option_ticks, bars, chains, warmup))
-        return asyncio.ensure_future(self._ingest(ticks, option_ticks, bars, chains, warmup))
+        return asyncio.ensure_future(self._ingest(ticks, option_ticks, bars, chains, warmup,
+                                                  expect))
 
-    async def _ingest(self, ticks, option_ticks, bars, chains, warmup):
+    async def _ingest(self, ticks, option_ticks, bars, chains, warmup, expect):
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -48,7 +50,8 @@ class ShardStub:
                 await self.gate.wait()
             if self.fail_with is not None:
                 raise self.fail_with
-            return self.shard.ingest(ticks, option_ticks, bars, chains, warmup=warmup)
+            return self.shard.ingest(ticks, option_ticks, bars, chains, warmup=warmup,
+                                     expect=expect)
         finally:
             self.in_flight -= 1
 
@@ -57,9 +60,21 @@ class ShardStub:
         return asyncio.ensure_future(self._restore(since_ns))
 
     async def _restore(self, since_ns):
+        if self.fail_with is not None:
+            raise self.fail_with
         if self.restore_error is not None:
             raise self.restore_error
         return self.shard.restore_history(since_ns)
+
+    def replay(self, ticks, bars):
+        return asyncio.ensure_future(self._replay(ticks, bars))
+
+    async def _replay(self, ticks, bars):
+        if self.fail_with is not None:
+            raise self.fail_with
+        applied = self.shard.replay(ticks, bars)
+        self.replays.append(applied)
+        return applied
 
 
 def make_stubs(config_for=lambda k: ShardConfig()):

@@ -101,6 +101,80 @@ async def test_kept_ticks_stay_bounded_to_the_acknowledged_minute(tmp_path):
         await _send(routers, minute, 10, 100.0 + minute)
         await _send(routers, minute, 40, 100.5 + minute)
     await lossy.flush()
-    kept = lossy.kept[K]
+    kept = lossy.journal.entries[K]
     oldest = min(int(t.ts_ns.min()) for t, _ in kept if len(t))
     assert oldest >= at(8, 0) - NS_PER_MINUTE  # nothing older than the minute before
+
+
+async def test_feed_lost_with_a_shard_resumes_every_shard_from_the_journal(tmp_path):
+    # Arrange: AAPL's shard and the feed share a node; MSFT's shard is elsewhere
+    msft = UNIVERSE.index("MSFT")
+    other = shard_of("MSFT", NUM_SHARDS)
+    assert other != K
+    routers = await _routers(tmp_path)
+    (lossy, stubs), (reference, reference_stubs) = routers
+
+    async def both(minute, second, price):
+        for router, _ in routers:
+            await router.forward(batch(ticks([AAPL, msft], at(minute, second), price)))
+
+    await both(3, 1, 101.0)
+    await both(4, 1, 102.0)  # closes minute 3 in both shards' history stores
+    await both(4, 20, 103.0)
+    for router, _ in routers:
+        await router.flush()
+    # The feed journals its next batch and dies before sending it; the node takes the
+    # AAPL shard with it (Ray re-creates it empty over the same history dir).
+    lost = batch(ticks([AAPL, msft], at(4, 40), 104.0))
+    lossy.journal.append({k: (t, b) for k in range(NUM_SHARDS)
+                          for t, _, b in [lossy.parts(lost, k)]})
+    await reference.forward(lost)
+    old = stubs[K].shard
+    stubs[K].shard = Shard(old.market.symbols, UNIVERSE, old.config)
+
+    # Act: Ray re-creates the feed with the run's start; it reads the surviving journal
+    resumed = FeedRouter(UNIVERSE, stubs, started_ns=at(3, 0), call_errors=(ConnectionError,),
+                         journal=lossy.journal)
+    await resumed.warm_up(batch(b=bars(3)), resume=True)
+    for router in (resumed, reference):
+        await router.forward(batch(ticks([AAPL, msft], at(5, 5), 105.0)))
+        await router.forward(batch(ticks([AAPL, msft], at(6, 2), 106.0)))
+        await router.flush()
+
+    # Assert: both shards hold the reference's bars; the lost batch applied once each
+    assert resumed.counters["resumes"] == 1
+    assert resumed.counters["restored_bars"] >= 2  # minute 3 of each shard, from history
+    # AAPL's minute 4 whole (4:01, 4:20, 4:40) to the new shard; MSFT's lost 4:40 only
+    assert resumed.counters["replayed_ticks"] == 3 + 1
+    for k, symbol in ((K, "AAPL"), (other, "MSFT")):
+        got, want = stubs[k].shard.bars(symbol, 50), reference_stubs[k].shard.bars(symbol, 50)
+        assert [b["timestamp"] for b in got] == [b["timestamp"] for b in want]
+        assert got == want
+        assert len(got) == 6  # 3 warm-up minutes, then 3, 4 and 5
+    assert stubs[K].shard.stats()["ticks"] == 3 + 2  # the replayed minute, then 5:05, 6:02
+
+
+async def test_shard_restarted_between_calls_refuses_the_fenced_batch_and_is_replayed(tmp_path):
+    routers = await _routers(tmp_path)
+    (lossy, stubs), _ = routers
+    await _send(routers, 3, 1, 101.0)
+    await _send(routers, 4, 1, 102.0)
+    await _send(routers, 4, 20, 103.0)
+    for router, _ in routers:
+        await router.flush()
+    # Ray re-creates the shard while no call is in flight: the next call reaches the new
+    # incarnation, which must not open minute 4 at 4:40 with the ticks of 4:01-4:20 gone.
+    old = stubs[K].shard
+    stubs[K].shard = Shard(old.market.symbols, UNIVERSE, old.config)
+    await _send(routers, 4, 40, 104.0)
+    await _send(routers, 5, 5, 105.0)
+    for router, _ in routers:
+        await router.flush()
+
+    assert lossy.counters["reseeds"] == 1
+    # 4:01 to 5:05: the refusal shows at 5:05's routing, which the replay then carries
+    assert lossy.counters["replayed_ticks"] == 2 * 4
+    assert _bars(stubs) == _bars(routers[1][1])
+    # No tick twice: all the reference applied but 3:01 (minute 3 came from history)
+    assert stubs[K].shard.stats()["ticks"] == routers[1][1][K].shard.stats()["ticks"] - 2
+    assert _bars(stubs)[-1]["volume"] == 6 * 10.0  # minute 4 whole: three pairs of trades

@@ -326,3 +326,29 @@ def test_a_restarted_shard_restores_the_bars_it_closed_since_the_warmup(tmp_path
     # Assert: the same 35 bars with the same indicator values, no gap
     assert restored == 5  # minutes 0-4; minute 5 was still forming when it died
     assert after.bars("MSFT", 35) == expected
+
+
+def test_replay_applies_only_ticks_newer_than_the_symbols_newest_and_a_fence_refuses():
+    # Arrange: a shard that applied two of four journaled MSFT trades of one minute, and a
+    # reference that applied all four in their calls
+    minute = NOW // NS_PER_MINUTE * NS_PER_MINUTE
+    journal = TickBatch.concat([_trade(minute + k * 10**9, 400.0 + k, 100.0 + k)
+                                for k in range(4)])
+    survivor, reference = (Shard(["MSFT"], ["AAPL", "MSFT"]) for _ in range(2))
+    survivor.ingest(journal.take(np.arange(2)))
+    for k in range(4):
+        reference.ingest(journal.take(np.array([k])))
+    # Act: the whole journal is replayed, then a trade of the next minute closes the bar;
+    # a batch fenced for another incarnation is refused
+    applied = survivor.replay(journal, BarBatch.empty())
+    refused = survivor.ingest(_trade(minute + 70 * 10**9, 500.0), expect="another")
+    for shard in (survivor, reference):
+        shard.ingest(_trade(minute + 61 * 10**9, 410.0), expect=shard.incarnation)
+    # Assert: the two it lacked, once; the same closed bar and session volume
+    assert applied == 2
+    assert refused["refused"] is True
+    assert survivor.bars("MSFT", 5) == reference.bars("MSFT", 5)
+    bar = survivor.bars("MSFT", 5)[-1]
+    assert (bar["open"], bar["high"], bar["close"], bar["volume"]) == (400.0, 403.0, 403.0, 406.0)
+    assert survivor.snapshot("MSFT")["volume"] == reference.snapshot("MSFT")["volume"]
+    assert survivor.stats()["ticks"] == reference.stats()["ticks"] == 5
