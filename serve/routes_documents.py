@@ -2,7 +2,8 @@
 
 Search needs the analyst role, document writes the admin role; listing needs analyst.
 Uploads are PDFs up to ``Settings.max_upload_mb``; they are ingested in the background
-and their status (pending, indexed, failed, duplicate) shows in GET /documents.
+and their status (pending, indexed, failed, duplicate) shows in GET /documents, whichever
+knowledge replica answers (the records live in the shared data dir, serve.knowledge).
 """
 
 from __future__ import annotations
