@@ -7,12 +7,21 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pytest
 import talib
 
+from market import patterns
 from market.incremental import INDICATOR_NAMES, IndicatorBank
-from market.research.data import load_bars
-from market.research.features import PATTERN_NAMES, features, session_starts
+from market.research.data import SymbolBars, load_bars
+from market.research.features import (
+    CANDLE_NAMES,
+    PATTERN_NAMES,
+    candles,
+    features,
+    session_starts,
+)
 from market.research.lake import sessions_ending, simulate_bars, write_bars
+from market.research.strategies import Bars
 from pipelines.features import run
 
 
@@ -74,3 +83,62 @@ def test_features_job_writes_partitions_like_the_lake(tmp_path: Path) -> None:
     assert frame.columns[:2] == ["symbol", "timestamp"]
     assert set(PATTERN_NAMES) <= set(frame.columns)
     assert manifest["rows"] == 2 * 3 * 390
+
+
+CDL = {"doji": "CDLDOJI", "engulfing": "CDLENGULFING", "hammer": "CDLHAMMER",
+       "shooting_star": "CDLSHOOTINGSTAR", "morning_star": "CDLMORNINGSTAR",
+       "evening_star": "CDLEVENINGSTAR", "hanging_man": "CDLHANGINGMAN",
+       "inverted_hammer": "CDLINVERTEDHAMMER", "harami": "CDLHARAMI",
+       "marubozu": "CDLMARUBOZU"}
+
+
+def _ohlc(n: int, seed: int) -> tuple[np.ndarray, ...]:
+    """Cent prices with many equal open/close (dojis, shared body edges) and bare shadows."""
+    rng = np.random.default_rng(seed)
+    close = np.round(100 * np.exp(np.cumsum(rng.normal(0, 0.01, n))), 2)
+    open_ = np.round(np.concatenate([[100.0], close[:-1]]) * (1 + rng.normal(0, 0.003, n)), 2)
+    open_ = np.where(rng.random(n) < 0.2, close, open_)
+    high = np.maximum(open_, close) + np.round(
+        np.abs(rng.normal(0, 0.3, n)) * (rng.random(n) < 0.7), 2)
+    low = np.minimum(open_, close) - np.round(
+        np.abs(rng.normal(0, 0.3, n)) * (rng.random(n) < 0.7), 2)
+    return open_, high, low, close
+
+
+def test_every_candle_column_equals_talib_and_every_pattern_the_live_functions() -> None:
+    o, h, lo, c = _ohlc(20_000, seed=4)
+    item = SymbolBars("X", (np.arange(c.size) * 60 * 10**9).astype(np.int64),
+                      Bars(o, h, lo, c, np.ones_like(c)))
+    frame = features(item)
+    for name, function in CDL.items():
+        expected = getattr(talib, function)(o, h, lo, c)
+        assert np.count_nonzero(expected) > 50, name  # the case is exercised
+        np.testing.assert_array_equal(frame[name].to_numpy(), expected, err_msg=name)
+    np.testing.assert_array_equal(frame["breakout"].to_numpy(), patterns.breakout(h, lo, c, 20))
+    np.testing.assert_array_equal(frame["ma_cross"].to_numpy(), patterns.ma_cross(c, 20, 50))
+
+
+@pytest.mark.parametrize("n", [1, 3, 11, 12, 13, 20, 21, 500])
+def test_candles_equal_market_patterns_on_short_and_gappy_bars(n: int) -> None:
+    for seed in range(4):
+        o, h, lo, c = _ohlc(n, seed)
+        if seed % 2:
+            rng = np.random.default_rng(seed)
+            for x in (o, h, lo, c):
+                x[rng.random(n) < 0.03] = np.nan  # NaNs, as numpy propagates them
+        found = candles(o, h, lo, c)
+        for row, name in enumerate(CANDLE_NAMES):
+            np.testing.assert_array_equal(found[row], patterns._CANDLES[name][0](o, h, lo, c),
+                                          err_msg=f"{name} n={n} seed={seed}")
+        np.testing.assert_array_equal(found[len(CANDLE_NAMES)],
+                                      patterns.breakout(h, lo, c, 20))
+
+
+def test_session_starts_follow_new_york_days_across_daylight_saving_changes() -> None:
+    start = np.datetime64("2025-03-01T00:00", "ns").astype(np.int64)
+    stamps = (start + np.arange(0, 300 * 24 * 60, 7) * 60 * 10**9).astype(np.int64)
+    days = (pl.Series(stamps).cast(pl.Datetime("ns", "UTC"))
+            .dt.convert_time_zone("America/New_York").dt.date().to_physical().to_numpy())
+    expected = np.concatenate([[True], days[1:] != days[:-1]])
+    np.testing.assert_array_equal(session_starts(stamps), expected)
+    assert expected.sum() == 301  # 300 UTC days starting at UTC midnight span 301 in New York
