@@ -127,7 +127,7 @@ class Storage:
         clone = object.__new__(Storage)
         clone.fs, clone.is_local, clone._injected = self.fs, self.is_local, self._injected
         clone.root = self.path(*parts)
-        clone.location = _join(self.location, *parts)
+        clone.location = _join_location(self.location, *parts)
         return clone
 
     @property
@@ -141,7 +141,7 @@ class Storage:
 
     def uri(self, *parts: str) -> str:
         """Return the location (path or URI) of ``parts`` under this directory."""
-        return _join(self.location, *parts)
+        return _join_location(self.location, *parts)
 
     def local_path(self, *parts: str) -> Path:
         """Return the real local path of ``parts``; only on a local filesystem."""
@@ -358,6 +358,14 @@ def _join(base: str, *parts: str) -> str:
         return base
     return base.rstrip("/") + "/" + "/".join(pieces) if base not in ("", "/") else \
         base + "/".join(pieces)
+
+
+def _join_location(location: str, *parts: str) -> str:
+    """Join ``parts`` onto a location, keeping a URI's query (``?endpoint_override=...``) last."""
+    if is_uri(location) and "?" in location:
+        base, query = location.split("?", 1)
+        return f"{_join(base, *parts)}?{query}"
+    return _join(location, *parts)
 
 
 def _rebuild(location: str, fs: pafs.FileSystem, root: str) -> Storage:

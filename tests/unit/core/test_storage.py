@@ -159,6 +159,16 @@ def test_plain_path_and_file_uri_name_the_same_files(tmp_path):
     assert Storage(f"file://{tmp_path}").is_local
 
 
+def test_a_uri_query_stays_at_the_end_when_joining(tmp_path):
+    storage = Storage(f"file://{tmp_path}")
+    storage.location = "s3://bucket/prefix?endpoint_override=localhost:9000"  # not opened
+
+    assert storage.uri("index", "CURRENT") == (
+        "s3://bucket/prefix/index/CURRENT?endpoint_override=localhost:9000")
+    assert (storage / "history").location == (
+        "s3://bucket/prefix/history?endpoint_override=localhost:9000")
+
+
 @pytest.mark.parametrize(("location", "message"), [
     ("ftp://host/dir", "unsupported storage scheme 'ftp'"),
     ("s3:///prefix", "names no bucket"),
