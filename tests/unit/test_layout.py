@@ -66,7 +66,6 @@ NOT_YET_MIRRORED = {
     "rag/embedder.py": "tests/unit/rag/test_precision.py, test_torch_threads.py",
     "serve/app.py": "create_api; every tests/unit/serve route test builds it",
     "serve/deps.py": "protect and Services; tests/unit/serve/conftest.py's client",
-    "serve/errors.py": "the JSON error body; tests/unit/serve/test_routes_market.py",
     "serve/routes_admin.py": "tests/integration/test_security_service.py",
     "serve/cli_data.py": "backup and restore commands over market.backup "
                          "(tests/unit/market/test_backup.py)",
@@ -99,8 +98,6 @@ PENDING_MOVES = {
     "rag/test_kb_index.py": ("rag/test_index.py",),
 }
 PENDING_MODULES = {
-    "market/cache/tick_journal.py": "being written now",
-    "market/feeds/journal.py": "being written now",
     "market/feeds/alpaca_fake_history.py": "being written now",
     "pipelines/iv_surface_alpaca.py": "being written now",
 }
