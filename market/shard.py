@@ -106,6 +106,9 @@ class Shard:
                                 dividend_yield=self.config.dividend_yield)
         self.option_ticks = 0
         self.batches = 0
+        # Whether it holds the run's data (streamed, replayed or restored), not only a
+        # warm-up: a feed that restarted restores history only into shards that do not.
+        self.has_run_data = False
         # Least recently used out first: clients' many filters must not evict the hot
         # chains (bench/bench_caches.py measured it against clearing a dict when full).
         self._chain_cache: LRUCache[tuple[str, ChainFilter], tuple[int, bytes]] = LRUCache(
@@ -133,7 +136,8 @@ class Shard:
         """
         if expect is not None and expect != self.incarnation:
             return {"incarnation": self.incarnation, "refused": True, "ticks": 0,
-                    "bars_closed": 0, "contracts_refreshed": 0}
+                    "bars_closed": 0, "contracts_refreshed": 0,
+                    "has_run_data": self.has_run_data}
         if chains:
             owned = {self.market.slot_of[u]: c for u, c in chains.items()
                      if u in self.market.slot_of}
@@ -159,8 +163,11 @@ class Shard:
             self.option_ticks += len(option_ticks)
         refreshed = self._refresh_due()
         self.batches += 1
+        if not warmup and ((ticks is not None and len(ticks)) or (bars is not None and len(bars))):
+            self.has_run_data = True
         return {"incarnation": self.incarnation, "ticks": 0 if ticks is None else len(ticks),
-                "bars_closed": closed, "contracts_refreshed": refreshed}
+                "bars_closed": closed, "contracts_refreshed": refreshed,
+                "has_run_data": self.has_run_data}
 
     def _load_bars(self, bars: BarBatch, *, persist: bool) -> None:
         """Load the bars of minutes the ticks have closed; streamed ones wait for the rest."""
@@ -204,6 +211,7 @@ class Shard:
                                                        symbol_id=ids[symbol])
                                 for symbol in self.market.symbols])
         taken = self.market.load_bars(bars)  # skips minutes the ticks still cover
+        self.has_run_data = True
         self.bars_loaded += taken
         return taken
 

@@ -40,14 +40,15 @@ def encode(batch: TickBatch | BarBatch) -> bytes:
 
 def decode(kind: type[Batch], data: bytes) -> Batch:
     """Rebuild a batch from :func:`encode`'s bytes."""
-    n = int(np.frombuffer(data, "<i8", 1)[0])
+    n = int(np.frombuffer(data, "<i8", 1)[0]) if len(data) >= 8 else -1
+    row_bytes = sum(np.dtype(dtype).itemsize for dtype in kind.dtypes.values())
+    if n < 0 or len(data) != 8 + n * row_bytes:
+        raise ValueError(f"journal entry of {len(data)} bytes does not hold {n} rows")
     offset, columns = 8, {}
     for name, dtype in kind.dtypes.items():
         little = np.dtype(dtype).newbyteorder("<")
         columns[name] = np.frombuffer(data, little, n, offset).astype(dtype)
         offset += n * little.itemsize
-    if offset != len(data):
-        raise ValueError(f"journal entry of {len(data)} bytes does not hold {n} rows")
     return kind.from_columns(**columns)
 
 

@@ -98,6 +98,7 @@ class FeedRouter:
         self.acked_ns: dict[int, int] = {}
         self.down: set[int] = set()
         self.unseeded: set[int] = set()
+        self.has_run_data: dict[int, bool] = {}  # from each shard's last answer
         self.last_batch_wall = 0.0
 
     async def warm_up(self, batch: FeedBatch, *, resume: bool = False) -> None:
@@ -184,6 +185,7 @@ class FeedRouter:
         incarnation = result["incarnation"]
         known = self.incarnations.get(k)
         self.incarnations[k] = incarnation
+        self.has_run_data[k] = bool(result.get("has_run_data", True))
         if k in self.in_flight_ns and not result.get("refused"):
             self.acked_ns[k] = self.in_flight_ns[k]
             self._prune(k)
@@ -247,15 +249,19 @@ class FeedRouter:
 
     async def resume(self) -> None:
         """Bring every shard up to date after this feed restarted (call after
-        :meth:`warm_up`): each restores the minutes it closed since the run started, which
-        a restarted shard lost and a surviving one rebuilds unchanged, then gets the
-        journal's ticks it has not applied. A shard that cannot be reached is marked down
-        and brought up when it answers."""
+        :meth:`warm_up`): a shard that holds only the warm-up (it restarted too) restores
+        the minutes it closed since the run started; every shard then gets the journal's
+        ticks it has not applied. A shard that cannot be reached (or did not answer the
+        warm-up) is marked down and brought up, with its history, when it answers."""
         self.counters["resumes"] += 1
         self.unseeded = set(range(len(self.shards)))
         for k in range(len(self.shards)):
+            if k in self.down or k not in self.has_run_data:
+                self.down.add(k)  # probed with the next batch, then re-seeded (unseeded)
+                continue
             try:
-                await self._restore(k)
+                if not self.has_run_data[k]:
+                    await self._restore(k)
                 await self.replay(k)
             except self.call_errors as exc:
                 self.counters["shard_errors"] += 1
