@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
-from rag.answers.facts import SymbolData
+import pytest
+
+from rag.answers.facts import Statement, SymbolData, Writer
 
 _STEP = re.compile(r"\.?([a-z_0-9]+)|\[([^\]]+)\]")
 
@@ -63,3 +66,17 @@ def resolve(data: SymbolData, source: str) -> Any:
         else:
             node = next(row for row in node if row.get("expiration") == bracket)
     return node
+
+
+def assert_topic_states_the_data(write: Callable[[Writer], Statement], topic: str) -> None:
+    """Write ``topic`` over :func:`full_data`; assert each quantity is shown in the text and
+    is the value its source path names (a formula source, with a space or ``len(``, is not
+    followed)."""
+    data = full_data()
+    statement = write(Writer(data))
+    assert statement.topic == topic
+    assert "not available" not in statement.text
+    for q in statement.quantities:
+        assert q.shown in statement.text
+        if " " not in q.source and not q.source.startswith("len("):
+            assert resolve(data, q.source) == pytest.approx(q.value), q.source

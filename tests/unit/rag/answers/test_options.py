@@ -9,23 +9,14 @@ import pytest
 from rag.answers.facts import SymbolData, Writer
 from rag.answers.intents import resolve_horizon
 from rag.answers.options import TOPICS
-from tests.unit.rag.answers.snapshot import full_data, resolve
+from tests.unit.rag.answers.snapshot import assert_topic_states_the_data, full_data
 
 TODAY = full_data().as_of().date()
 
 
 @pytest.mark.parametrize("topic", sorted(TOPICS))
 def test_every_figure_is_the_value_its_source_names_and_is_shown(topic: str) -> None:
-    data = full_data()
-
-    statement = TOPICS[topic](Writer(data))
-
-    assert statement.topic == topic
-    assert "not available" not in statement.text
-    for q in statement.quantities:
-        assert q.shown in statement.text
-        if " " not in q.source and not q.source.startswith("len("):  # a formula, not a path
-            assert resolve(data, q.source) == pytest.approx(q.value), q.source
+    assert_topic_states_the_data(TOPICS[topic], topic)
 
 
 @pytest.mark.parametrize("topic", sorted(TOPICS))

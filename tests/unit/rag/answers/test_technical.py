@@ -6,20 +6,12 @@ import pytest
 
 from rag.answers.facts import SymbolData, Writer
 from rag.answers.technical import TOPICS
-from tests.unit.rag.answers.snapshot import full_data, resolve
+from tests.unit.rag.answers.snapshot import assert_topic_states_the_data, full_data
 
 
 @pytest.mark.parametrize("topic", sorted(TOPICS))
 def test_every_figure_is_the_value_its_source_names_and_is_shown(topic: str) -> None:
-    data = full_data()
-
-    statement = TOPICS[topic](Writer(data))
-
-    assert statement.topic == topic
-    assert "not available" not in statement.text
-    for q in statement.quantities:
-        assert q.shown in statement.text
-        assert resolve(data, q.source) == pytest.approx(q.value), q.source
+    assert_topic_states_the_data(TOPICS[topic], topic)
 
 
 @pytest.mark.parametrize("topic", sorted(set(TOPICS) - {"patterns"}))
