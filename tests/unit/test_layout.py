@@ -71,7 +71,6 @@ NOT_YET_MIRRORED = {
                          "(tests/unit/market/test_backup.py)",
     "serve/cli_research.py": "hands the arguments to pipelines' jobs "
                              "(tests/integration/test_research_jobs.py)",
-    "serve/security/keyring.py": "tests/unit/serve/test_auth.py, test_cli_security.py",
     "serve/security/policy.py": "tests/unit/serve/security/test_pipeline.py, "
                                 "test_websocket.py",
     "pipelines/_report.py": "tests/integration/test_research_jobs.py",

@@ -137,12 +137,6 @@ def test_rotation_signs_with_new_key_and_old_tokens_verify_through_grace(tmp_pat
     assert other.verify(new_token).subject == "new"
 
 
-def test_keyring_file_is_private(tmp_path):
-    keyring = Keyring(SECRET, tmp_path / "keyring.json")
-    keyring.rotate()
-    assert (tmp_path / "keyring.json").stat().st_mode & 0o777 == 0o600
-
-
 def test_frame_key_depends_on_the_token():
     signer = TokenSigner(SECRET)
     one = signer.frame_key(signer.verify(signer.issue("viewer", signing=True)))
