@@ -32,6 +32,8 @@ from alpaca.trading.enums import AssetStatus
 from alpaca.trading.requests import GetOptionContractsRequest
 from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
+from requests.exceptions import ConnectionError as RequestsConnectionError
+from requests.exceptions import Timeout
 
 from core.errors import FeedError
 from market.cache.gcra import Quota, take
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
     from core.settings import Settings
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+TIMEOUT_S = 60.0  # per request; alpaca-py sets none, and a stalled socket would hang a thread
 OPTION_SYMBOLS_PER_REQUEST = 100  # Alpaca's cap on the symbols of one option-bars request
 RawBars = dict[str, list[dict[str, Any]]]
 
@@ -107,6 +110,7 @@ class RequestStats:
     requests: int = 0
     throttled: int = 0
     server_errors: int = 0
+    network_errors: int = 0
     retry_wait_s: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -119,7 +123,8 @@ class RequestStats:
     def as_dict(self) -> dict[str, float]:
         """Return the counters."""
         return {"requests": self.requests, "throttled_429": self.throttled,
-                "server_errors_5xx": self.server_errors, "retry_wait_s": self.retry_wait_s}
+                "server_errors_5xx": self.server_errors, "network_errors": self.network_errors,
+                "retry_wait_s": self.retry_wait_s}
 
 
 def retry_after_s(response: Response, *, wall: Callable[[], float] = time.time) -> float | None:
@@ -141,38 +146,51 @@ def retry_after_s(response: Response, *, wall: Callable[[], float] = time.time) 
 
 
 class PacedAdapter(HTTPAdapter):
-    """A requests adapter that paces every send and retries 429 and 5xx answers."""
+    """A requests adapter that paces every send and retries 429s, 5xx and network errors."""
 
     def __init__(self, pacer: RequestPacer, stats: RequestStats, *, retries: int = 6,
-                 backoff_s: float = 1.0, backoff_max_s: float = 60.0) -> None:
+                 backoff_s: float = 1.0, backoff_max_s: float = 60.0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         super().__init__()
-        self.pacer, self.stats = pacer, stats
+        self.pacer, self.stats, self.sleep = pacer, stats, sleep
         self.retries, self.backoff_s, self.backoff_max_s = retries, backoff_s, backoff_max_s
 
     def send(self, request: PreparedRequest, *args: Any, **kwargs: Any) -> Response:
-        """Send ``request`` once the pacer allows; retry refusals; raise when they persist."""
+        """Send ``request`` once the pacer allows; retry failures; raise when they persist."""
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = TIMEOUT_S
+        status: int | str = "no answer"
         for attempt in range(self.retries + 1):
             self.pacer.acquire()
-            response = super().send(request, *args, **kwargs)
+            backoff = min(self.backoff_max_s, self.backoff_s * 2 ** attempt)
             self.stats.add(requests=1)
+            try:
+                response = super().send(request, *args, **kwargs)
+            except (RequestsConnectionError, Timeout) as exc:
+                status = type(exc).__name__
+                self.stats.add(network_errors=1)
+                if attempt < self.retries:
+                    self.stats.add(retry_wait_s=backoff)
+                    self.sleep(backoff)
+                continue
             status = response.status_code
             if status not in RETRY_STATUSES:
                 return response
+            response.close()
+            self.stats.add(**{"throttled" if status == 429 else "server_errors": 1})
             if attempt == self.retries:
                 break
-            backoff = min(self.backoff_max_s, self.backoff_s * 2 ** attempt)
             if status == 429:
                 wait = retry_after_s(response)
                 wait = backoff if wait is None else min(wait, self.backoff_max_s)
-                self.stats.add(throttled=1, retry_wait_s=wait)
+                self.stats.add(retry_wait_s=wait)
                 self.pacer.pause(wait)  # the account's limit: every thread waits
             else:
-                self.stats.add(server_errors=1, retry_wait_s=backoff)
-                time.sleep(backoff)
-            response.close()
+                self.stats.add(retry_wait_s=backoff)
+                self.sleep(backoff)
         raise HistoryRequestError(
-            f"alpaca answered {status} to {self.retries + 1} tries of {request.path_url}",
-            status)
+            f"alpaca: {status} on each of {self.retries + 1} tries of {request.path_url}",
+            status if isinstance(status, int) else None)
 
 
 @dataclass
