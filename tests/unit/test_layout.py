@@ -56,12 +56,10 @@ NOT_YET_MIRRORED = {
                       "and tests/unit/market/test_shard.py",
     "market/chains.py": "tests/unit/market/test_shard.py, test_shard_chain_cache.py",
     "market/feeds/__init__.py": "feed_from_settings; tests/unit/market/feeds/test_sim.py",
-    "market/feeds/base.py": "the batch types; tests/unit/market/test_state.py, test_shard.py",
     "market/feeds/alpaca_fake.py": "the fake server; tests/unit/market/test_alpaca_adapter.py "
                                    "and tests/integration/test_alpaca_*.py",
     "market/research/strategies.py": "tests/unit/market/research/test_backtest.py, "
                                      "test_backtest_reference.py",
-    "rag/documents.py": "tests/unit/rag/test_retrieval.py",
     "rag/ingestion.py": "tests/unit/rag/test_retrieval.py",
     "rag/embedder.py": "tests/unit/rag/test_precision.py, test_torch_threads.py",
     "serve/app.py": "create_api; every tests/unit/serve route test builds it",
