@@ -235,7 +235,8 @@ def test_recorder_from_settings_only_when_recording(tmp_path):
     assert recorder_from_settings(Settings(data_dir=tmp_path)) is None
     recorder = recorder_from_settings(Settings(data_dir=tmp_path, record=True))
     on_uri = recorder_from_settings(Settings(data_dir=f"file://{tmp_path}/u", record=True))
-    assert recorder is not None and on_uri is not None
+    assert recorder is not None
+    assert on_uri is not None
     assert recorder.directory.location.startswith(f"{tmp_path}/recordings/")
     assert on_uri.directory.location.startswith(f"file://{tmp_path}/u/recordings/")
     recorder.close()
