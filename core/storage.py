@@ -32,6 +32,8 @@ import pyarrow.fs as pafs
 
 # The schemes pyarrow's FileSystem.from_uri resolves; anything else is a typo.
 SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
+# pyarrow filesystems whose directories are only key prefixes.
+FLAT_STORES = frozenset({"s3", "gcs", "abfs"})
 _URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://(.*)$")
 
 
@@ -200,7 +202,12 @@ class Storage:
 
     def makedirs(self, relative: str = "") -> None:
         """Create ``relative`` and its parents (a no-op on object stores)."""
-        self.fs.create_dir(self.path(relative), recursive=True)
+        self._create_dir(self.path(relative))
+
+    def _create_dir(self, path: str) -> None:
+        # Buckets have no directories: creating one would cost requests on every write.
+        if self.fs.type_name not in FLAT_STORES:
+            self.fs.create_dir(path, recursive=True)
 
     def write_bytes(self, relative: str, data: bytes | bytearray | memoryview) -> None:
         """Replace a file's contents atomically: readers see the old or the new file whole."""
@@ -220,7 +227,7 @@ class Storage:
         target = self.path(relative)
         parent = target.rsplit("/", 1)[0] if "/" in target else ""
         if parent:
-            self.fs.create_dir(parent, recursive=True)
+            self._create_dir(parent)
         if self.is_local:
             temporary = f"{parent}/.{target.rsplit('/', 1)[-1]}.{uuid.uuid4().hex[:8]}.tmp"
             return _AtomicOutput(self.fs, temporary, target)
@@ -244,7 +251,7 @@ class Storage:
         delete on object stores, so not atomic there)."""
         target = self.path(destination)
         if "/" in target:
-            self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+            self._create_dir(target.rsplit("/", 1)[0])
         self.fs.move(self.path(source), target)
 
     def put_dir(self, local: Path, relative: str) -> None:
