@@ -19,9 +19,7 @@ the number of workers. Resumable: a chunk whose symbol-year files all exist is s
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,9 +27,11 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from core.errors import InvalidInput, MarketrayError
+from core.errors import InvalidInput
 from market.research import lake
 from pipelines import _jobs, backfill_alpaca
+
+SIM_END = "2025-12-31"
 
 
 @dataclass
@@ -60,7 +60,7 @@ def simulate_chunk(out: str, symbols: Sequence[str], days: Sequence[date], seed:
 
 
 def run(out: str | Path, *, universe: int | Sequence[str] = 500, sessions: int = 252,
-        end: date | str = "2025-12-31", seed: int = 7, workers: int | None = None,
+        end: date | str = SIM_END, seed: int = 7, workers: int | None = None,
         address: str | None = None, use_ray: bool = True, progress: bool = False
         ) -> dict[str, Any]:
     """Write the simulated lake under ``out``; return the manifest (also written there)."""
@@ -123,7 +123,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--symbols", default=None, help="comma-separated names instead")
     parser.add_argument("--sessions", type=int, default=252, help="sim: sessions up to --end")
     parser.add_argument("--start", default=None, help="alpaca: first day (YYYY-MM-DD)")
-    parser.add_argument("--end", default="2025-12-31", help="last session (YYYY-MM-DD)")
+    parser.add_argument("--end", default=None,
+                        help=f"last session (YYYY-MM-DD; sim: {SIM_END}, alpaca: today)")
     backfill_alpaca.add_arguments(parser)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", required=True, help="lake directory")
@@ -136,17 +137,13 @@ def run_from_args(args: argparse.Namespace) -> int:
     """Run the job from parsed options; print the manifest's summary."""
     if args.source == "alpaca":
         return backfill_alpaca.run_from_args(args)
-    try:
-        manifest = run(args.out, universe=args.symbols.split(",") if args.symbols
-                       else args.universe, sessions=args.sessions, end=args.end,
-                       seed=args.seed, workers=args.workers, address=args.address,
-                       use_ray=not args.no_ray, progress=True)
-    except MarketrayError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 2
-    print(json.dumps({k: manifest[k] for k in ("bars_written", "chunks_skipped", "timings",
-                                               "data_version")}, indent=2))
-    return 0
+    return _jobs.run_and_print(
+        lambda: run(args.out, universe=args.symbols.split(",") if args.symbols
+                    else args.universe, sessions=args.sessions, end=args.end or SIM_END,
+                    seed=args.seed, workers=args.workers, address=args.address,
+                    use_ray=not args.no_ray, progress=True),
+        lambda manifest: {k: manifest[k] for k in ("bars_written", "chunks_skipped",
+                                                   "timings", "data_version")})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -38,6 +38,7 @@ from core.errors import InvalidInput, MarketrayError, NotFound
 from core.settings import normalize_symbol
 from market.research import lake
 from market.research.backfill_plan import (
+    NEW_YORK,
     DayLedger,
     Unit,
     bars_frame,
@@ -238,7 +239,8 @@ def run_from_args(args: argparse.Namespace) -> int:
         print("error: --source alpaca needs --symbols and --start", file=sys.stderr)
         return 2
     try:
-        manifest = run_alpaca(args.out, args.symbols.split(","), args.start, args.end,
+        end = args.end or datetime.now(NEW_YORK).date().isoformat()
+        manifest = run_alpaca(args.out, args.symbols.split(","), args.start, end,
                               feed=args.feed, adjustment=args.adjustment, hours=args.hours,
                               rate_limit=args.rate_limit, concurrency=args.concurrency,
                               symbol_days=args.symbol_days, progress=True)
