@@ -55,7 +55,6 @@ NOT_YET_MIRRORED = {
     "core/models.py": "the contract's models; through tests/unit/serve/test_routes_market.py "
                       "and tests/unit/market/test_shard.py",
     "market/chains.py": "tests/unit/market/test_shard.py, test_shard_chain_cache.py",
-    "market/feeds/__init__.py": "feed_from_settings; tests/unit/market/feeds/test_sim.py",
     "market/feeds/alpaca_fake.py": "the fake server; tests/unit/market/test_alpaca_adapter.py "
                                    "and tests/integration/test_alpaca_*.py",
     "market/research/strategies.py": "tests/unit/market/research/test_backtest.py, "
@@ -69,8 +68,6 @@ NOT_YET_MIRRORED = {
                          "(tests/unit/market/test_backup.py)",
     "serve/cli_research.py": "hands the arguments to pipelines' jobs "
                              "(tests/integration/test_research_jobs.py)",
-    "serve/security/policy.py": "tests/unit/serve/security/test_pipeline.py, "
-                                "test_websocket.py",
     "pipelines/_report.py": "tests/integration/test_research_jobs.py",
     "pipelines/features.py": "tests/unit/market/research/test_features.py",
     "pipelines/iv_surface.py": "tests/unit/market/research/test_iv_surface.py",
