@@ -101,7 +101,12 @@ class _Fetcher:
             done.error = f"{','.join(unit.symbols)} {unit.days[0]}..{unit.days[-1]}: " \
                          f"{exc.message}"
             return done
-        frame = bars_frame(raw)
+        try:
+            frame = bars_frame(raw)
+        except (AttributeError, TypeError, ValueError, pl.exceptions.PolarsError) as exc:
+            done.error = f"{','.join(unit.symbols)} {unit.days[0]}..{unit.days[-1]}: " \
+                         f"malformed bars ({type(exc).__name__}: {str(exc)[:200]})"
+            return done
         unexpected = frame.filter(~pl.col("symbol").is_in(unit.symbols)).height
         if unexpected:
             done.dropped["unexpected_symbol"] += unexpected

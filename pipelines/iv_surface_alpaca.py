@@ -66,7 +66,7 @@ def fetch_day(history: AlpacaHistory, underlying: str, day: date, chain: pl.Data
                                 start, end, days=[day], regular_hours=True)
     if stock.height == 0:
         return {}, dropped
-    low, high = float(stock["low"].min()), float(stock["high"].max())  # type: ignore[arg-type]
+    low, high = stock.select(pl.col("low").min(), pl.col("high").max()).row(0)
     listed = chain.filter(
         (pl.col("expiration") >= day) & (pl.col("expiration") <= day + timedelta(days=chain_days))
         & pl.col("strike").is_between(low * (1 - moneyness), high * (1 + moneyness)))

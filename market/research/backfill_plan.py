@@ -84,16 +84,22 @@ def plan_units(missing: Mapping[str, Sequence[date]], days: Sequence[date],
     return units
 
 
-def bars_frame(raw: Mapping[str, Sequence[Mapping[str, Any]]]) -> pl.DataFrame:
-    """Return Alpaca bar JSON (``{symbol: [{t, o, h, l, c, v}, ...]}``) as lake columns."""
-    rows = [(symbol, b.get("t"), b.get("o"), b.get("h"), b.get("l"), b.get("c"), b.get("v"))
-            for symbol, bars in raw.items() for b in bars]
-    schema = {"symbol": pl.String, "t": pl.String, "open": pl.Float64, "high": pl.Float64,
-              "low": pl.Float64, "close": pl.Float64, "volume": pl.Float64}
-    frame = pl.DataFrame(rows, schema=schema, orient="row", strict=False)
-    return frame.select(
-        "symbol", pl.col("t").str.to_datetime(time_unit="ns", time_zone="UTC", strict=False)
-        .alias("timestamp"), "open", "high", "low", "close", "volume")
+def bars_frame(raw: Mapping[str, Sequence[Any]]) -> pl.DataFrame:
+    """Return Alpaca bar JSON (``{symbol: [{t, o, h, l, c, v}, ...]}``) as lake columns.
+
+    A value of the wrong type becomes null (and :func:`clean_bars` counts the bar);
+    an entry that is not an object becomes a row of nulls.
+    """
+    fields = {"timestamp": "t", "open": "o", "high": "h", "low": "l", "close": "c",
+              "volume": "v"}
+    bars = [(symbol, b if isinstance(b, Mapping) else {}) for symbol, items in raw.items()
+            for b in items]
+    columns = {name: pl.Series(name, [b.get(key) for _, b in bars],
+                               dtype=pl.String if name == "timestamp" else pl.Float64,
+                               strict=False) for name, key in fields.items()}
+    return pl.DataFrame([pl.Series("symbol", [s for s, _ in bars], pl.String),
+                         *columns.values()]).with_columns(
+        pl.col("timestamp").str.to_datetime(time_unit="ns", time_zone="UTC", strict=False))
 
 
 def clean_bars(frame: pl.DataFrame, start: datetime, end: datetime, *,

@@ -105,3 +105,15 @@ def test_ledger_ignores_a_torn_line_and_refuses_other_settings(tmp_path):
     assert DayLedger(tmp_path, "alpaca", {"feed": "iex"}).done("AAPL") == {DAYS[0], DAYS[1]}
     with pytest.raises(ValueError, match="use another lake"):
         DayLedger(tmp_path, "alpaca", {"feed": "sip"})
+
+
+def test_malformed_bar_json_is_counted_not_fatal():
+    raw = {"AAPL": ["not an object", _bar("2025-06-02T13:30:00Z", o="abc"),  # type: ignore[arg-type]
+                    {"t": 5}, _bar("2025-06-02T13:31:00Z")]}
+    start, end = datetime(2025, 6, 2, 4, tzinfo=UTC), datetime(2025, 6, 3, 4, tzinfo=UTC)
+
+    kept, dropped = clean_bars(bars_frame(raw), start, end, days=[date(2025, 6, 2)],
+                               regular_hours=True)
+
+    assert kept.height == 1
+    assert dict(dropped) == {"bad_time": 2, "bad_price": 1}
