@@ -114,7 +114,7 @@ def build_services(settings: Settings, knowledge: Any = None, embedder: Any = No
                    generator: Any = None) -> Services:
     """Connect to the market actors and build a replica's :class:`Services`."""
     gateway = MarketGateway(ensure_market(settings), settings.symbols,
-                            history=HistoryStore(settings.data_dir.resolve() / "history"))
+                            history=HistoryStore(settings.storage("history")))
     services = Services(settings=settings, signer=signer_for(settings),
                         cache=make_cache(settings.redis_url), market=gateway,
                         knowledge=knowledge, embedder=embedder, generator=generator,
