@@ -52,14 +52,11 @@ INTEGRATION_ONLY = {
 # Modules with logic whose own unit test is still to be written; today other unit tests
 # exercise them (named beside each). Writing the test removes the entry.
 NOT_YET_MIRRORED = {
-    "core/models.py": "the contract's models; through tests/unit/serve/test_routes_market.py "
-                      "and tests/unit/market/test_shard.py",
     "market/chains.py": "tests/unit/market/test_shard.py, test_shard_chain_cache.py",
     "market/feeds/alpaca_fake.py": "the fake server; tests/unit/market/test_alpaca_adapter.py "
                                    "and tests/integration/test_alpaca_*.py",
     "market/research/strategies.py": "tests/unit/market/research/test_backtest.py, "
                                      "test_backtest_reference.py",
-    "rag/ingestion.py": "tests/unit/rag/test_retrieval.py",
     "rag/embedder.py": "tests/unit/rag/test_precision.py, test_torch_threads.py",
     "serve/app.py": "create_api; every tests/unit/serve route test builds it",
     "serve/deps.py": "protect and Services; tests/unit/serve/conftest.py's client",

@@ -10,17 +10,18 @@ from rag.documents import CHUNK_COLUMNS, process_document, rows_to_columns
 from rag.pdf import BadDocument
 from tests.unit.rag.kb_pdfs import corrupt_pdf, report_pdf
 
+PDF = report_pdf()  # once: the PDF's creation time makes each call's bytes differ
+
 
 @pytest.fixture(scope="module")
 def document():
-    return process_document(report_pdf(), "s3://filings/ACME_2023_10K.pdf")
+    return process_document(PDF, "s3://filings/ACME_2023_10K.pdf")
 
 
 def test_identity_comes_from_the_bytes_not_the_name(document) -> None:
-    data = report_pdf()
-    again = process_document(data, "other-name.pdf")
+    again = process_document(PDF, "other-name.pdf")
 
-    assert document.content_hash == again.content_hash == hashlib.sha256(data).hexdigest()
+    assert document.content_hash == again.content_hash == hashlib.sha256(PDF).hexdigest()
     assert document.document_id == again.document_id
     assert document.page_count == 3
 
@@ -61,8 +62,8 @@ def _words(document) -> list[str]:
 
 
 def test_smaller_chunks_give_more_of_them_with_the_same_text() -> None:
-    coarse = process_document(report_pdf(), "a.pdf", max_tokens=400, overlap_tokens=0)
-    fine = process_document(report_pdf(), "a.pdf", max_tokens=12, overlap_tokens=0)
+    coarse = process_document(PDF, "a.pdf", max_tokens=400, overlap_tokens=0)
+    fine = process_document(PDF, "a.pdf", max_tokens=12, overlap_tokens=0)
 
     assert len(fine.chunks) > len(coarse.chunks)
     assert _words(fine) == _words(coarse)
