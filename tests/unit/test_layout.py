@@ -57,7 +57,6 @@ NOT_YET_MIRRORED = {
                                    "and tests/integration/test_alpaca_*.py",
     "market/research/strategies.py": "tests/unit/market/research/test_backtest.py, "
                                      "test_backtest_reference.py",
-    "rag/embedder.py": "tests/unit/rag/test_precision.py, test_torch_threads.py",
     "serve/app.py": "create_api; every tests/unit/serve route test builds it",
     "serve/deps.py": "protect and Services; tests/unit/serve/conftest.py's client",
     "serve/routes_admin.py": "tests/integration/test_security_service.py",
