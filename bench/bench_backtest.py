@@ -231,6 +231,8 @@ def ray_run(args: argparse.Namespace) -> dict[str, Any]:
                 # summed over tasks: the parts of a worker's time (the bound on the sweep)
                 "read_s_total": timings["read_s_total"],
                 "compute_s_total": timings["compute_s_total"],
+                "read_cpu_s_total": timings["read_cpu_s_total"],
+                "compute_cpu_s_total": timings["compute_cpu_s_total"],
                 "runs": job.manifest["runs"], "bars": job.manifest["bars"],
                 "peak_rss_mb_per_worker": [b / 2**20 for b in
                                            job.manifest["peak_rss_bytes_per_worker"]],
