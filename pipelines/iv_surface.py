@@ -70,8 +70,9 @@ def run(recordings: str | Path, out: str | Path | None = None, *, rate: float = 
     """
     started = time.perf_counter()
     root = Path(recordings)
-    sessions = sorted(p for p in root.iterdir() if (p / "option_ticks").is_dir()) \
-        if root.is_dir() else []
+    # a folder starting with "." is a session still being written
+    sessions = sorted(p for p in root.iterdir() if (p / "option_ticks").is_dir()
+                      and not p.name.startswith(".")) if root.is_dir() else []
     if not sessions:
         raise NotFound(f"no recording sessions with option ticks under {root}")
     if use_ray:

@@ -133,10 +133,14 @@ def fetch_inputs(root: str | Path, underlyings: list[str], start: date | str, en
 
 def _write_session(target: Path, tables: dict[str, pl.DataFrame]) -> None:
     staging = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
-    for kind in ("ticks", "option_ticks", "chains"):
-        (staging / kind).mkdir(parents=True)
-        if kind in tables and tables[kind].height:
-            tables[kind].write_parquet(staging / kind / "part-000000.parquet")
+    try:
+        for kind in ("ticks", "option_ticks", "chains"):
+            (staging / kind).mkdir(parents=True)
+            if kind in tables and tables[kind].height:
+                tables[kind].write_parquet(staging / kind / "part-000000.parquet")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     if target.exists():
         shutil.rmtree(target)
     os.replace(staging, target)
