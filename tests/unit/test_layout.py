@@ -59,7 +59,6 @@ NOT_YET_MIRRORED = {
                                      "test_backtest_reference.py",
     "serve/app.py": "create_api; every tests/unit/serve route test builds it",
     "serve/deps.py": "protect and Services; tests/unit/serve/conftest.py's client",
-    "serve/routes_admin.py": "tests/integration/test_security_service.py",
     "serve/cli_data.py": "backup and restore commands over market.backup "
                          "(tests/unit/market/test_backup.py)",
     "serve/cli_research.py": "hands the arguments to pipelines' jobs "
