@@ -87,8 +87,6 @@ PENDING_MOVES = {
     "rag/test_kb_index.py": ("rag/test_index.py",),
 }
 PENDING_MODULES = {
-    "market/feeds/alpaca_fake_history.py": "being written now",
-    "pipelines/iv_surface_alpaca.py": "being written now",
 }
 
 
