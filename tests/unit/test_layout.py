@@ -52,7 +52,6 @@ INTEGRATION_ONLY = {
 # Modules with logic whose own unit test is still to be written; today other unit tests
 # exercise them (named beside each). Writing the test removes the entry.
 NOT_YET_MIRRORED = {
-    "market/chains.py": "tests/unit/market/test_shard.py, test_shard_chain_cache.py",
     "market/feeds/alpaca_fake.py": "the fake server; tests/unit/market/test_alpaca_adapter.py "
                                    "and tests/integration/test_alpaca_*.py",
     "market/research/strategies.py": "tests/unit/market/research/test_backtest.py, "
