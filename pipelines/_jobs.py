@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 import polars as pl
 import ray
 
-from core.errors import MarketrayError
+from core.errors import MarketrayError, NotFound
+from core.storage import Storage
 
 T = TypeVar("T")
 
@@ -61,11 +62,29 @@ def peak_rss_bytes() -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
-def write_manifest(out: Path, manifest: Mapping[str, Any]) -> Path:
-    """Write ``manifest.json`` under ``out`` (sorted keys, so reruns diff cleanly)."""
+def write_manifest(out: Path | Storage, manifest: Mapping[str, Any]) -> Path:
+    """Write ``manifest.json`` under ``out`` (sorted keys, so reruns diff cleanly).
+
+    ``out`` may be a :class:`core.storage.Storage` (an object-store lake); the path
+    returned is then relative to it.
+    """
+    text = json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n"
+    if isinstance(out, Storage):
+        out.write_text("manifest.json", text)
+        return out.local_path("manifest.json") if out.is_local else Path("manifest.json")
     path = out / "manifest.json"
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+    path.write_text(text)
     return path
+
+
+def storage_version(storage: Storage) -> str | None:
+    """Return ``data_version`` of a local lake; None elsewhere (its reader is local-only)."""
+    from market.research.data import data_version
+
+    try:
+        return data_version(storage.local_path()) if storage.is_local else None
+    except NotFound:
+        return None
 
 
 def manifest(job: str, config: Mapping[str, Any], data_version: str | None, *,

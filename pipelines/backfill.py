@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import InvalidInput
+from core.storage import Storage
 from market.research import lake
 from pipelines import _jobs, backfill_alpaca
 
@@ -45,13 +46,13 @@ class ChunkDone:
     peak_rss_bytes: int
 
 
-def simulate_chunk(out: str, symbols: Sequence[str], days: Sequence[date], seed: int,
+def simulate_chunk(out: Storage, symbols: Sequence[str], days: Sequence[date], seed: int,
                    chunk: int) -> ChunkDone:
     """Simulate and write one chunk of symbols unless its files exist; one Ray task."""
     start = time.perf_counter()
-    root = Path(out)
+    root = out
     years = sorted({d.year for d in days})
-    if all(lake.bars_path(root, s, y).exists() for s in symbols for y in years):
+    if all(lake.bars_exist(root, s, y) for s in symbols for y in years):
         return ChunkDone(chunk, 0, True, 0.0, _jobs.peak_rss_bytes())
     frame = lake.simulate_bars(symbols, days, seed, chunk)
     lake.write_bars(root, frame)
@@ -59,19 +60,23 @@ def simulate_chunk(out: str, symbols: Sequence[str], days: Sequence[date], seed:
                      _jobs.peak_rss_bytes())
 
 
-def run(out: str | Path, *, universe: int | Sequence[str] = 500, sessions: int = 252,
-        end: date | str = SIM_END, seed: int = 7, workers: int | None = None,
-        address: str | None = None, use_ray: bool = True, progress: bool = False
-        ) -> dict[str, Any]:
-    """Write the simulated lake under ``out``; return the manifest (also written there)."""
+def run(out: str | Path | Storage, *, universe: int | Sequence[str] = 500,
+        sessions: int = 252, end: date | str = SIM_END, seed: int = 7,
+        workers: int | None = None, address: str | None = None, use_ray: bool = True,
+        progress: bool = False) -> dict[str, Any]:
+    """Write the simulated lake under ``out``; return the manifest (also written there).
+
+    ``out``: a path, a URI (``s3://...``, read by every worker) or a
+    :class:`core.storage.Storage`.
+    """
     started = time.perf_counter()
     end_day = date.fromisoformat(end) if isinstance(end, str) else end
     symbols = lake.universe(universe) if isinstance(universe, int) else list(universe)
     if not symbols or sessions < 1:
         raise InvalidInput("need at least one symbol and one session")
     days = lake.sessions_ending(end_day, sessions)
-    root = Path(out)
-    root.mkdir(parents=True, exist_ok=True)
+    root = lake.lake_storage(out)
+    root.makedirs()
     size = lake.CHUNK_SYMBOLS
     chunks = [(i, symbols[i * size:(i + 1) * size])
               for i in range(math.ceil(len(symbols) / size))]
@@ -83,7 +88,7 @@ def run(out: str | Path, *, universe: int | Sequence[str] = 500, sessions: int =
         _jobs.ray_init(address, workers)
         workers = workers or _jobs.cluster_cpus()
         task = ray.remote(num_cpus=1)(simulate_chunk)
-        pending = {task.remote(str(root), syms, days, seed, i): len(syms) for i, syms in chunks}
+        pending = {task.remote(root, syms, days, seed, i): len(syms) for i, syms in chunks}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             count = pending.pop(ready[0])
@@ -92,7 +97,7 @@ def run(out: str | Path, *, universe: int | Sequence[str] = 500, sessions: int =
             bar.advance(count, result.bars)
     else:
         for i, syms in chunks:
-            result = simulate_chunk(str(root), syms, days, seed, i)
+            result = simulate_chunk(root, syms, days, seed, i)
             done.append(result)
             bar.advance(len(syms), result.bars)
     bar.close()
@@ -109,9 +114,7 @@ def run(out: str | Path, *, universe: int | Sequence[str] = 500, sessions: int =
                     "simulate_write_s_total": sum(d.seconds for d in done)},
         "peak_rss_bytes_max": max(d.peak_rss_bytes for d in done),
     }
-    from market.research.data import data_version
-
-    manifest["data_version"] = data_version(root)
+    manifest["data_version"] = _jobs.storage_version(root)
     _jobs.write_manifest(root, manifest)
     return manifest
 

@@ -34,8 +34,9 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from core.errors import InvalidInput, MarketrayError, NotFound
+from core.errors import InvalidInput, MarketrayError
 from core.settings import normalize_symbol
+from core.storage import Storage
 from market.research import lake
 from market.research.backfill_plan import (
     NEW_YORK,
@@ -73,7 +74,7 @@ class UnitDone:
 class _Fetcher:
     """Fetch, check, write and record one :class:`Unit` at a time; shared by threads."""
 
-    def __init__(self, root: Path, history: Any, ledger: DayLedger, *,
+    def __init__(self, root: Storage, history: Any, ledger: DayLedger, *,
                  regular_hours: bool, now: datetime) -> None:
         self.root, self.history, self.ledger = root, history, ledger
         self.regular_hours, self.now = regular_hours, now
@@ -132,14 +133,15 @@ class _Fetcher:
         return done
 
 
-def run_alpaca(out: str | Path, symbols: Sequence[str], start: date | str, end: date | str,
-               *, settings: Settings | None = None, feed: str | None = None,
+def run_alpaca(out: str | Path | Storage, symbols: Sequence[str], start: date | str,
+               end: date | str, *, settings: Settings | None = None, feed: str | None = None,
                adjustment: str = "raw", hours: str = "regular", rate_limit: int = 200,
                window_s: float = 60.0, concurrency: int = 4, symbol_days: int = SYMBOL_DAYS,
                retries: int = 6, backoff_s: float = 1.0, progress: bool = False,
                now: datetime | None = None) -> dict[str, Any]:
     """Fetch the missing (symbol, day) bars into the lake at ``out``; return the manifest.
 
+    ``out``: a path, a URI (``s3://...``) or a :class:`core.storage.Storage`.
     ``start``/``end`` are New York trading days, inclusive. ``settings`` defaults to
     ``Settings()`` (the ``MARKETRAY_ALPACA_*`` environment). ``now`` (UTC) decides which
     days are over and may be recorded as finished; tests pass it, callers need not.
@@ -160,8 +162,8 @@ def run_alpaca(out: str | Path, symbols: Sequence[str], start: date | str, end: 
     if hours not in ("regular", "extended") or symbol_days < 1 or concurrency < 1:
         raise InvalidInput("hours is regular or extended; symbol_days and concurrency ≥ 1")
     settings = settings or Settings()
-    root = Path(out)
-    root.mkdir(parents=True, exist_ok=True)
+    root = lake.lake_storage(out)
+    root.makedirs()
     history = AlpacaHistory(settings, pacer=RequestPacer(rate_limit, window_s), feed=feed,
                             adjustment=adjustment, retries=retries, backoff_s=backoff_s)
     kind = {"feed": history.feed.value, "adjustment": history.adjustment.value, "hours": hours}
@@ -211,12 +213,7 @@ def run_alpaca(out: str | Path, symbols: Sequence[str], start: date | str, end: 
         "timings": {"total_wall_s": time.perf_counter() - started,
                     "fetch_write_wall_s": time.perf_counter() - fetch_started},
     }
-    from market.research.data import data_version
-
-    try:
-        manifest["data_version"] = data_version(root)
-    except NotFound:
-        manifest["data_version"] = None
+    manifest["data_version"] = _jobs.storage_version(root)
     _jobs.write_manifest(root, manifest)
     if fetcher.stop.is_set():
         raise InvalidInput("Alpaca refused the credentials (MARKETRAY_ALPACA_KEY_ID / "

@@ -3,8 +3,9 @@
 The unit of completeness is one symbol on one New York trading day (a weekday; a
 holiday simply has no bars). :class:`DayLedger` records each finished (symbol, day)
 under ``<lake>/_backfill/<source>/`` after its bars are in the lake (``lake.write_bars``
-renames complete files into place), so a run killed at any point loses at most the
-requests in flight and a rerun asks only for what is not recorded. A day is recorded
+writes whole files), so a run killed at any point loses at most the requests in flight
+and a rerun asks only for what is not recorded. The lake is any
+:class:`core.storage.Storage` location (a path, ``file://``, ``s3://``...). A day is recorded
 only once it is over in New York and the provider's delay has passed. The folder
 starts with ``_``, so bar readers (``market.research.data``) never see it.
 """
@@ -12,7 +13,6 @@ starts with ``_``, so bar readers (``market.research.data``) never see it.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -23,6 +23,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import polars as pl
+
+from core.storage import Storage
 
 NEW_YORK = ZoneInfo("America/New_York")
 BAR_COLUMNS = ("symbol", "timestamp", "open", "high", "low", "close", "volume")
@@ -150,34 +152,38 @@ def clean_bars(frame: pl.DataFrame, start: datetime, end: datetime, *,
 class DayLedger:
     """The (symbol, day) pairs a source has finished, under ``<lake>/_backfill/<source>/``.
 
+    One text file per symbol (``<day> <bars>`` lines), rewritten whole on each
+    :meth:`mark` (object stores have no append; readers see the old or the new file).
     ``settings`` (e.g. the feed and the price adjustment) are fixed at the first run: a
     lake holds one kind of bars, so a run with other settings is refused.
     """
 
-    def __init__(self, lake_root: Path, source: str, settings: Mapping[str, Any]) -> None:
-        self.folder = lake_root / "_backfill" / source
-        self.folder.mkdir(parents=True, exist_ok=True)
-        config = self.folder / "settings.json"
+    def __init__(self, lake: Path | str | Storage, source: str,
+                 settings: Mapping[str, Any]) -> None:
+        self.folder = (lake if isinstance(lake, Storage) else Storage(lake)).child(
+            "_backfill", source)
+        self.folder.makedirs()
         wanted = json.dumps(dict(settings), sort_keys=True)
-        if config.exists():
-            stored = json.dumps(json.loads(config.read_text()), sort_keys=True)
+        if self.folder.exists("settings.json"):
+            stored = json.dumps(json.loads(self.folder.read_text("settings.json")),
+                                sort_keys=True)
             if stored != wanted:
                 raise ValueError(f"this lake was filled with {stored}; "
                                  f"asked for {wanted}: use another lake")
         else:
-            config.write_text(wanted + "\n")
+            self.folder.write_text("settings.json", wanted + "\n")
         self._lock = threading.Lock()
 
-    def _path(self, symbol: str) -> Path:
-        return self.folder / f"{symbol}.days"
+    def _read(self, symbol: str) -> str:
+        try:
+            return self.folder.read_text(f"{symbol}.days")
+        except FileNotFoundError:
+            return ""
 
     def done(self, symbol: str) -> set[date]:
-        """Return the days finished for ``symbol`` (a torn last line is ignored)."""
-        path = self._path(symbol)
-        if not path.exists():
-            return set()
+        """Return the days finished for ``symbol`` (an unreadable line is ignored)."""
         days = set()
-        for line in path.read_text().splitlines():
+        for line in self._read(symbol).splitlines():
             try:
                 days.add(date.fromisoformat(line.split(" ", 1)[0]))
             except ValueError:
@@ -185,11 +191,9 @@ class DayLedger:
         return days
 
     def mark(self, symbol: str, days: Iterable[tuple[date, int]]) -> None:
-        """Record ``(day, bars)`` pairs of ``symbol`` as finished (appended, then synced)."""
+        """Record ``(day, bars)`` pairs of ``symbol`` as finished."""
         text = "".join(f"{day.isoformat()} {bars}\n" for day, bars in days)
         if not text:
             return
-        with self._lock, self._path(symbol).open("a") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        with self._lock:
+            self.folder.write_text(f"{symbol}.days", self._read(symbol) + text)

@@ -91,6 +91,28 @@ def test_backfill_lands_served_bars_and_rerun_sends_no_request(server, tmp_path)
         "AAPL", "MSFT", "SPY"}
 
 
+def test_backfill_into_an_object_store_resumes_there(server, tmp_path):
+    import pyarrow.fs as pafs
+
+    from core.storage import Storage
+    from market.research.lake import read_symbol_year
+
+    bucket = Storage("bucket/lake", filesystem=pafs._MockFileSystem())
+    first = run_alpaca(bucket, ["AAPL", "MSFT"], FIRST, LAST, settings=_settings(server))
+    sent = len(server.requests)
+    again = run_alpaca(bucket, ["AAPL", "MSFT"], FIRST, LAST, settings=_settings(server))
+    run_alpaca(tmp_path, ["AAPL", "MSFT"], FIRST, LAST, settings=_settings(server))
+
+    assert first["bars_written"] == 2 * 8 * SESSION_MINUTES
+    assert again["http"]["requests"] == 0
+    assert len(server.requests) > sent  # the local lake was fetched, not copied
+    for symbol in ("AAPL", "MSFT"):
+        stored = read_symbol_year(bucket, symbol, 2025)
+        assert stored is not None
+        assert stored.equals(read_symbol_year(tmp_path, symbol, 2025))
+    _assert_lake_has_served_bars(tmp_path, ["AAPL", "MSFT"], FIRST, LAST)
+
+
 def test_killed_backfill_resumes_with_only_the_missing_requests(server, tmp_path):
     env = {**os.environ, "MARKETRAY_ALPACA_KEY_ID": KEY, "MARKETRAY_ALPACA_SECRET_KEY": SECRET,
            "MARKETRAY_ALPACA_DATA_URL": server.base_url}

@@ -44,3 +44,27 @@ def test_alpaca_source_without_credentials_exits_2(tmp_path: Path, capsys,
 
     assert code == 2
     assert "MARKETRAY_ALPACA_KEY_ID" in capsys.readouterr().err
+
+
+def test_backfill_into_an_object_store_writes_the_same_lake(tmp_path: Path) -> None:
+    import json
+
+    import pyarrow.fs as pafs
+
+    from core.storage import Storage
+    from market.research.lake import read_symbol_year
+
+    bucket = Storage("bucket/lake", filesystem=pafs._MockFileSystem())
+
+    first = backfill(bucket, universe=2, sessions=2, seed=3, use_ray=False)
+    again = backfill(bucket, universe=2, sessions=2, seed=3, use_ray=False)
+    backfill(tmp_path, universe=2, sessions=2, seed=3, use_ray=False)
+
+    for symbol in ("S0000", "S0001"):
+        stored = read_symbol_year(bucket, symbol, 2025)
+        assert stored is not None
+        assert stored.equals(read_symbol_year(tmp_path, symbol, 2025))
+    assert first["bars_written"] == 2 * 2 * 390
+    assert again["chunks_skipped"] == 1
+    assert first["data_version"] is None  # the data_version reader is local-only
+    assert json.loads(bucket.read_text("manifest.json"))["bars_written"] == 0

@@ -99,8 +99,8 @@ def test_clean_bars_extended_hours_keeps_pre_market():
 def test_ledger_ignores_a_torn_line_and_refuses_other_settings(tmp_path):
     ledger = DayLedger(tmp_path, "alpaca", {"feed": "iex"})
     ledger.mark("AAPL", [(DAYS[0], 390), (DAYS[1], 0)])
-    with (ledger.folder / "AAPL.days").open("a") as handle:
-        handle.write("2025-06-0")  # a run killed mid-write
+    with (tmp_path / "_backfill" / "alpaca" / "AAPL.days").open("a") as handle:
+        handle.write("2025-06-0")  # a line no reader can use
 
     assert DayLedger(tmp_path, "alpaca", {"feed": "iex"}).done("AAPL") == {DAYS[0], DAYS[1]}
     with pytest.raises(ValueError, match="use another lake"):
@@ -117,3 +117,19 @@ def test_malformed_bar_json_is_counted_not_fatal():
 
     assert kept.height == 1
     assert dict(dropped) == {"bad_time": 2, "bad_price": 1}
+
+
+def test_ledger_on_an_object_store_keeps_every_mark():
+    import pyarrow.fs as pafs
+
+    from core.storage import Storage
+
+    lake = Storage("bucket/lake", filesystem=pafs._MockFileSystem())
+    ledger = DayLedger(lake, "alpaca", {"feed": "iex"})
+
+    ledger.mark("AAPL", [(DAYS[0], 390)])
+    ledger.mark("AAPL", [(DAYS[1], 390), (DAYS[2], 0)])
+
+    assert DayLedger(lake, "alpaca", {"feed": "iex"}).done("AAPL") == set(DAYS[:3])
+    assert lake.read_text("_backfill/alpaca/AAPL.days").splitlines() == [
+        "2025-06-02 390", "2025-06-03 390", "2025-06-04 0"]
