@@ -109,16 +109,17 @@ def clean_bars(frame: pl.DataFrame, start: datetime, end: datetime, *,
                ) -> tuple[pl.DataFrame, Counter[str]]:
     """Drop bars no research job should see; return the rest and the count per reason.
 
-    Bars of New York dates outside ``days`` (the weekends inside a run) and, with
-    ``regular_hours``, outside 09:30–16:00 New York are left out first, uncounted. Of
-    the rest, reasons: ``bad_time`` (unparseable or outside ``[start, end)``),
-    ``bad_price`` (missing, non-positive or not finite), ``bad_range`` (high below low,
-    open or close), ``bad_volume`` (negative or missing), ``duplicate`` (a second bar
-    for the minute).
+    A bar whose time is unparseable or outside ``[start, end]`` (Alpaca's ``end`` is
+    inclusive) counts as ``bad_time``. Of the rest, bars of New York dates outside
+    ``days`` (the weekends inside a run, a bar at ``end``) and, with ``regular_hours``,
+    outside 09:30–16:00 New York are left out uncounted. Of those kept: ``bad_price``
+    (missing, non-positive or not finite), ``bad_range`` (high below low, open or
+    close), ``bad_volume`` (negative or missing), ``duplicate`` (a second bar for the
+    minute).
     """
     dropped: Counter[str] = Counter()
     bad_time = (pl.col("timestamp").is_null() | (pl.col("timestamp") < start)
-                | (pl.col("timestamp") >= end))
+                | (pl.col("timestamp") > end))
     count = int(frame.select(bad_time.sum())[0, 0])
     if count:
         dropped["bad_time"] += count
