@@ -56,7 +56,6 @@ NOT_YET_MIRRORED = {
                                    "and tests/integration/test_alpaca_*.py",
     "market/research/strategies.py": "tests/unit/market/research/test_backtest.py, "
                                      "test_backtest_reference.py",
-    "serve/app.py": "create_api; every tests/unit/serve route test builds it",
     "serve/cli_data.py": "backup and restore commands over market.backup "
                          "(tests/unit/market/test_backup.py)",
     "serve/cli_research.py": "hands the arguments to pipelines' jobs "
