@@ -58,8 +58,6 @@ NOT_YET_MIRRORED = {
                                      "test_backtest_reference.py",
     "serve/cli_data.py": "backup and restore commands over market.backup "
                          "(tests/unit/market/test_backup.py)",
-    "serve/cli_research.py": "hands the arguments to pipelines' jobs "
-                             "(tests/integration/test_research_jobs.py)",
     "pipelines/_report.py": "tests/integration/test_research_jobs.py",
     "pipelines/features.py": "tests/unit/market/research/test_features.py",
     "pipelines/iv_surface.py": "tests/unit/market/research/test_iv_surface.py",
