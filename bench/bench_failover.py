@@ -9,7 +9,10 @@ next run. The check asks each symbol's shard actor directly (the ingress's cache
 answer from memory). Two settings of the GCS health check, which decides how soon a silent
 node is declared dead, are measured in the same run: Ray's defaults and a 1 s period
 (``BENCH_FAST_PERIOD_MS``). The baseline beside the recovery time is the time the same
-check takes on the healthy cluster just before the node is removed.
+check takes on the healthy cluster just before the node is removed. The feed journals its
+ticks in Redis (``BENCH_REDIS_URL``, default database 3 of the local server; ``none`` for
+the in-memory journal), as a deployment with ``redis_url`` does, so a run that loses the
+feed's node measures its resume (history restore and journal replay) too.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 FAST_PERIOD_MS = int(os.environ.get("BENCH_FAST_PERIOD_MS", "1000"))
 SYMBOLS = ("AAPL", "MSFT", "NVDA", "TSLA", "SPY", "QQQ", "AMZN", "META")
 LIMIT_S = 120.0
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
 
 
 def _all_answer(actors: Any) -> bool:
@@ -87,7 +91,29 @@ def _feed_status(feed: Any) -> dict[str, Any]:
             time.sleep(1.0)
 
 
-def _arm(system_config: dict[str, Any]) -> dict[str, Any]:
+def _redis_url() -> str | None:
+    """The journal's Redis when it answers (its keys are removed at the end), else None."""
+    if REDIS_URL == "none":
+        return None
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1.0).ping()
+    except redis.RedisError:
+        return None
+    return REDIS_URL
+
+
+def _feed_node() -> str | None:
+    import ray
+
+    for actor in ray._private.state.actors().values():
+        if actor["ActorClassName"] == "FeedActor" and actor["State"] == "ALIVE":
+            return str(actor["Address"]["NodeID"])
+    return None
+
+
+def _arm(system_config: dict[str, Any], redis_url: str | None) -> dict[str, Any]:
     import ray
     from ray.cluster_utils import Cluster
 
@@ -102,7 +128,8 @@ def _arm(system_config: dict[str, Any]) -> dict[str, Any]:
     runs: list[dict[str, float]] = []
     try:
         settings = Settings(symbols=SYMBOLS, num_shards=2, market_actor_cpus=0.5,
-                            data_dir=Path(tempfile.mkdtemp(prefix="bench-failover-")))
+                            data_dir=Path(tempfile.mkdtemp(prefix="bench-failover-")),
+                            redis_url=redis_url)
         actors = start_market(settings)
         for _ in range(RUNS):
             deadline = time.monotonic() + 60
@@ -118,6 +145,7 @@ def _arm(system_config: dict[str, Any]) -> dict[str, Any]:
             victim = max((w for w in workers if w.node_id in shards),
                          key=lambda w: len(shards[w.node_id]))
             moved = shards[victim.node_id]
+            feed_moved = _feed_node() == victim.node_id
             before = {n: st["incarnation"] for n, st in zip(
                 moved, ray.get([ray.get_actor(n, namespace="marketray").stats.remote()
                                 for n in moved]), strict=True)}
@@ -129,24 +157,32 @@ def _arm(system_config: dict[str, Any]) -> dict[str, Any]:
                     raise SystemExit(f"no recovery within {LIMIT_S} s")
                 time.sleep(0.1)
             runs.append({"recovery_s": time.monotonic() - removed, "healthy_check_s": healthy_s,
-                         "shards_moved": len(moved)})
+                         "shards_moved": len(moved), "feed_moved": feed_moved})
             workers.append(cluster.add_node(num_cpus=2))
             cluster.wait_for_nodes()
         feed = _feed_status(actors.feed)
     finally:
         ray.shutdown()
         cluster.shutdown()
+        if redis_url is not None:
+            from market.cache.tick_journal import RedisJournal
+
+            RedisJournal(redis_url).clear(2)
     recovery = [r["recovery_s"] for r in runs]
     return {"runs": runs, "median_recovery_s": statistics.median(recovery),
             "max_recovery_s": max(recovery),
             "median_healthy_check_s": statistics.median(r["healthy_check_s"] for r in runs),
-            "feed_reseeds": feed["reseeds"], "restored_bars": feed["restored_bars"]}
+            "feed_reseeds": feed["reseeds"], "restored_bars": feed["restored_bars"],
+            "feed_resumes_last_incarnation": feed["resumes"],
+            "replayed_ticks_last_incarnation": feed["replayed_ticks"]}
 
 
 def main() -> None:
-    default = _arm({})
-    fast = _arm({"health_check_period_ms": FAST_PERIOD_MS})
+    redis_url = _redis_url()
+    default = _arm({}, redis_url)
+    fast = _arm({"health_check_period_ms": FAST_PERIOD_MS}, redis_url)
     emit({"benchmark": "failover_node_loss", "runs": RUNS, "machine_cores": os.cpu_count(),
+          "journal": "redis" if redis_url else "memory",
           "default_health_check": default,
           f"health_check_period_{FAST_PERIOD_MS}ms": fast,
           "baseline": "median_healthy_check_s: the same all-symbols check on the healthy "
