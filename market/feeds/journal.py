@@ -57,6 +57,7 @@ class MemoryJournal:
     def __init__(self, max_ticks: int = MAX_JOURNAL_TICKS) -> None:
         self.max_ticks = max_ticks
         self.entries: dict[int, list[tuple[TickBatch, BarBatch]]] = {}
+        self.ticks: dict[int, int] = {}  # per shard, what its entries hold
         self.dropped_ticks = 0
 
     def append(self, parts: Mapping[int, tuple[TickBatch, BarBatch]]) -> bool:
@@ -65,12 +66,15 @@ class MemoryJournal:
                 continue
             kept = self.entries.setdefault(k, [])
             kept.append((ticks, bars))
-            excess = sum(len(t) for t, _ in kept) - self.max_ticks
-            while excess > 0 and len(kept) > 1:
-                dropped = kept.pop(0)
-                excess -= len(dropped[0])
-                self.dropped_ticks += len(dropped[0])
+            self.ticks[k] = self.ticks.get(k, 0) + len(ticks)
+            while self.ticks[k] > self.max_ticks and len(kept) > 1:
+                self.dropped_ticks += self._drop_oldest(k)
         return True
+
+    def _drop_oldest(self, k: int) -> int:
+        dropped = len(self.entries[k].pop(0)[0])
+        self.ticks[k] -= dropped
+        return dropped
 
     def read(self, shard: int, since_ns: int) -> tuple[TickBatch, BarBatch]:
         kept = self.entries.get(shard, [])
@@ -81,10 +85,11 @@ class MemoryJournal:
     def prune(self, shard: int, before_ns: int) -> None:
         kept = self.entries.get(shard)
         while kept and len(kept[0][0]) and int(kept[0][0].ts_ns.max()) < before_ns:
-            kept.pop(0)
+            self._drop_oldest(shard)
 
     def clear(self, shards: int) -> None:
         self.entries.clear()
+        self.ticks.clear()
 
 
 def journal_from_settings(settings: Settings) -> TickJournal:
