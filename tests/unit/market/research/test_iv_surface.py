@@ -96,6 +96,8 @@ def _reference_contract_minutes(option_ticks: pl.DataFrame, chains: pl.DataFrame
                                 stock_ticks: pl.DataFrame, *, rate: float) -> pl.DataFrame:
     """The former per-minute path: filter each minute's rows, one kernel call per minute."""
     base = contract_minutes(option_ticks, chains, stock_ticks, rate=rate, dividend=0.0)
+    base = base.sample(fraction=1.0, shuffle=True, seed=0).sort(  # the order, independently
+        "underlying", "minute_ns", "contract")
     parts = []
     for (_, minute), part in base.group_by("underlying", "minute_ns", maintain_order=True):
         end = int(minute) + 60 * 10**9  # type: ignore[call-overload]
