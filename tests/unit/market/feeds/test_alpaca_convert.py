@@ -1,8 +1,8 @@
-"""Alpaca message conversion, malformed-frame handling, backoff and chain merging (no network)."""
+"""market.feeds.alpaca_convert: Alpaca messages to columns, malformed frames counted and
+dropped, chains merged from contracts and snapshots (no network)."""
 
 from __future__ import annotations
 
-import random
 from datetime import UTC, date, datetime
 
 import msgpack
@@ -12,10 +12,8 @@ from alpaca.data.models import Bar, Quote, Trade
 from alpaca.data.models.snapshots import OptionsSnapshot
 from alpaca.trading.models import OptionContract
 
-from market.feeds.alpaca import us_market_open
 from market.feeds.alpaca_convert import MessageBuffer, bars_from_barset, build_chain
 from market.feeds.alpaca_fake import GARBAGE_FRAMES
-from market.feeds.alpaca_stream import backoff_delay
 from market.feeds.base import QUOTE, TRADE
 
 NS = 1_795_000_000_123_456_789
@@ -157,24 +155,3 @@ def test_barset_conversion_orders_by_time_and_skips_unknown_symbols():
 
     assert batch.symbol_id.tolist() == [0, 1, 0]
     assert batch.close.tolist() == [1.0, 3.0, 2.0]
-
-
-def test_backoff_grows_exponentially_with_jitter_and_caps():
-    rng = random.Random(1)
-    delays = [backoff_delay(a, 1.0, 30.0, rng) for a in range(1, 9)]
-
-    for attempt, delay in enumerate(delays, start=1):
-        cap = min(30.0, 2 ** (attempt - 1))
-        assert cap / 2 <= delay <= cap
-    assert len({round(d, 6) for d in delays}) == len(delays)
-
-
-@pytest.mark.parametrize(("moment", "expected"), [
-    (datetime(2026, 11, 24, 14, 30, tzinfo=UTC), True),    # 09:30 New York, Tuesday
-    (datetime(2026, 11, 24, 14, 29, tzinfo=UTC), False),
-    (datetime(2026, 11, 24, 21, 0, tzinfo=UTC), False),    # 16:00 New York
-    (datetime(2026, 7, 6, 13, 30, tzinfo=UTC), True),      # 09:30 EDT
-    (datetime(2026, 11, 28, 16, 0, tzinfo=UTC), False),    # Saturday
-])
-def test_market_hours_follow_new_york_time(moment, expected):
-    assert us_market_open(moment) is expected
