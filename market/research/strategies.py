@@ -127,12 +127,18 @@ def names() -> list[str]:
 @numba.njit(cache=True)
 def _cross_kernel(a: F64, b: F64, up: int, down: int, out: I8) -> None:
     # backtesting.py's crossover(): strictly below on the previous bar, strictly above now;
-    # a comparison with NaN is False, so no signal during the warm-up.
+    # a comparison with NaN is False, so no signal during the warm-up. Each bar's two
+    # comparisons are kept for the next bar rather than made again.
+    if a.shape[0] == 0:
+        return
+    below, above = a[0] < b[0], a[0] > b[0]
     for i in range(1, a.shape[0]):
-        if a[i - 1] < b[i - 1] and a[i] > b[i]:
+        now_below, now_above = a[i] < b[i], a[i] > b[i]
+        if below and now_above:
             out[i] = up
-        elif a[i - 1] > b[i - 1] and a[i] < b[i]:
+        elif above and now_below:
             out[i] = down
+        below, above = now_below, now_above
 
 
 def cross_signals(a: F64, b: F64, *, up: int = LONG, down: int = SHORT) -> I8:
