@@ -22,4 +22,5 @@ def test_cross_signals_equal_numpy_crossover_with_ties_and_nans(n: int) -> None:
     signals = cross_signals(a, b)
     np.testing.assert_array_equal(signals, expected)
     if n == 500:
-        assert (signals == LONG).sum() > 20 and (signals == SHORT).sum() > 20
+        assert (signals == LONG).sum() > 20
+        assert (signals == SHORT).sum() > 20
