@@ -52,9 +52,6 @@ INTEGRATION_ONLY = {
 # Modules with logic whose own unit test is still to be written; today other unit tests
 # exercise them (named beside each). Writing the test removes the entry.
 NOT_YET_MIRRORED = {
-    "market/feeds/alpaca_fake.py": "the fake server; tests/unit/market/feeds/"
-                                   "test_alpaca_convert.py and tests/integration/"
-                                   "test_alpaca_*.py",
     "market/research/strategies.py": "tests/unit/market/research/test_backtest.py, "
                                      "test_backtest_reference.py",
     "serve/cli_data.py": "backup and restore commands over market.backup "
