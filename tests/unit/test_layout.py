@@ -54,7 +54,6 @@ INTEGRATION_ONLY = {
 NOT_YET_MIRRORED = {
     "market/research/strategies.py": "tests/unit/market/research/test_backtest.py, "
                                      "test_backtest_reference.py",
-    "pipelines/_report.py": "tests/integration/test_research_jobs.py",
     "pipelines/features.py": "tests/unit/market/research/test_features.py",
     "pipelines/iv_surface.py": "tests/unit/market/research/test_iv_surface.py",
 }
