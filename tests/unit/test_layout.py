@@ -52,8 +52,6 @@ INTEGRATION_ONLY = {
 # Modules with logic whose own unit test is still to be written; today other unit tests
 # exercise them (named beside each). Writing the test removes the entry.
 NOT_YET_MIRRORED = {
-    "market/research/strategies.py": "tests/unit/market/research/test_backtest.py, "
-                                     "test_backtest_reference.py",
     "pipelines/features.py": "tests/unit/market/research/test_features.py",
 }
 
@@ -63,11 +61,6 @@ PENDING_MOVES = {
     "market/test_feed_router.py": ("market/feeds/test_router.py",),
     "market/test_feed_router_replay.py": ("market/feeds/test_router_replay.py",),
     "market/test_feed_runner.py": ("market/feeds/test_runner.py",),
-    "market/research/test_grid_data.py": ("market/research/test_grid.py",
-                                          "market/research/test_data.py"),
-    "pipelines/test_backfill_walkforward_jobs.py": ("pipelines/test_backfill.py",
-                                                    "pipelines/test_walkforward.py"),
-    "pipelines/test_backtest_job.py": ("pipelines/test_backtest.py",),
 }
 PENDING_MODULES = {
 }
