@@ -61,6 +61,7 @@ class Deployment:
     workers: list[Any]
     market: Any
     started_s: float  # wall time the feed started: the run's bars are the ones after it
+    losses_s: list[float] = field(default_factory=list)  # wall times of the node losses
 
     def get(self, path: str, timeout: float = 5.0) -> httpx.Response:
         return httpx.get(f"{self.base_url}{path}", timeout=timeout,
@@ -310,15 +311,17 @@ def test_index_version_published_on_one_node_is_served_on_another(deployment):
     ray.kill(follower)
 
 
-def _lose_node(deployment: Deployment, victim: Any, survivor: Any) -> None:
+def _lose_node(deployment: Deployment, victim: Any, survivor: Any, *, last: bool) -> None:
     """Remove ``victim`` without grace while the clients run; check that every shard serves
     from ``survivor`` within the limit, REST fails only in that window, the WebSocket client
-    gets frames again, and every bar of the run is there with TA-Lib's indicators."""
+    gets frames again, and every bar of the run is there with TA-Lib's indicators (the
+    ``last`` loss waits for its minute to close, so the check covers every loss's minute)."""
     with clients(deployment) as (rest, ws):
         _wait(lambda: len(ws.frames) > 5 and rest.ok > 10, 30, "clients running")
         errors_before = len(rest.errors)
         deployment.cluster.remove_node(victim, allow_graceful=False)
         removed_at = time.monotonic()
+        deployment.losses_s.append(time.time())
 
         seen: dict[str, Any] = {}
 
@@ -356,7 +359,7 @@ def _lose_node(deployment: Deployment, victim: Any, survivor: Any) -> None:
           f"WebSocket connection ended {len(ended)} times after the loss, feed messages "
           f"{status['messages']}, resumes {status['resumes']}, reseeds {status['reseeds']}, "
           f"replayed ticks {status['replayed_ticks']}")
-    _check_bars_complete_and_talib_exact(deployment)
+    _check_bars_complete_and_talib_exact(deployment, deployment.losses_s if last else [])
 
 
 def test_loss_of_a_shard_node_recovers_the_shard_rest_and_stream(deployment):
@@ -364,7 +367,7 @@ def test_loss_of_a_shard_node_recovers_the_shard_rest_and_stream(deployment):
     victim = next(w for w in deployment.workers if w.node_id != feed_node)
     survivor = next(w for w in deployment.workers if w is not victim)
     assert _shard_nodes()[victim.node_id] >= 1
-    _lose_node(deployment, victim, survivor)
+    _lose_node(deployment, victim, survivor, last=False)
     assert ray.get(deployment.market.feed.status.remote(), timeout=10)["resumes"] == 0
     # A fresh worker takes the place of the lost one (and the ingress replica it lacked).
     deployment.workers = [survivor, deployment.cluster.add_node(num_cpus=2)]
@@ -379,16 +382,21 @@ def test_loss_of_the_feed_and_shard_node_recovers_shards_rest_and_stream(deploym
     victim = next(w for w in deployment.workers if w.node_id == feed_node)
     survivor = next(w for w in deployment.workers if w is not victim)
     assert shards[victim.node_id] >= 1
-    _lose_node(deployment, victim, survivor)
+    _lose_node(deployment, victim, survivor, last=True)
     status = ray.get(deployment.market.feed.status.remote(), timeout=10)
     assert status["resumes"] == 1
     assert status["replayed_ticks"] > 0
 
 
-def _check_bars_complete_and_talib_exact(deployment: Deployment) -> None:
+def _check_bars_complete_and_talib_exact(deployment: Deployment, losses_s: list[float]
+                                         ) -> None:
     """Every minute since the feed started has its bar (the warm-up before it has the
-    simulated sessions' own gaps), up to the last closed minute, and the indicators over
-    the whole series equal TA-Lib's."""
+    simulated sessions' own gaps), up to the last closed minute, which includes the minutes
+    forming at ``losses_s`` (wall times), and the indicators over the whole series equal
+    TA-Lib's."""
+    loss_minutes = [int(t // 60 * 60) for t in losses_s]
+    # Each loss's minute closed, and 2 s for the shards to apply the tick that closed it.
+    time.sleep(max([0.0] + [m + 62 - time.time() for m in loss_minutes]))
     if time.time() % 60 < 2:
         time.sleep(2)  # let the shards close the minute that just ended
     first = int(deployment.started_s // 60 * 60)
@@ -401,6 +409,7 @@ def _check_bars_complete_and_talib_exact(deployment: Deployment) -> None:
                             for b in bars])
         run = seconds[seconds >= first]
         assert list(run) == minutes, f"{symbol}: missing {sorted(set(minutes) - set(run))}"
+        assert set(loss_minutes) <= set(minutes)
         close = np.array([b["close"] for b in bars])
         high = np.array([b["high"] for b in bars])
         low = np.array([b["low"] for b in bars])
@@ -409,6 +418,6 @@ def _check_bars_complete_and_talib_exact(deployment: Deployment) -> None:
         for name, reference in expected.items():
             got = np.array([b.get(name) for b in bars], dtype=float)
             defined = ~np.isnan(reference)
-            assert defined[-len(run):].all()
+            assert defined[len(defined) - len(run):].all(), f"{symbol} {name}"
             np.testing.assert_allclose(got[defined], reference[defined], rtol=1e-9,
                                        err_msg=f"{symbol} {name}")
