@@ -4,7 +4,8 @@ import asyncio
 
 import pyarrow.parquet as pq
 
-from market.feeds.base import FeedStatus
+from market.feeds.base import NS_PER_MINUTE, QUOTE, FeedStatus, TickBatch
+from market.feeds.journal import MemoryJournal
 from market.feeds.recorder import TickRecorder
 from market.feeds.router import FeedRouter
 from market.feeds.runner import FeedRunner
@@ -109,3 +110,29 @@ async def test_set_interest_reaches_a_feed_that_takes_it():
     runner = FeedRunner(feed, FeedRouter(UNIVERSE, make_stubs()))
     await runner.set_interest(["MSFT", "SPY"])
     assert feed.interest == {"MSFT", "SPY"}
+
+
+async def test_a_resumed_start_replays_the_journal_before_the_warmup_quotes_and_streaming():
+    stubs = make_stubs()
+    journal = MemoryJournal()
+    lost = ticks([0, 1, 2, 3], T0 + NS_PER_MINUTE + 5, 101.0)  # journaled by the lost feed
+    router = FeedRouter(UNIVERSE, stubs, started_ns=T0, journal=journal)
+    journal.append({k: (t, b) for k in range(len(stubs)) for t, _, b in [router.parts(
+        batch(lost), k)]})
+    quotes = TickBatch.from_columns(kind=[QUOTE] * 4, symbol_id=[0, 1, 2, 3],
+                                    ts_ns=[T0 + 2 * NS_PER_MINUTE] * 4, price=[float("nan")] * 4,
+                                    size=[float("nan")] * 4, bid=[100.0] * 4, ask=[100.1] * 4,
+                                    bid_size=[1.0] * 4, ask_size=[1.0] * 4)
+    feed = ScriptedFeed(batch(t=quotes, b=bars(1)), [])
+    runner = FeedRunner(feed, router)
+    await runner.start(resume=True)
+    # The journal's trades went in (the warm-up's newer quotes, sent first, would have
+    # made the replay skip them as old), then the quotes.
+    assert router.counters["resumes"] == 1
+    assert router.counters["replayed_ticks"] == 4
+    for stub in stubs[:2]:
+        assert stub.shard.stats()["ticks"] == 2 * len(stub.shard.market.symbols)
+        warm_calls = [c for c in stub.calls if c[4]]
+        assert len(warm_calls[0][0]) == 0  # bars and chains first, the quotes after
+        assert len(warm_calls[-1][0]) > 0
+    await runner.stop()
