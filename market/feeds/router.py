@@ -68,7 +68,8 @@ class FeedRouter:
 
     ``universe`` is the feed's symbol list (``symbol_id`` indexes it). A failed call
     whose exception is one of ``call_errors`` (the transport's: a dead actor) is counted
-    in ``shard_errors`` and its batch dropped; any other exception propagates.
+    in ``shard_errors``; its ticks and bars stay in the journal for the shard's replay, its
+    option ticks are dropped (a re-seed sends the chains). Any other exception propagates.
     ``started_ns`` (epoch ns) is when the run started (the first feed's start, also after
     the feed restarted): a restarted shard restores its history from that minute on.
     ``journal`` keeps the ticks for replays (default: in this process).
