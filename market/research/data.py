@@ -7,27 +7,41 @@ Accepted inputs (CONTRACT §9 columns ``symbol``, ``timestamp`` (UTC), OHLCV):
   ``symbol=/year=`` that ``pipelines.backfill`` writes), files holding ``ts_ns`` or
   ``timestamp``; a later file's bar for the same minute wins, as in the history store;
 * a directory of, or a single, Parquet or CSV file with a ``symbol`` column.
+
+Each function takes a location: a local path (read by polars' own scanner, which pushes
+time filters into Parquet row groups), a URI (``s3://``, ``gs://``, ``file://``) or a
+:class:`core.storage.Storage`. A ``file://`` URI or local Storage is read as its path;
+anything else is listed and read through pyarrow's filesystem into polars, with the same
+results.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
 
 from core.errors import InvalidInput, NotFound
+from core.storage import Storage, StorageError, is_uri
 from market.research.stats import TRADING_DAYS_PER_YEAR
 from market.research.strategies import Bars
 
 PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
 NS_PER_DAY = 86_400 * 1_000_000_000
 _SYMBOL_DIR = re.compile(r"(?:^|/)symbol=([^/]+)(?:/|$)")
+
+Location = Path | str | Storage
 
 
 @dataclass(frozen=True)
@@ -37,6 +51,19 @@ class SymbolBars:
     symbol: str
     timestamp_ns: npt.NDArray[np.int64]
     bars: Bars
+
+
+def _where(location: Location) -> Path | Storage:
+    """Return a local path to scan with polars, or the Storage of a remote location."""
+    if isinstance(location, Storage):
+        return location.local_path() if location.is_local else location
+    if is_uri(location):
+        try:
+            storage = Storage(str(location))
+        except (StorageError, ValueError) as exc:
+            raise InvalidInput(f"bar data location {location}: {exc}") from exc
+        return storage.local_path() if storage.is_local else storage
+    return Path(location)
 
 
 def _files(path: Path) -> list[Path]:
@@ -56,10 +83,18 @@ def _symbol_of(file: Path, root: Path) -> str | None:
     return match.group(1) if match else None
 
 
-def data_version(path: Path | str) -> str:
-    """Return a sha256 over the input files' relative paths, sizes and modification times."""
-    root = Path(path)
+def data_version(path: Location) -> str:
+    """Return a sha256 over the input files' relative paths, sizes and modification times.
+
+    Remote files count their modification time where the filesystem gives one.
+    """
+    root = _where(path)
     digest = hashlib.sha256()
+    if isinstance(root, Storage):
+        for name, info in _remote_files(root):
+            modified = "" if info.mtime_ns is None else str(info.mtime_ns)
+            digest.update(f"{name or info.base_name}\0{info.size}\0{modified}\n".encode())
+        return digest.hexdigest()
     for file in _files(root):
         stat = file.stat()
         name = file.relative_to(root).as_posix() if root.is_dir() else file.name
@@ -67,9 +102,16 @@ def data_version(path: Path | str) -> str:
     return digest.hexdigest()
 
 
-def list_symbols(path: Path | str) -> list[str]:
+def list_symbols(path: Location) -> list[str]:
     """Return the symbols in the data, sorted (from the paths alone when partitioned)."""
-    root = Path(path)
+    root = _where(path)
+    if isinstance(root, Storage):
+        listed = _remote_files(root)
+        named = {_SYMBOL_DIR.search(name) for name, _ in listed}
+        if None not in named:
+            return sorted({m.group(1) for m in named if m is not None})
+        frame = _remote_scan(root, listed).select(pl.col("symbol").unique()).collect()
+        return sorted(frame["symbol"].to_list())
     files = _files(root)
     from_paths = {_symbol_of(f, root) for f in files}
     if None not in from_paths:
@@ -82,6 +124,12 @@ def _read_one(file: Path, symbol: str | None, start_ns: int | None = None,
               end_ns: int | None = None) -> pl.LazyFrame:
     lazy = (pl.scan_csv(file, try_parse_dates=True) if file.suffix == ".csv"
             else pl.scan_parquet(file, hive_partitioning=False))
+    return _normalise(lazy, str(file), symbol, start_ns, end_ns)
+
+
+def _normalise(lazy: pl.LazyFrame, file: str, symbol: str | None, start_ns: int | None,
+               end_ns: int | None) -> pl.LazyFrame:
+    """Return ``lazy`` as contract columns with ``timestamp_ns``, rows in ``[start_ns, end_ns)``."""
     names = lazy.collect_schema().names()
     if "ts_ns" in names:
         time_column = pl.col("ts_ns")
@@ -128,13 +176,15 @@ def _research_layout(files: Sequence[Path], root: Path) -> bool:
     return True
 
 
-def load_bars(path: Path | str, symbols: Sequence[str], *, start_ns: int | None = None,
+def load_bars(path: Location, symbols: Sequence[str], *, start_ns: int | None = None,
               end_ns: int | None = None) -> list[SymbolBars]:
     """Return the given symbols' bars in ``[start_ns, end_ns)``, in ``symbols`` order.
 
     Symbols without bars there are left out.
     """
-    root = Path(path)
+    root = _where(path)
+    if isinstance(root, Storage):
+        return _split(_remote_load(root, symbols, start_ns, end_ns), symbols)
     wanted = set(symbols)
     if root.is_dir() and any((root / f"symbol={s}").is_dir() for s in wanted):
         # symbol-first layout: list only the wanted symbols' folders, not the whole lake
@@ -166,6 +216,13 @@ def load_bars(path: Path | str, symbols: Sequence[str], *, start_ns: int | None 
         frame = (lazy.sort("symbol", "timestamp_ns", "_row")
                  .unique(["symbol", "timestamp_ns"], keep="last", maintain_order=True)
                  .drop("_row").collect())
+    return _split(frame, symbols)
+
+
+def _split(frame: pl.DataFrame, symbols: Sequence[str]) -> list[SymbolBars]:
+    """Return ``frame``'s bars per symbol, in ``symbols`` order, leaving out those without."""
+    if not frame.height:
+        return []
     # Both reads leave each symbol's rows in one run, so a symbol's arrays are slices of
     # the frame's columns (no copy per symbol, as partition_by would make).
     runs = frame.select(pl.col("symbol").rle()).unnest("symbol")
@@ -185,6 +242,103 @@ def load_bars(path: Path | str, symbols: Sequence[str], *, start_ns: int | None 
         out.append(SymbolBars(symbol, times[start:stop],
                               Bars(*(column[start:stop] for column in prices))))
     return out
+
+
+def _remote_files(storage: Storage) -> list[tuple[str, pafs.FileInfo]]:
+    """Return the Parquet and CSV files under ``storage`` (or it, when a file) with their info.
+
+    Names are relative to the root (a lone file: ``""``); hidden ones are skipped.
+    """
+    top = storage.fs.get_file_info(storage.root)
+    if top.type == pafs.FileType.File:
+        return [("", top)]
+    if top.type == pafs.FileType.NotFound:
+        raise NotFound(f"no bar data at {storage.location}")
+    found = _listed(storage, storage.root)
+    if not found:
+        raise NotFound(f"no Parquet or CSV files under {storage.location}")
+    return found
+
+
+def _listed(storage: Storage, folder: str) -> list[tuple[str, pafs.FileInfo]]:
+    base = storage.root.rstrip("/")
+    selector = pafs.FileSelector(folder, allow_not_found=True, recursive=True)
+    found = []
+    for info in storage.fs.get_file_info(selector):
+        name = info.path[len(base) + 1:]
+        if (info.type == pafs.FileType.File and name.endswith((".parquet", ".csv"))
+                and not any(part.startswith((".", "_")) for part in name.split("/"))):
+            found.append((name, info))
+    return sorted(found, key=lambda item: item[0])
+
+
+def _remote_read(storage: Storage, info: pafs.FileInfo, start_ns: int | None,
+                 end_ns: int | None) -> pl.LazyFrame:
+    """Return one remote file as a lazy frame, reading only the row groups in range."""
+    if info.path.endswith(".csv"):
+        with storage.fs.open_input_stream(info.path) as stream:
+            return pl.read_csv(io.BytesIO(stream.read()), try_parse_dates=True).lazy()
+    dataset = pads.dataset(info.path, filesystem=storage.fs, format="parquet")
+    bound = _arrow_range(dataset.schema, start_ns, end_ns)
+    table = dataset.to_table(filter=bound) if bound is not None else dataset.to_table()
+    return pl.DataFrame(pl.from_arrow(table)).lazy()
+
+
+def _arrow_range(schema: pa.Schema, start_ns: int | None, end_ns: int | None) -> Any:
+    """Return a pyarrow filter of the time range on the stored column, None when there is none.
+
+    Only a pruning hint: :func:`_normalise` filters the rows again in polars.
+    """
+    names = schema.names
+    column = "ts_ns" if "ts_ns" in names else "timestamp" if "timestamp" in names else None
+    if column is None or (start_ns is None and end_ns is None):
+        return None
+    kind = schema.field(column).type
+    bound: Any = None
+    for ns, keep in ((start_ns, "ge"), (end_ns, "lt")):
+        if ns is None:
+            continue
+        try:
+            value = (pa.scalar(ns, pa.timestamp("ns", kind.tz)) if pa.types.is_timestamp(kind)
+                     else pa.scalar(ns, pa.int64())).cast(kind, safe=False)
+        except (pa.ArrowException, ValueError, TypeError):
+            return None  # a type pyarrow cannot compare: read everything, polars filters
+        test = pads.field(column) >= value if keep == "ge" else pads.field(column) < value
+        bound = test if bound is None else bound & test
+    return bound
+
+
+def _remote_scan(storage: Storage, listed: Sequence[tuple[str, pafs.FileInfo]],
+                 start_ns: int | None = None, end_ns: int | None = None) -> pl.LazyFrame:
+    frames = []
+    for name, info in listed:
+        match = _SYMBOL_DIR.search(name)
+        frames.append(_normalise(_remote_read(storage, info, start_ns, end_ns),
+                                 storage.uri(name), match.group(1) if match else None,
+                                 start_ns, end_ns))
+    return pl.concat(frames, how="vertical")
+
+
+def _remote_load(storage: Storage, symbols: Sequence[str], start_ns: int | None,
+                 end_ns: int | None) -> pl.DataFrame:
+    """Return the wanted symbols' bars from a remote location, as the local reader orders them."""
+    wanted = set(symbols)
+    # symbol-first layout: one listing per wanted symbol, not one of the whole lake
+    listed = [item for symbol in sorted(wanted)
+              for item in _listed(storage, storage.path(f"symbol={symbol}"))]
+    if not listed:
+        listed = _remote_files(storage)
+    named = {name: _SYMBOL_DIR.search(name) for name, _ in listed}
+    if None not in named.values():
+        listed = [(name, info) for name, info in listed
+                  if (match := named[name]) is not None and match.group(1) in wanted]
+        if not listed:
+            return pl.DataFrame()
+    return (_remote_scan(storage, sorted(listed, key=lambda item: item[0]), start_ns, end_ns)
+            .with_row_index("_row").filter(pl.col("symbol").is_in(wanted))
+            .sort("symbol", "timestamp_ns", "_row")
+            .unique(["symbol", "timestamp_ns"], keep="last", maintain_order=True)
+            .drop("_row").collect())
 
 
 def periods_per_year(timestamp_ns: npt.NDArray[np.int64]) -> float:
