@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import platform
@@ -16,8 +17,8 @@ from typing import Any, TypeVar
 import polars as pl
 import ray
 
-from core.errors import MarketrayError, NotFound
-from core.storage import Storage
+from core.errors import InvalidInput, MarketrayError, NotFound
+from core.storage import Storage, StorageError, is_uri
 
 T = TypeVar("T")
 
@@ -78,13 +79,45 @@ def write_manifest(out: Path | Storage, manifest: Mapping[str, Any]) -> Path:
 
 
 def storage_version(storage: Storage) -> str | None:
-    """Return ``data_version`` of a local lake; None elsewhere (its reader is local-only)."""
+    """Return ``data_version`` of a lake at any location; None when it holds no bars."""
     from market.research.data import data_version
 
     try:
-        return data_version(storage.local_path()) if storage.is_local else None
+        return data_version(storage)
     except NotFound:
         return None
+
+
+def input_location(data: str | Path | Storage) -> str | Storage:
+    """Return a job's input as Ray tasks receive it: a Storage as is, a URI or a path as text."""
+    if isinstance(data, Storage) or is_uri(data):
+        return data if isinstance(data, Storage) else str(data)
+    return str(Path(data))
+
+
+def output_storage(out: str | Path | Storage) -> Storage:
+    """Return the job output location ``out`` (a path, a URI or a Storage) as a Storage.
+
+    A bad location raises :class:`core.errors.InvalidInput`.
+    """
+    if isinstance(out, Storage):
+        return out
+    try:
+        return Storage(out)
+    except (StorageError, ValueError) as exc:
+        raise InvalidInput(f"output location {out}: {exc}") from exc
+
+
+def shown(storage: Storage) -> Path | str:
+    """Return where outputs went, for callers and summaries: a local path, else the URI."""
+    return storage.local_path() if storage.is_local else storage.location
+
+
+def write_table(storage: Storage, name: str, table: pl.DataFrame) -> None:
+    """Write ``table`` as the Parquet file ``name`` under ``storage``, whole or not at all."""
+    buffer = io.BytesIO()
+    table.write_parquet(buffer, statistics=True)
+    storage.write_bytes(name, buffer.getbuffer())
 
 
 def manifest(job: str, config: Mapping[str, Any], data_version: str | None, *,
@@ -94,17 +127,20 @@ def manifest(job: str, config: Mapping[str, Any], data_version: str | None, *,
             "libraries": library_versions(), "seed": seed, **fields}
 
 
-def write_outputs(out: str | Path | None, tables: Mapping[str, pl.DataFrame],
-                  manifest: Mapping[str, Any]) -> Path | None:
-    """Write each table as ``<name>.parquet`` and the manifest under ``out``; None: nothing."""
+def write_outputs(out: str | Path | Storage | None, tables: Mapping[str, pl.DataFrame],
+                  manifest: Mapping[str, Any]) -> Path | str | None:
+    """Write each table as ``<name>.parquet`` and the manifest under ``out``; None: nothing.
+
+    ``out`` is a path, a URI or a Storage; returns :func:`shown` of it.
+    """
     if out is None:
         return None
-    target = Path(out)
-    target.mkdir(parents=True, exist_ok=True)
+    target = output_storage(out)
+    target.makedirs()
     for name, table in tables.items():
-        table.write_parquet(target / f"{name}.parquet")
+        write_table(target, f"{name}.parquet", table)
     write_manifest(target, manifest)
-    return target
+    return shown(target)
 
 
 def run_and_print(job: Callable[[], T], summary: Callable[[T], Mapping[str, Any]]) -> int:

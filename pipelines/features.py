@@ -6,7 +6,8 @@
 Each Ray task reads a chunk of symbols, computes :func:`market.research.features.features`
 (the values the live shards' ``IndicatorBank`` holds after each bar) and writes
 ``FEATURES/symbol=<S>/year=<Y>/features.parquet`` (the lake's partitioning).
-Writes ``FEATURES/manifest.json``.
+Writes ``FEATURES/manifest.json``. ``LAKE`` and ``FEATURES`` are paths or URIs
+(``s3://bucket/lake``) every node can reach; each file appears whole.
 """
 
 from __future__ import annotations
@@ -14,10 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 import polars as pl
 
 from core.errors import InvalidInput, MarketrayError
+from core.storage import Storage
 from market.research import data as research_data
 from market.research.features import features
 from pipelines import _jobs
@@ -41,8 +41,10 @@ class ChunkDone:
     peak_rss_bytes: int
 
 
-def features_chunk(data: str, out: str, symbols: Sequence[str]) -> ChunkDone:
+def features_chunk(data: str | Storage, out: str | Storage, symbols: Sequence[str]
+                   ) -> ChunkDone:
     """Compute and write the features of ``symbols``; the body of one Ray task."""
+    target = _jobs.output_storage(out)
     start = time.perf_counter()
     loaded = research_data.load_bars(data, symbols)
     read_s = time.perf_counter() - start
@@ -54,27 +56,29 @@ def features_chunk(data: str, out: str, symbols: Sequence[str]) -> ChunkDone:
         compute_s += time.perf_counter() - start
         start = time.perf_counter()
         for (year,), part in frame.partition_by("_year", as_dict=True).items():
-            path = Path(out) / f"symbol={item.symbol}" / f"year={year}" / "features.parquet"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-            part.drop("_year").write_parquet(temporary, statistics=True)
-            os.replace(temporary, path)
+            _jobs.write_table(target, f"symbol={item.symbol}/year={year}/features.parquet",
+                              part.drop("_year"))
         write_s += time.perf_counter() - start
         rows += frame.height
     return ChunkDone(len(loaded), rows, {"read_s": read_s, "compute_s": compute_s,
                                          "write_s": write_s}, _jobs.peak_rss_bytes())
 
 
-def run(data: str | Path, out: str | Path, *, symbols: Sequence[str] | None = None,
-        workers: int | None = None, address: str | None = None, use_ray: bool = True,
-        symbols_per_task: int = 10, progress: bool = False) -> dict[str, Any]:
-    """Write the features of every (or the given) symbol; return the manifest."""
+def run(data: str | Path | Storage, out: str | Path | Storage, *,
+        symbols: Sequence[str] | None = None, workers: int | None = None,
+        address: str | None = None, use_ray: bool = True, symbols_per_task: int = 10,
+        progress: bool = False) -> dict[str, Any]:
+    """Write the features of every (or the given) symbol; return the manifest.
+
+    ``data`` and ``out`` are paths, URIs or Storages; Ray tasks get them as locations.
+    """
     started = time.perf_counter()
-    data_path, root = Path(data), Path(out)
+    data_path = _jobs.input_location(data)
+    root = _jobs.output_storage(out)
     universe = list(symbols) if symbols else research_data.list_symbols(data_path)
     if not universe:
         raise InvalidInput(f"no symbols in {data_path}")
-    root.mkdir(parents=True, exist_ok=True)
+    root.makedirs()
     chunks = [universe[i:i + symbols_per_task]
               for i in range(0, len(universe), symbols_per_task)]
     bar = _jobs.Progress(len(universe), enabled=progress)
@@ -85,7 +89,7 @@ def run(data: str | Path, out: str | Path, *, symbols: Sequence[str] | None = No
         _jobs.ray_init(address, workers)
         workers = workers or _jobs.cluster_cpus()
         task = ray.remote(num_cpus=1)(features_chunk)
-        pending = [task.remote(str(data_path), str(root), c) for c in chunks]
+        pending = [task.remote(data_path, root, c) for c in chunks]
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             result: ChunkDone = ray.get(ready[0])
@@ -93,7 +97,7 @@ def run(data: str | Path, out: str | Path, *, symbols: Sequence[str] | None = No
             bar.advance(result.symbols, result.rows)
     else:
         for chunk in chunks:
-            result = features_chunk(str(data_path), str(root), chunk)
+            result = features_chunk(data_path, root, chunk)
             done.append(result)
             bar.advance(result.symbols, result.rows)
     bar.close()
