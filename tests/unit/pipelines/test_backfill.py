@@ -66,5 +66,6 @@ def test_backfill_into_an_object_store_writes_the_same_lake(tmp_path: Path) -> N
         assert stored.equals(read_symbol_year(tmp_path, symbol, 2025))
     assert first["bars_written"] == 2 * 2 * 390
     assert again["chunks_skipped"] == 1
-    assert first["data_version"] is None  # the data_version reader is local-only
+    assert first["data_version"] == again["data_version"] == data_version(bucket)
+    assert first["data_version"] is not None
     assert json.loads(bucket.read_text("manifest.json"))["bars_written"] == 0
