@@ -95,17 +95,17 @@ def input_location(data: str | Path | Storage) -> str | Storage:
     return str(Path(data))
 
 
-def output_storage(out: str | Path | Storage) -> Storage:
-    """Return the job output location ``out`` (a path, a URI or a Storage) as a Storage.
+def output_storage(out: str | Path | Storage, *, what: str = "output location") -> Storage:
+    """Return the job location ``out`` (a path, a URI or a Storage) as a Storage.
 
-    A bad location raises :class:`core.errors.InvalidInput`.
+    A bad location raises :class:`core.errors.InvalidInput` naming ``what`` it is.
     """
     if isinstance(out, Storage):
         return out
     try:
         return Storage(out)
     except (StorageError, ValueError) as exc:
-        raise InvalidInput(f"output location {out}: {exc}") from exc
+        raise InvalidInput(f"{what} {out}: {exc}") from exc
 
 
 def shown(storage: Storage) -> Path | str:

@@ -2,17 +2,18 @@
 
     python -m pipelines.backtest --data PATH --strategy sma_cross \\
         --param fast=5:50:5 --param slow=60:150:10 --out DIR [--workers 2]
-    ray job submit --working-dir . -- python -m pipelines.backtest --data /abs/lake ...
+    ray job submit --working-dir . -- python -m pipelines.backtest \
+        --data s3://bucket/lake --out s3://bucket/runs/x ...
     marketray research backtest --data PATH ...
 
 The driver lists the symbols, cuts symbols × parameter sets into chunks (a few per
 worker, never one task per combination), and each Ray task reads its symbols' bars
-itself (``--data`` must be readable from every node) and runs
+itself (``--data``, a path or a URI, must be readable from every node) and runs
 :func:`market.research.backtest.run_grid`. Outputs under ``--out``: ``summary.parquet``
 (one row per symbol and parameter set, sorted), ``trades.parquet`` (every run's trades
 when the sweep has at most ``ALL_TRADES_MAX_RUNS`` runs, else the best N runs'),
 ``equity.parquet`` (the best N runs' equity and drawdown per bar), ``report.html`` and
-``manifest.json``. :func:`run` is the same job as a Python call.
+``manifest.json``; ``--out`` is a path or a URI. :func:`run` is the same job as a Python call.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import numpy as np
 import polars as pl
 
 from core.errors import InvalidInput, MarketrayError
+from core.storage import Storage
 from market.research import data as research_data
 from market.research.backtest import TRADE_COLUMNS, BacktestConfig, RunResult, run_grid
 from market.research.grid import build_grid
@@ -72,7 +74,7 @@ def _warm_up(strategy: str, grid: Sequence[Mapping[str, float]], config: Backtes
     return _WARM[strategy]
 
 
-def backtest_chunk(data: str, symbols: Sequence[str], strategy: str,
+def backtest_chunk(data: str | Storage, symbols: Sequence[str], strategy: str,
                    grid: Sequence[Mapping[str, float]], param_index: Sequence[int],
                    config: Mapping[str, Any], keep_trades: bool) -> ChunkResult:
     """Backtest ``grid[param_index]`` on each of ``symbols``; the body of one Ray task."""
@@ -142,7 +144,7 @@ class BacktestJob:
     trades: pl.DataFrame
     equity: pl.DataFrame
     manifest: dict[str, Any]
-    out: Path | None
+    out: Path | str | None  # a local path, else the output's URI
 
 
 def _param_columns(grid: Sequence[Mapping[str, float]], names: Sequence[str],
@@ -188,10 +190,12 @@ def _trade_frame(rows: list[tuple[str, int, np.ndarray, np.ndarray]],
     })
 
 
-def run(data: str | Path, strategy: str, params: Sequence[str] | Mapping[str, Sequence[float]],
-        *, fill: str = "close", commission: float = 0.0, cash: float = 10_000.0,
-        size: str = "fractional", direction: str = "long", periods_per_year: float | None = None,
-        out: str | Path | None = None, workers: int | None = None, address: str | None = None,
+def run(data: str | Path | Storage, strategy: str,
+        params: Sequence[str] | Mapping[str, Sequence[float]], *, fill: str = "close",
+        commission: float = 0.0, cash: float = 10_000.0, size: str = "fractional",
+        direction: str = "long", periods_per_year: float | None = None,
+        out: str | Path | Storage | None = None, workers: int | None = None,
+        address: str | None = None,
         use_ray: bool = True, best: int = 10, rank_by: str = "sharpe",
         symbols: Sequence[str] | None = None, symbols_per_task: int | None = None,
         progress: bool = False) -> BacktestJob:
@@ -199,6 +203,7 @@ def run(data: str | Path, strategy: str, params: Sequence[str] | Mapping[str, Se
 
     ``params`` is ``["fast=5:50:5", ...]`` or ``{"fast": [5, 10], ...}``. ``use_ray=False``
     runs the same chunks in this process (one core). Results are identical either way.
+    ``data`` and ``out`` are paths, URIs or Storages.
     """
     started = time.perf_counter()
     chosen = get(strategy)
@@ -208,7 +213,8 @@ def run(data: str | Path, strategy: str, params: Sequence[str] | Mapping[str, Se
                             periods_per_year=periods_per_year or 252.0)
     if rank_by not in STAT_NAMES:
         raise InvalidInput(f"rank_by must be one of {', '.join(STAT_NAMES)}")
-    data_path = Path(data)
+    data_path = _jobs.input_location(data)
+    target = _jobs.output_storage(out) if out is not None else None
     version = research_data.data_version(data_path)
     universe = list(symbols) if symbols else research_data.list_symbols(data_path)
     if not universe:
@@ -233,7 +239,7 @@ def run(data: str | Path, strategy: str, params: Sequence[str] | Mapping[str, Se
         while pending or in_flight:
             while pending and len(in_flight) < workers:
                 syms, idx = pending.pop(0)
-                ref = task.remote(str(data_path), syms, strategy, grid, idx, settings, keep_all)
+                ref = task.remote(data_path, syms, strategy, grid, idx, settings, keep_all)
                 in_flight[ref] = (syms, idx)
             ready, _ = ray.wait(list(in_flight), num_returns=1)
             syms, idx = in_flight.pop(ready[0])
@@ -242,7 +248,7 @@ def run(data: str | Path, strategy: str, params: Sequence[str] | Mapping[str, Se
             bar.advance(len(syms) * len(idx), result.bars * len(idx))
     else:
         for syms, idx in chunks:
-            result = backtest_chunk(str(data_path), syms, strategy, grid, idx, settings,
+            result = backtest_chunk(data_path, syms, strategy, grid, idx, settings,
                                     keep_all)
             results.append(result)
             bar.advance(len(syms) * len(idx), result.bars * len(idx))
@@ -287,22 +293,22 @@ def run(data: str | Path, strategy: str, params: Sequence[str] | Mapping[str, Se
         "skipped": [{"symbol": s, "reason": why} for s, why in skipped],
         "best": best_frame.to_dicts(),
     }
-    target = Path(out) if out is not None else None
     if target is not None:
         write_start = time.perf_counter()
-        target.mkdir(parents=True, exist_ok=True)
-        summary.drop("_param").write_parquet(target / "summary.parquet")
-        trades.write_parquet(target / "trades.parquet")
-        equity.write_parquet(target / "equity.parquet")
+        target.makedirs()
+        _jobs.write_table(target, "summary.parquet", summary.drop("_param"))
+        _jobs.write_table(target, "trades.parquet", trades)
+        _jobs.write_table(target, "equity.parquet", equity)
         from pipelines._report import backtest_report
 
-        (target / "report.html").write_text(backtest_report(
+        target.write_text("report.html", backtest_report(
             summary, equity, chosen.params, strategy=strategy, rank_by=rank_by))
         manifest["timings"]["write_s"] = time.perf_counter() - write_start
     manifest["timings"]["total_wall_s"] = time.perf_counter() - started
     if target is not None:
         _jobs.write_manifest(target, manifest)
-    return BacktestJob(summary.drop("_param"), trades, equity, manifest, target)
+    return BacktestJob(summary.drop("_param"), trades, equity, manifest,
+                       _jobs.shown(target) if target is not None else None)
 
 
 def _summary(results: Sequence[ChunkResult], grid: Sequence[Mapping[str, float]],
@@ -338,7 +344,7 @@ def _best(summary: pl.DataFrame, rank_by: str, count: int, names: Sequence[str]
     return shown, runs
 
 
-def _rerun_best(data: Path, strategy: str, grid: Sequence[Mapping[str, float]],
+def _rerun_best(data: str | Storage, strategy: str, grid: Sequence[Mapping[str, float]],
                 runs: Sequence[tuple[str, int]], settings: Mapping[str, Any]
                 ) -> list[tuple[str, int, RunResult, np.ndarray]]:
     """Run the best runs again in the driver to keep their equity curves and trades."""
@@ -380,7 +386,8 @@ def _equity_frame(rerun: Sequence[tuple[str, int, RunResult, np.ndarray]],
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the job's options (shared with ``marketray research backtest``)."""
-    parser.add_argument("--data", required=True, help="history lake or Parquet/CSV of bars")
+    parser.add_argument("--data", required=True,
+                        help="history lake or Parquet/CSV of bars: a path or a URI")
     parser.add_argument("--strategy", default="sma_cross")
     parser.add_argument("--param", action="append", default=[],
                         help="NAME=START:STOP:STEP (STOP included) or NAME=VALUE; repeatable")
@@ -392,7 +399,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--periods-per-year", type=float, default=None,
                         help="bars per year for annualising (default: inferred)")
     parser.add_argument("--symbols", default=None, help="comma-separated subset")
-    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--out", required=True, help="output directory: a path or a URI")
     parser.add_argument("--workers", type=int, default=None,
                         help="concurrent Ray tasks (default: the cluster's CPUs)")
     parser.add_argument("--address", default=None, help="Ray address (default: local)")

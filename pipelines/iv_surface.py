@@ -6,8 +6,9 @@
     marketray research iv_surface ...
 
 ``DIR`` is a ``TickRecorder`` root (``<session>/{option_ticks,chains,ticks}/*.parquet``);
-each recording session is one Ray task. ``--source alpaca`` first fetches Alpaca's
-historical option and stock bars into recording sessions under ``--inputs`` (default
+each recording session is one Ray task. ``DIR`` and ``SURFACE`` are paths or URIs
+(``s3://bucket/recordings``). ``--source alpaca`` first fetches Alpaca's option and
+stock bars into recording sessions under ``--inputs`` (a local path; default
 ``SURFACE/alpaca_input``; one per underlying and day, kept, so a rerun fetches only
 missing days; :mod:`pipelines.iv_surface_alpaca`), then runs the same way.
 
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from core.errors import InvalidInput, NotFound
+from core.storage import Storage, is_uri
 from market.research.data import data_version
 from market.research.iv_surface import contract_minutes, expiry_summary
 from pipelines import _jobs
@@ -38,17 +40,26 @@ if TYPE_CHECKING:
     from core.settings import Settings
 
 
-def _read(session: Path, kind: str) -> pl.DataFrame:
-    files = sorted((session / kind).glob("*.parquet"))
-    return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed") if files \
-        else pl.DataFrame()
+def _read(session: Storage, kind: str) -> pl.DataFrame:
+    names = [n for n in session.listdir(kind) if n.endswith(".parquet")]
+    frames = []
+    for name in names:
+        if session.is_local:
+            frames.append(pl.read_parquet(session.local_path(kind, name)))
+        else:
+            with session.open_input(f"{kind}/{name}") as source:
+                frames.append(pl.read_parquet(source))
+    return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
 
 
-def surface_session(session: str, rate: float, dividend: float
+def surface_session(session: str | Storage, rate: float, dividend: float
                     ) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, float]]:
-    """Compute one recording session's contract rows and expiry summary; one Ray task."""
+    """Compute one recording session's contract rows and expiry summary; one Ray task.
+
+    ``session`` is the session's folder: a path, a URI or a Storage.
+    """
     start = time.perf_counter()
-    folder = Path(session)
+    folder = session if isinstance(session, Storage) else Storage(session)
     option_ticks, chains, ticks = (_read(folder, k) for k in ("option_ticks", "chains",
                                                               "ticks"))
     read_s = time.perf_counter() - start
@@ -60,19 +71,21 @@ def surface_session(session: str, rate: float, dividend: float
     return rows, summary, {"read_s": read_s, "compute_s": time.perf_counter() - start}
 
 
-def run(recordings: str | Path, out: str | Path | None = None, *, rate: float = 0.04,
-        dividend: float = 0.0, workers: int | None = None, address: str | None = None,
-        use_ray: bool = True, source: Mapping[str, Any] | None = None
+def run(recordings: str | Path | Storage, out: str | Path | Storage | None = None, *,
+        rate: float = 0.04, dividend: float = 0.0, workers: int | None = None,
+        address: str | None = None, use_ray: bool = True, source: Mapping[str, Any] | None = None
         ) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any]]:
     """Run the job; return (contracts, expiries, manifest), written under ``out`` if given.
 
-    ``source`` (what fetched the recordings, if a job did) goes into the manifest.
+    ``recordings`` and ``out`` are paths, URIs or Storages. ``source`` (what fetched the
+    recordings, if a job did) goes into the manifest.
     """
     started = time.perf_counter()
-    root = Path(recordings)
+    root = _jobs.output_storage(recordings, what="recordings")
+    target = _jobs.output_storage(out) if out is not None else None
     # a folder starting with "." is a session still being written
-    sessions = sorted(p for p in root.iterdir() if (p / "option_ticks").is_dir()
-                      and not p.name.startswith(".")) if root.is_dir() else []
+    sessions = [root / name for name in root.listdir()
+                if not name.startswith(".") and root.is_dir(f"{name}/option_ticks")]
     if not sessions:
         raise NotFound(f"no recording sessions with option ticks under {root}")
     if use_ray:
@@ -80,9 +93,9 @@ def run(recordings: str | Path, out: str | Path | None = None, *, rate: float = 
 
         _jobs.ray_init(address, workers)
         task = ray.remote(num_cpus=1)(surface_session)
-        outputs = ray.get([task.remote(str(s), rate, dividend) for s in sessions])
+        outputs = ray.get([task.remote(s, rate, dividend) for s in sessions])
     else:
-        outputs = [surface_session(str(s), rate, dividend) for s in sessions]
+        outputs = [surface_session(s, rate, dividend) for s in sessions]
     contracts = pl.concat([o[0] for o in outputs if o[0].height], how="diagonal_relaxed") \
         if any(o[0].height for o in outputs) else pl.DataFrame()
     expiries = pl.concat([o[1] for o in outputs if o[1].height], how="diagonal_relaxed") \
@@ -99,7 +112,7 @@ def run(recordings: str | Path, out: str | Path | None = None, *, rate: float = 
                  "compute_s_total": compute_s,
                  "contract_minutes_per_compute_s": contracts.height / compute_s
                  if compute_s else None})
-    _jobs.write_outputs(out, {"contracts": contracts, "expiries": expiries}, manifest)
+    _jobs.write_outputs(target, {"contracts": contracts, "expiries": expiries}, manifest)
     return contracts, expiries, manifest
 
 
@@ -118,6 +131,9 @@ def run_alpaca(out: str | Path | None, underlyings: Sequence[str], start: date |
 
     if inputs is None and out is None:
         raise InvalidInput("the Alpaca source needs out or inputs (where fetched days are kept)")
+    if inputs is None and (isinstance(out, Storage) or is_uri(str(out))):
+        raise InvalidInput("the Alpaca source keeps fetched days on a local path: give inputs "
+                           "(--inputs) when out is a URI")
     folder = Path(inputs) if inputs is not None else Path(out or ".") / "alpaca_input"
     started = time.perf_counter()
     fetched = fetch_inputs(folder, list(underlyings), start, end, settings=settings,
@@ -134,7 +150,8 @@ def run_alpaca(out: str | Path | None, underlyings: Sequence[str], start: date |
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the job's options (shared with ``marketray research iv_surface``)."""
     parser.add_argument("--source", choices=("recordings", "alpaca"), default="recordings")
-    parser.add_argument("--recordings", default=None, help="TickRecorder root folder")
+    parser.add_argument("--recordings", default=None,
+                        help="TickRecorder root folder: a path or a URI")
     parser.add_argument("--underlyings", default=None, help="alpaca: comma-separated")
     parser.add_argument("--start", default=None, help="alpaca: first day (YYYY-MM-DD)")
     parser.add_argument("--end", default=None, help="alpaca: last day (YYYY-MM-DD)")
@@ -145,7 +162,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--moneyness", type=float, default=0.25,
                         help="alpaca: strikes within this fraction of the day's price range")
     parser.add_argument("--rate-limit", type=int, default=200, help="alpaca: requests/minute")
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--out", required=True, help="output directory: a path or a URI")
     parser.add_argument("--rate", type=float, default=0.04, help="continuous, annual")
     parser.add_argument("--dividend", type=float, default=0.0, help="continuous, annual")
     parser.add_argument("--workers", type=int, default=None)

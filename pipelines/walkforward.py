@@ -9,7 +9,8 @@ parameters by ``--rank-by`` on each ``--train``-bar window, trade them on the ne
 ``--test`` bars, chain the out-of-sample pieces. Writes ``DIR/splits.parquet`` (symbol,
 split, window times, the chosen parameters, in- and out-of-sample statistics with
 ``is_``/``oos_`` prefixes), ``DIR/equity.parquet`` (the stitched out-of-sample equity)
-and ``DIR/manifest.json``. Fill, commission, cash, size and direction as ``backtest``.
+and ``DIR/manifest.json``. Fill, commission, cash, size and direction as ``backtest``;
+``LAKE`` and ``DIR`` are paths or URIs (``s3://bucket/lake``), as there.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import polars as pl
 
 from core.errors import InvalidInput
+from core.storage import Storage
 from market.research import data as research_data
 from market.research.backtest import BacktestConfig
 from market.research.grid import build_grid
@@ -32,7 +34,7 @@ from market.research.walkforward import walk_forward
 from pipelines import _jobs
 
 
-def walkforward_chunk(data: str, symbols: Sequence[str], strategy: str,
+def walkforward_chunk(data: str | Storage, symbols: Sequence[str], strategy: str,
                       grid: Sequence[Mapping[str, float]], config: Mapping[str, Any],
                       train: int, test: int, rank_by: str
                       ) -> tuple[list[dict[str, Any]], list[pl.DataFrame], list[str]]:
@@ -73,11 +75,12 @@ def walkforward_chunk(data: str, symbols: Sequence[str], strategy: str,
     return rows, curves, skipped
 
 
-def run(data: str | Path, strategy: str, params: Sequence[str] | Mapping[str, Sequence[float]],
-        *, train: int, test: int, rank_by: str = "sharpe", fill: str = "close",
+def run(data: str | Path | Storage, strategy: str,
+        params: Sequence[str] | Mapping[str, Sequence[float]], *, train: int, test: int,
+        rank_by: str = "sharpe", fill: str = "close",
         commission: float = 0.0, cash: float = 10_000.0, size: str = "fractional",
         direction: str = "long", periods_per_year: float | None = None,
-        symbols: Sequence[str] | None = None, out: str | Path | None = None,
+        symbols: Sequence[str] | None = None, out: str | Path | Storage | None = None,
         workers: int | None = None, address: str | None = None, use_ray: bool = True,
         symbols_per_task: int = 5) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any]]:
     """Run the job; return (splits, equity, manifest), written under ``out`` if given."""
@@ -88,7 +91,8 @@ def run(data: str | Path, strategy: str, params: Sequence[str] | Mapping[str, Se
     settings = {"fill": config.fill, "commission": config.commission, "cash": config.cash,
                 "size": config.size, "direction": config.direction,
                 "periods_per_year": periods_per_year}
-    data_path = Path(data)
+    data_path = _jobs.input_location(data)
+    target = _jobs.output_storage(out) if out is not None else None
     universe = list(symbols) if symbols else research_data.list_symbols(data_path)
     chunks = [universe[i:i + symbols_per_task]
               for i in range(0, len(universe), symbols_per_task)]
@@ -98,9 +102,9 @@ def run(data: str | Path, strategy: str, params: Sequence[str] | Mapping[str, Se
 
         _jobs.ray_init(address, workers)
         task = ray.remote(num_cpus=1)(walkforward_chunk)
-        outputs = ray.get([task.remote(str(data_path), c, *args) for c in chunks])
+        outputs = ray.get([task.remote(data_path, c, *args) for c in chunks])
     else:
-        outputs = [walkforward_chunk(str(data_path), c, *args) for c in chunks]
+        outputs = [walkforward_chunk(data_path, c, *args) for c in chunks]
     rows = [r for o in outputs for r in o[0]]
     splits = pl.DataFrame(rows).with_columns(
         pl.col("in_sample_start", "out_of_sample_start", "out_of_sample_end")
@@ -115,13 +119,13 @@ def run(data: str | Path, strategy: str, params: Sequence[str] | Mapping[str, Se
         research_data.data_version(data_path),
         skipped=[s for o in outputs for s in o[2]],
         timings={"total_wall_s": time.perf_counter() - started})
-    _jobs.write_outputs(out, {"splits": splits, "equity": equity}, manifest)
+    _jobs.write_outputs(target, {"splits": splits, "equity": equity}, manifest)
     return splits, equity, manifest
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the job's options (shared with ``marketray research walkforward``)."""
-    parser.add_argument("--data", required=True)
+    parser.add_argument("--data", required=True, help="history lake: a path or a URI")
     parser.add_argument("--strategy", default="sma_cross")
     parser.add_argument("--param", action="append", default=[])
     parser.add_argument("--train", type=int, required=True, help="in-sample bars per split")
@@ -133,7 +137,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", choices=("fractional", "whole"), default="fractional")
     parser.add_argument("--direction", choices=("long", "long_short"), default="long")
     parser.add_argument("--symbols", default=None)
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--out", required=True, help="output directory: a path or a URI")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--address", default=None)
     parser.add_argument("--no-ray", action="store_true")
