@@ -1,4 +1,5 @@
-"""The backtest job in-process (no Ray): outputs, determinism, agreement with the engine."""
+"""The backtest job in-process (no Ray): outputs, determinism, agreement with the engine, and
+the same results with data and outputs at a file:// URI or in an object store."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow.fs as pafs
 import pytest
 
 from core.errors import InvalidInput
+from core.storage import Storage
 from market.research.backtest import BacktestConfig, run_grid
-from market.research.data import load_bars, periods_per_year
+from market.research.data import data_version, load_bars, periods_per_year
 from market.research.strategies import get
 from pipelines.backtest import main, run
 
@@ -90,3 +93,47 @@ def test_cli_reports_bad_parameters_with_exit_status(bars_file: Path, tmp_path: 
     assert "no parameter" in capsys.readouterr().err
     with pytest.raises(InvalidInput, match="unknown strategy"):
         run(bars_file, "nope", [], use_ray=False)
+
+
+@pytest.mark.parametrize("kind", ["file_uri", "memory"])
+def test_data_and_outputs_at_a_uri_or_in_an_object_store_give_the_local_run(
+        bars_file: Path, tmp_path: Path, kind: str) -> None:
+    params = ["fast=5:15:5", "slow=20:40:10"]
+    local = run(bars_file, "sma_cross", params, commission=0.001, out=tmp_path / "local",
+                use_ray=False, best=3)
+    if kind == "file_uri":
+        data: str | Storage = f"file://{bars_file}"
+        out = Storage(f"file://{tmp_path}/remote")
+    else:
+        bucket = Storage("bucket", filesystem=pafs._MockFileSystem())
+        bucket.write_bytes("lake/bars.parquet", bars_file.read_bytes())
+        data, out = bucket / "lake" / "bars.parquet", bucket / "runs" / "x"
+
+    there = run(data, "sma_cross", params, commission=0.001,
+                out=out if kind == "memory" else out.location, use_ray=False, best=3)
+
+    assert there.summary.equals(local.summary)
+    assert there.trades.equals(local.trades)
+    assert there.equity.equals(local.equity)
+    assert out.files() == ["equity.parquet", "manifest.json", "report.html", "summary.parquet",
+                           "trades.parquet"]
+    for name, frame in (("summary", local.summary), ("trades", local.trades),
+                        ("equity", local.equity)):
+        with out.open_input(f"{name}.parquet") as written:
+            assert pl.read_parquet(written).equals(frame)
+    assert out.read_text("report.html").count("<svg") == 2
+    manifest = json.loads(out.read_text("manifest.json"))
+    assert manifest["best"] == local.manifest["best"]
+    assert manifest["runs"] == local.manifest["runs"] == 27
+    if kind == "file_uri":
+        assert there.out == tmp_path / "remote"
+        assert manifest["data_version"] == local.manifest["data_version"]
+    else:
+        assert there.out == "bucket/runs/x"
+        assert manifest["data_version"] == data_version(data)
+
+
+def test_a_bad_output_location_fails_before_the_sweep(bars_file: Path) -> None:
+    with pytest.raises(InvalidInput, match="unsupported storage scheme"):
+        run(bars_file, "sma_cross", ["fast=5", "slow=20"], out="ftp://host/runs",
+            use_ray=False)

@@ -14,11 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow.fs as pafs
 import pytest
 from polars.testing import assert_frame_equal
 from vollib.black_scholes_merton import black_scholes_merton as vollib_price
 
 from core.errors import InvalidInput, NotFound
+from core.storage import Storage
 from market.feeds.base import (
     QUOTE,
     BarBatch,
@@ -189,3 +191,46 @@ def test_a_missing_recordings_folder_exits_2_with_the_error(tmp_path, capsys):
 
     assert code == 2
     assert capsys.readouterr().err.startswith("error: no recording sessions")
+
+
+def _bucket(local: Path) -> Storage:
+    """Return an in-memory object store holding a copy of the tree ``local``."""
+    bucket = Storage("bucket/recordings", filesystem=pafs._MockFileSystem())
+    for file in sorted(p for p in local.rglob("*") if p.is_file()):
+        bucket.write_bytes(file.relative_to(local).as_posix(), file.read_bytes())
+    return bucket
+
+
+@pytest.mark.parametrize("kind", ["file_uri", "memory"])
+def test_recordings_and_outputs_at_a_uri_or_in_an_object_store_give_the_same_surface(
+        recordings, tmp_path, kind):
+    contracts, expiries, manifest = run(recordings, tmp_path / "local", rate=RATE,
+                                        dividend=DIVIDEND, use_ray=False)
+    if kind == "file_uri":
+        source, out = f"file://{recordings}", Storage(f"file://{tmp_path}/out")
+    else:
+        source = _bucket(recordings)
+        out = source / "surface"
+
+    there, there_expiries, there_manifest = run(source, out if kind == "memory" else
+                                                out.location, rate=RATE, dividend=DIVIDEND,
+                                                use_ray=False)
+
+    assert there_manifest["config"]["sessions"] == 3  # .s3 is still skipped
+    assert_frame_equal(there, contracts)
+    assert_frame_equal(there_expiries, expiries)
+    with out.open_input("contracts.parquet") as written:
+        assert_frame_equal(pl.read_parquet(written), contracts)
+    with out.open_input("expiries.parquet") as written:
+        assert_frame_equal(pl.read_parquet(written), expiries)
+    assert json.loads(out.read_text("manifest.json"))["rows"] == contracts.height
+    if kind == "file_uri":
+        assert there_manifest["data_version"] == manifest["data_version"]
+    else:
+        assert there_manifest["data_version"] not in (None, manifest["data_version"])
+
+
+def test_the_alpaca_source_keeps_fetched_days_on_a_local_path():
+    with pytest.raises(InvalidInput, match="--inputs"):
+        run_alpaca("s3://bucket/surface", ["XYZ"], "2025-06-02", "2025-06-02",
+                   use_ray=False)

@@ -1,4 +1,5 @@
-"""The research jobs' shared epilogue: outputs, manifest, the command line's end."""
+"""The research jobs' shared epilogue: outputs (at a path, a file:// URI or an object store),
+manifest, locations, the command line's end."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import json
 from pathlib import Path
 
 import polars as pl
+import pyarrow.fs as pafs
+import pytest
 
 from core.errors import InvalidInput
+from core.storage import Storage
 from pipelines import _jobs
 
 
@@ -44,3 +48,32 @@ def test_run_and_print_prints_the_summary_or_the_error(capsys) -> None:
 
     assert _jobs.run_and_print(failing, lambda n: {"n": n}) == 2
     assert capsys.readouterr().err.strip() == "error: no such grid"
+
+
+@pytest.mark.parametrize("kind", ["file_uri", "memory"])
+def test_write_outputs_to_a_uri_or_an_object_store(tmp_path: Path, kind: str) -> None:
+    table = pl.DataFrame({"a": [1, 2], "b": ["x", "y"]})
+    if kind == "file_uri":
+        out: str | Storage = f"file://{tmp_path}/out"
+        storage = Storage(out)
+    else:
+        storage = out = Storage("bucket/out", filesystem=pafs._MockFileSystem())
+
+    shown = _jobs.write_outputs(out, {"t": table}, _jobs.manifest("demo", {}, None))
+
+    assert shown == (tmp_path / "out" if kind == "file_uri" else "bucket/out")
+    assert storage.files() == ["manifest.json", "t.parquet"]
+    with storage.open_input("t.parquet") as written:
+        assert pl.read_parquet(written).equals(table)
+    assert json.loads(storage.read_text("manifest.json"))["job"] == "demo"
+
+
+def test_locations_keep_uris_and_storages_and_refuse_unknown_schemes(tmp_path: Path) -> None:
+    bucket = Storage("bucket/lake", filesystem=pafs._MockFileSystem())
+    assert _jobs.input_location(bucket) is bucket
+    assert _jobs.input_location("s3://bucket/lake") == "s3://bucket/lake"
+    assert _jobs.input_location(tmp_path / "lake") == str(tmp_path / "lake")
+    assert _jobs.output_storage(bucket) is bucket
+    with pytest.raises(InvalidInput, match="recordings ftp://host/x: unsupported"):
+        _jobs.output_storage("ftp://host/x", what="recordings")
+    assert _jobs.storage_version(bucket) is None  # no bars there yet
