@@ -41,6 +41,8 @@ PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
 NS_PER_DAY = 86_400 * 1_000_000_000
 _SYMBOL_DIR = re.compile(r"(?:^|/)symbol=([^/]+)(?:/|$)")
 
+_RESEARCH_FILE = re.compile(r"^symbol=[^/]+/year=[^/]+/bars\.parquet$")
+
 Location = Path | str | Storage
 
 
@@ -334,7 +336,11 @@ def _remote_load(storage: Storage, symbols: Sequence[str], start_ns: int | None,
                   if (match := named[name]) is not None and match.group(1) in wanted]
         if not listed:
             return pl.DataFrame()
-    return (_remote_scan(storage, sorted(listed, key=lambda item: item[0]), start_ns, end_ns)
+    listed = sorted(listed, key=lambda item: item[0])
+    if all(_RESEARCH_FILE.match(name) for name, _ in listed):
+        # one sorted, unique file per symbol and year, as on disk: no merge to do
+        return _remote_scan(storage, listed, start_ns, end_ns).collect()
+    return (_remote_scan(storage, listed, start_ns, end_ns)
             .with_row_index("_row").filter(pl.col("symbol").is_in(wanted))
             .sort("symbol", "timestamp_ns", "_row")
             .unique(["symbol", "timestamp_ns"], keep="last", maintain_order=True)
