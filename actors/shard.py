@@ -28,7 +28,7 @@ def shard_config(settings: Settings) -> ShardConfig:
     """The shard tuning that follows from the service settings."""
     return ShardConfig(rate=settings.risk_free_rate, dividend_yield=settings.dividend_yield,
                        bar_capacity=settings.bar_history,
-                       history_dir=settings.data_dir.resolve() / "history")
+                       history_dir=settings.storage("history"))
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=0)

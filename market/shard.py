@@ -28,6 +28,7 @@ import orjson
 from cachetools import LRUCache
 
 from core.errors import InvalidInput, NotFound
+from core.storage import Storage
 from market.chains import GREEK_NAMES, QUOTE_ASK, QUOTE_BID, QUOTE_LAST, ChainBook
 from market.feeds.base import BarBatch, OptionContracts, OptionTickBatch, TickBatch
 from market.history import HistoryStore
@@ -60,7 +61,7 @@ class ShardConfig:
     bar_capacity: int = 2_000
     refresh_interval_ns: int = 250_000_000
     refresh_budget: int = 20_000  # contracts recomputed per ingest call at most
-    history_dir: Path | None = None  # closed bars are persisted here (HistoryStore)
+    history_dir: Path | Storage | None = None  # closed bars are persisted here (HistoryStore)
     # 0: closed bars reach the history store in the ingest that closed them, so a shard lost
     # with its node leaves no gap for its restart to restore (one file per symbol and minute
     # either way, since a symbol's bar closes once a minute).

@@ -11,8 +11,8 @@ skip the rest). ``market.research.data`` reads this layout and the live
 the former. Files are written whole (a temporary name renamed on a disk, one put on an
 object store), so a file that exists is complete (what resumable backfills rely on).
 ``root`` may be a path, a shared volume or an object store (a URI or a
-:class:`core.storage.Storage`) for the writers here; ``market.research.data`` reads a
-path.
+:class:`core.storage.Storage`), for the writers here and for ``market.research.data``'s
+readers.
 """
 
 from __future__ import annotations

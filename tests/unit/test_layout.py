@@ -54,15 +54,6 @@ INTEGRATION_ONLY = {
 NOT_YET_MIRRORED: dict[str, str] = {
 }
 
-# TEMPORARY (the lead empties these): test files other sessions are editing now, with the
-# mirrored files they become, and modules whose tests are being written alongside them.
-PENDING_MOVES = {
-    "market/test_feed_router.py": ("market/feeds/test_router.py",),
-    "market/test_feed_router_replay.py": ("market/feeds/test_router_replay.py",),
-    "market/test_feed_runner.py": ("market/feeds/test_runner.py",),
-}
-PENDING_MODULES = {
-}
 
 
 def _has_logic(path: Path) -> bool:
@@ -95,23 +86,17 @@ def _mirror(module: str) -> str:
     return str(path.parent / f"test_{_stem(path)}.py")
 
 
-def _pending_targets() -> set[str]:
-    return {target for source, targets in PENDING_MOVES.items() if (UNIT / source).exists()
-            for target in targets}
-
-
 def test_every_module_with_logic_has_its_mirrored_unit_test() -> None:
-    excused = {**INTEGRATION_ONLY, **NOT_YET_MIRRORED, **PENDING_MODULES}
-    pending = _pending_targets()
+    excused = {**INTEGRATION_ONLY, **NOT_YET_MIRRORED}
 
     missing = [module for module in _modules() if module not in excused
-               and not (UNIT / _mirror(module)).exists() and _mirror(module) not in pending]
+               and not (UNIT / _mirror(module)).exists()]
 
     assert not missing, f"add tests/unit/<package>/test_<module>.py for: {missing}"
 
 
-@pytest.mark.parametrize("listed", [INTEGRATION_ONLY, NOT_YET_MIRRORED, PENDING_MODULES],
-                         ids=["integration_only", "not_yet_mirrored", "pending_modules"])
+@pytest.mark.parametrize("listed", [INTEGRATION_ONLY, NOT_YET_MIRRORED],
+                         ids=["integration_only", "not_yet_mirrored"])
 def test_allow_lists_name_only_modules_that_still_lack_their_test(listed: dict[str, str]
                                                                   ) -> None:
     modules = set(_modules())
@@ -122,7 +107,6 @@ def test_allow_lists_name_only_modules_that_still_lack_their_test(listed: dict[s
 
 
 def test_every_unit_test_file_is_named_after_a_module_of_its_package() -> None:
-    pending = set(PENDING_MOVES)
     strays = []
     for test in sorted(UNIT.rglob("test_*.py")):
         relative = test.relative_to(UNIT)
@@ -131,7 +115,7 @@ def test_every_unit_test_file_is_named_after_a_module_of_its_package() -> None:
         package = ROOT / relative.parent
         stems = {_stem(p) for p in package.glob("*.py")}
         name = test.stem.removeprefix("test_")
-        if str(relative) not in pending and not any(
+        if not any(
                 name == stem or name.startswith(stem + "_") for stem in stems):
             strays.append(str(relative))
 
