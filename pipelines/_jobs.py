@@ -9,7 +9,8 @@ import platform
 import resource
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from datetime import date
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +19,7 @@ import polars as pl
 import ray
 
 from core.errors import InvalidInput, MarketrayError, NotFound
+from core.settings import normalize_symbol
 from core.storage import Storage, StorageError, is_uri
 
 T = TypeVar("T")
@@ -26,6 +28,21 @@ T = TypeVar("T")
 WORKER_ENV = {"POLARS_MAX_THREADS": "1", "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
               "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}
 LIBRARIES = ("marketray", "numpy", "numba", "polars", "pyarrow", "ray", "alpaca-py", "TA-Lib")
+
+
+def symbols_and_dates(symbols: Iterable[str], start: str | date, end: str | date
+                      ) -> tuple[list[str], date, date]:
+    """Return the sorted, normalised symbols and the ``start``/``end`` days (ISO or dates).
+
+    A malformed symbol or date raises :class:`InvalidInput` naming it.
+    """
+    try:
+        names = sorted({normalize_symbol(s) for s in symbols})
+        first = date.fromisoformat(start) if isinstance(start, str) else start
+        last = date.fromisoformat(end) if isinstance(end, str) else end
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from exc
+    return names, first, last
 
 
 def ray_init(address: str | None, workers: int | None) -> None:

@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from core.errors import InvalidInput, MarketrayError
-from core.settings import normalize_symbol
 from core.storage import Storage
 from market.research import lake
 from market.research.backfill_plan import (
@@ -150,12 +149,7 @@ def run_alpaca(out: str | Path | Storage, symbols: Sequence[str], start: date | 
     from market.feeds.alpaca_history import AlpacaHistory, RequestPacer
 
     started = time.perf_counter()
-    first = date.fromisoformat(start) if isinstance(start, str) else start
-    last = date.fromisoformat(end) if isinstance(end, str) else end
-    try:
-        names = sorted({normalize_symbol(s) for s in symbols})
-    except ValueError as exc:
-        raise InvalidInput(str(exc)) from exc
+    names, first, last = _jobs.symbols_and_dates(symbols, start, end)
     days = weekdays(first, last)
     if not names or not days:
         raise InvalidInput("need at least one symbol and one weekday from start to end")

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from core.errors import InvalidInput
-from core.settings import normalize_symbol
 from market.feeds.base import QUOTE
 from market.research.backfill_plan import (
     bars_frame,
@@ -35,6 +34,7 @@ from market.research.backfill_plan import (
     ny_midnight,
     weekdays,
 )
+from pipelines import _jobs
 
 if TYPE_CHECKING:
     from core.settings import Settings
@@ -92,12 +92,7 @@ def fetch_inputs(root: str | Path, underlyings: list[str], start: date | str, en
     from core.settings import Settings
     from market.feeds.alpaca_history import AlpacaHistory, HistoryRequestError, RequestPacer
 
-    first = date.fromisoformat(start) if isinstance(start, str) else start
-    last = date.fromisoformat(end) if isinstance(end, str) else end
-    try:
-        names = sorted({normalize_symbol(u) for u in underlyings})
-    except ValueError as exc:
-        raise InvalidInput(str(exc)) from exc
+    names, first, last = _jobs.symbols_and_dates(underlyings, start, end)
     now = datetime.now(UTC)
     days = [d for d in weekdays(first, last) if day_is_over(d, now)]  # a session is final
     if not names or not days or chain_days < 0 or not 0 <= moneyness < 1:
