@@ -31,13 +31,15 @@ DAYS = int(os.environ.get("BENCH_DAYS", "5"))
 NS_MIN = 60_000_000_000
 
 
-def dataset() -> tuple[list[str], np.ndarray, np.ndarray]:
-    symbols = [f"S{i:04d}" for i in range(N_SYMBOLS)]
+def dataset(n_symbols: int = N_SYMBOLS, days: int = DAYS
+            ) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Return symbols, session minutes (ns) and a random-walk close per minute × symbol."""
+    symbols = [f"S{i:04d}" for i in range(n_symbols)]
     day0 = 20_400 * 86_400 * 1_000_000_000
     minutes = np.concatenate([day0 + d * 86_400 * 1_000_000_000 + (870 + np.arange(390)) * NS_MIN
-                              for d in range(DAYS)])
+                              for d in range(days)])
     rng = np.random.default_rng(0)
-    close = 100 + np.cumsum(rng.standard_normal((len(minutes), N_SYMBOLS)), axis=0)
+    close = 100 + np.cumsum(rng.standard_normal((len(minutes), n_symbols)), axis=0)
     return symbols, minutes, close
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.bench_history import dataset  # noqa: E402
 from bench.common import emit  # noqa: E402
 from market.feeds.base import BarBatch  # noqa: E402
 from market.history import COLUMNS, ROW_GROUP_ROWS, HistoryStore  # noqa: E402
@@ -36,7 +37,6 @@ from market.history import COLUMNS, ROW_GROUP_ROWS, HistoryStore  # noqa: E402
 N_SYMBOLS = int(os.environ.get("BENCH_SYMBOLS", "100"))
 DAYS = int(os.environ.get("BENCH_DAYS", "3"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
-NS_MIN = 60_000_000_000
 
 
 class DirectHistory(HistoryStore):
@@ -60,12 +60,7 @@ class DirectHistory(HistoryStore):
 
 
 def _batches() -> tuple[list[str], list[BarBatch], int]:
-    symbols = [f"S{i:04d}" for i in range(N_SYMBOLS)]
-    day0 = 20_400 * 86_400 * 1_000_000_000
-    minutes = np.concatenate([day0 + d * 86_400 * 1_000_000_000 + (870 + np.arange(390)) * NS_MIN
-                              for d in range(DAYS)])
-    rng = np.random.default_rng(0)
-    close = 100 + np.cumsum(rng.standard_normal((len(minutes), N_SYMBOLS)), axis=0)
+    symbols, minutes, close = dataset(N_SYMBOLS, DAYS)
     ids = np.arange(N_SYMBOLS)
     batches = [BarBatch.from_columns(symbol_id=ids, ts_ns=np.full(N_SYMBOLS, t), open=c,
                                      high=c + 0.1, low=c - 0.1, close=c,
