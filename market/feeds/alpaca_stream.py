@@ -15,8 +15,9 @@ SDK's connection, login and subscription code (``_start_ws``,
   ``market_open()`` says so is closed and reopened;
 * frames that are not msgpack arrays, and messages of unknown type or for
   symbols not subscribed, are counted and dropped;
-* after every reconnect ``on_reconnect(gap_start_ns)`` runs, so the feed can
-  backfill what the gap lost.
+* after every reconnect ``on_reconnect(gap_start_ns)`` runs once the server has
+  acknowledged the subscription (or sent data), so the feed can backfill what the gap
+  lost: a minute that closed before then is in the backfill, any later one is streamed.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ class StreamRunner:
         self._wake = asyncio.Event()
         self._handler_cache: Callable[[Any], Awaitable[None]] | None = None
         self._session_data = False
+        self._gap_to_fill: int | None = None  # a reconnect's gap start, until subscribed
         self._idle = False
 
     # Subscriptions.
@@ -155,10 +157,9 @@ class StreamRunner:
                          extra={"event": "feed.connected", "stream": self.name,
                                 "connection": self.connects,
                                 "reconnect": gap_start is not None})
-                if gap_start is not None and self.on_reconnect is not None:
+                if gap_start is not None:
                     self.reconnects += 1
-                    task = asyncio.create_task(self.on_reconnect(gap_start))
-                    task.add_done_callback(_log_failure)
+                    self._gap_to_fill = gap_start
                 await self._consume()
             except SilentConnection:
                 self.error = f"no data for {self.silence_s:.0f}s; reconnecting"
@@ -238,6 +239,7 @@ class StreamRunner:
                 if channel is None or message.get("S") not in self.stream._handlers[channel]:
                     self.dropped["unexpected"] += 1
                     continue
+                self._fill_gap()
                 before = self.messages
                 await self.stream._dispatch(message)
                 if self.messages > before:
@@ -251,7 +253,10 @@ class StreamRunner:
             self.dropped["not_a_map"] += 1
             return True
         kind = message.get("T")
-        if kind in ("success", "subscription"):
+        if kind == "subscription":
+            self._fill_gap()
+            return True
+        if kind == "success":
             return True
         if kind == "error":
             text = f"{message.get('msg')} ({message.get('code')})"
@@ -261,6 +266,15 @@ class StreamRunner:
                 raise ValueError(str(message.get("msg")))
             return True
         return False
+
+    def _fill_gap(self) -> None:
+        """Start the reconnect hook once the subscription is in force on the server."""
+        if self._gap_to_fill is None:
+            return
+        gap_start, self._gap_to_fill = self._gap_to_fill, None
+        if self.on_reconnect is not None:
+            task = asyncio.create_task(self.on_reconnect(gap_start))
+            task.add_done_callback(_log_failure)
 
     async def stop(self) -> None:
         """Stop the loop and close the connection."""
